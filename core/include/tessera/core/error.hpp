@@ -1,0 +1,35 @@
+// Error types of the core. Every message says what, where and what was expected.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tessera {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A manifest that does not parse or does not make sense. what() is
+// "file:line:column: message"; the parts are kept for tests and tools.
+struct ManifestError : Error {
+  ManifestError(std::string file, int line, int column, std::string message)
+      : Error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message),
+        file(std::move(file)), line(line), column(column), detail(std::move(message)) {}
+  std::string file;
+  int line;
+  int column;
+  std::string detail;
+};
+
+// A plugin library that cannot be loaded or used, or a provider nobody has.
+struct PluginError : Error {
+  using Error::Error;
+};
+
+// A model file or weight that is missing, malformed or of the wrong shape.
+struct ModelError : Error {
+  using Error::Error;
+};
+
+}  // namespace tessera

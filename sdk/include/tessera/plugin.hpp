@@ -1,0 +1,314 @@
+// Header-only C++ helpers for writing Tessera plugins over the C ABI in abi.h.
+//
+//   struct MyBlock {
+//     explicit MyBlock(const ts_block_config& config);   // throw on bad input
+//     ts_block_info info() const;
+//     void forward(const ts_block_io& io);
+//   };
+//   static const ts_block_vtable kVtable = tessera::sdk::block_vtable<MyBlock>();
+//   static const ts_provider kProviders[] = {
+//       tessera::sdk::provider(TS_KIND_ATTENTION, "my-gqa", TS_DEVICE_CPU, &kVtable)};
+//   TESSERA_PLUGIN("my-plugin", "0.1.0", kProviders)
+//
+// Exceptions thrown by the implementation are caught here and turned into
+// TS_ERROR with the message; nothing C++ crosses the library boundary.
+#pragma once
+
+#include <tessera/abi.h>
+#include <tessera/dtype.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#ifndef BOOST_DLL_USE_STD_FS
+#define BOOST_DLL_USE_STD_FS
+#endif
+#include <boost/dll/alias.hpp>
+
+namespace tessera::sdk {
+
+// ------------------------------------------------------------------ errors
+
+// Thrown by plugin code; turned into TS_UNSUPPORTED rather than TS_ERROR.
+struct Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline void set_error(ts_error* err, std::string_view message) {
+  if (err == nullptr) return;
+  const size_t n = std::min(message.size(), sizeof(err->message) - 1);
+  std::memcpy(err->message, message.data(), n);
+  err->message[n] = '\0';
+}
+
+// Runs f, converting any exception into a status code and a message.
+template <class F>
+int guard(ts_error* err, F&& f) noexcept {
+  try {
+    f();
+    return TS_OK;
+  } catch (const Unsupported& e) {
+    set_error(err, e.what());
+    return TS_UNSUPPORTED;
+  } catch (const std::exception& e) {
+    set_error(err, e.what());
+    return TS_ERROR;
+  } catch (...) {
+    set_error(err, "unknown exception in plugin");
+    return TS_ERROR;
+  }
+}
+
+// ---------------------------------------------------------------- params
+
+// Read access to a ts_params list. Lookups of a missing or mistyped key throw
+// std::invalid_argument naming the key.
+class Params {
+ public:
+  Params() = default;
+  explicit Params(const ts_params& p) : p_(p) {}
+
+  const ts_param* find(std::string_view key) const {
+    for (int32_t i = 0; i < p_.count; ++i)
+      if (p_.items[i].key != nullptr && key == p_.items[i].key) return &p_.items[i];
+    return nullptr;
+  }
+  bool has(std::string_view key) const { return find(key) != nullptr; }
+
+  int64_t get_int(std::string_view key) const {
+    const ts_param* p = require(key);
+    if (p->type == TS_PARAM_INT || p->type == TS_PARAM_BOOL) return p->i;
+    if (p->type == TS_PARAM_FLOAT && p->f == static_cast<double>(static_cast<int64_t>(p->f)))
+      return static_cast<int64_t>(p->f);
+    throw std::invalid_argument("parameter '" + std::string(key) + "' must be an integer");
+  }
+  double get_float(std::string_view key) const {
+    const ts_param* p = require(key);
+    if (p->type == TS_PARAM_FLOAT) return p->f;
+    if (p->type == TS_PARAM_INT) return static_cast<double>(p->i);
+    throw std::invalid_argument("parameter '" + std::string(key) + "' must be a number");
+  }
+  bool get_bool(std::string_view key) const {
+    const ts_param* p = require(key);
+    if (p->type == TS_PARAM_BOOL || p->type == TS_PARAM_INT) return p->i != 0;
+    throw std::invalid_argument("parameter '" + std::string(key) + "' must be a boolean");
+  }
+  std::string get_string(std::string_view key) const {
+    const ts_param* p = require(key);
+    if (p->type == TS_PARAM_STRING && p->s != nullptr) return p->s;
+    throw std::invalid_argument("parameter '" + std::string(key) + "' must be a string");
+  }
+  std::vector<int64_t> get_ints(std::string_view key) const {
+    const ts_param* p = require(key);
+    if (p->type == TS_PARAM_INT) return {p->i};
+    if (p->type == TS_PARAM_INT_LIST) return {p->ints, p->ints + p->count};
+    throw std::invalid_argument("parameter '" + std::string(key) + "' must be a list of integers");
+  }
+
+  int64_t get_int(std::string_view key, int64_t fallback) const {
+    return has(key) ? get_int(key) : fallback;
+  }
+  double get_float(std::string_view key, double fallback) const {
+    return has(key) ? get_float(key) : fallback;
+  }
+  bool get_bool(std::string_view key, bool fallback) const {
+    return has(key) ? get_bool(key) : fallback;
+  }
+  std::string get_string(std::string_view key, std::string fallback) const {
+    return has(key) ? get_string(key) : std::move(fallback);
+  }
+
+ private:
+  const ts_param* require(std::string_view key) const {
+    const ts_param* p = find(key);
+    if (p == nullptr) throw std::invalid_argument("missing parameter '" + std::string(key) + "'");
+    return p;
+  }
+  ts_params p_{nullptr, 0};
+};
+
+// ----------------------------------------------------------------- tensors
+
+inline int64_t numel(const ts_tensor& t) {
+  int64_t n = 1;
+  for (int32_t i = 0; i < t.ndim; ++i) n *= t.shape[i];
+  return n;
+}
+
+inline bool is_contiguous(const ts_tensor& t) {
+  int64_t expected = 1;
+  for (int32_t i = t.ndim - 1; i >= 0; --i) {
+    if (t.shape[i] != 1 && t.stride[i] != expected) return false;
+    expected *= t.shape[i];
+  }
+  return true;
+}
+
+inline std::string shape_string(const ts_tensor& t) {
+  std::string s = "[";
+  for (int32_t i = 0; i < t.ndim; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(t.shape[i]);
+  }
+  return s + "]";
+}
+
+// Fetches a weight by its block-local name and checks its dtype and shape.
+inline ts_tensor get_weight(const ts_weights* weights, const std::string& name,
+                            std::initializer_list<int64_t> shape) {
+  if (weights == nullptr || weights->get == nullptr)
+    throw std::invalid_argument("no weights were given for '" + name + "'");
+  ts_tensor t{};
+  ts_error err{};
+  if (weights->get(weights->ctx, name.c_str(), &t, &err) != TS_OK) throw std::runtime_error(err.message);
+  bool ok = t.ndim == static_cast<int32_t>(shape.size());
+  int32_t d = 0;
+  for (int64_t s : shape) ok = ok && t.shape[d++] == s;
+  if (!ok) {
+    std::string want = "[";
+    d = 0;
+    for (int64_t s : shape) want += (d++ ? ", " : "") + std::to_string(s);
+    throw std::invalid_argument("weight '" + name + "' has shape " + shape_string(t) +
+                                ", expected " + want + "]");
+  }
+  return t;
+}
+
+// ------------------------------------------------------------------ host
+
+// Splits [0, n) over the host's threads, or runs inline without a host.
+template <class F>
+void parallel_for(const ts_host* host, int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  if (host == nullptr || host->parallel_for == nullptr || host->n_threads <= 1 || n <= grain) {
+    f(int64_t{0}, n);
+    return;
+  }
+  using Fn = std::remove_reference_t<F>;
+  host->parallel_for(
+      host->ctx, n, grain,
+      [](void* arg, int64_t begin, int64_t end) { (*static_cast<Fn*>(arg))(begin, end); },
+      const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+// ---------------------------------------------------------------- vtables
+
+template <class T, class = void>
+struct has_compact_kv : std::false_type {};
+template <class T>
+struct has_compact_kv<T, std::void_t<decltype(std::declval<T&>().compact_kv(
+                             std::declval<ts_kv_layer&>(), 0, 0, nullptr, 0))>> : std::true_type {};
+
+// A ts_block_vtable over a C++ class (see the top of this file).
+template <class Block>
+ts_block_vtable block_vtable() {
+  ts_block_vtable v{};
+  v.struct_size = sizeof(ts_block_vtable);
+  v.create = [](const ts_block_config* config, void** self, ts_error* err) {
+    return guard(err, [&] { *self = new Block(*config); });
+  };
+  v.destroy = [](void* self) { delete static_cast<Block*>(self); };
+  v.info = [](void* self, ts_block_info* out, ts_error* err) {
+    return guard(err, [&] {
+      *out = static_cast<Block*>(self)->info();
+      out->struct_size = sizeof(ts_block_info);
+    });
+  };
+  v.forward = [](void* self, const ts_block_io* io, ts_error* err) {
+    return guard(err, [&] { static_cast<Block*>(self)->forward(*io); });
+  };
+  if constexpr (has_compact_kv<Block>::value) {
+    v.compact_kv = [](void* self, ts_kv_layer* kv, int32_t slot, int32_t first_row,
+                      const int32_t* keep, int32_t n_keep, ts_error* err) {
+      return guard(err, [&] {
+        static_cast<Block*>(self)->compact_kv(*kv, slot, first_row, keep, n_keep);
+      });
+    };
+  }
+  return v;
+}
+
+// A ts_decoder_vtable over a class with
+//   explicit Decoder(const ts_decoder_config&); void step(const ts_decode_host&, ts_decode_step&);
+template <class Decoder>
+ts_decoder_vtable decoder_vtable() {
+  ts_decoder_vtable v{};
+  v.struct_size = sizeof(ts_decoder_vtable);
+  v.create = [](const ts_decoder_config* config, void** self, ts_error* err) {
+    return guard(err, [&] { *self = new Decoder(*config); });
+  };
+  v.destroy = [](void* self) { delete static_cast<Decoder*>(self); };
+  v.step = [](void* self, const ts_decode_host* host, ts_decode_step* step, ts_error* err) {
+    return guard(err, [&] { static_cast<Decoder*>(self)->step(*host, *step); });
+  };
+  return v;
+}
+
+// A ts_search_vtable over a class with
+//   Search(const ts_params&, const ts_host*); std::string solve(std::string_view problem_json);
+template <class Search>
+ts_search_vtable search_vtable() {
+  ts_search_vtable v{};
+  v.struct_size = sizeof(ts_search_vtable);
+  v.create = [](const ts_params* params, const ts_host* host, void** self, ts_error* err) {
+    return guard(err, [&] { *self = new Search(*params, host); });
+  };
+  v.destroy = [](void* self) { delete static_cast<Search*>(self); };
+  v.solve = [](void* self, const char* problem, char** solution, ts_error* err) {
+    return guard(err, [&] {
+      std::string out = static_cast<Search*>(self)->solve(problem ? problem : "");
+      char* buf = new char[out.size() + 1];
+      std::memcpy(buf, out.c_str(), out.size() + 1);
+      *solution = buf;
+    });
+  };
+  v.free_string = [](void*, char* text) { delete[] text; };
+  return v;
+}
+
+// A ts_parallel_vtable over a class with
+//   Parallel(const ts_params&, const ts_host*); ts_comm communicator();
+template <class Parallel>
+ts_parallel_vtable parallel_vtable() {
+  ts_parallel_vtable v{};
+  v.struct_size = sizeof(ts_parallel_vtable);
+  v.create = [](const ts_params* params, const ts_host* host, void** self, ts_error* err) {
+    return guard(err, [&] { *self = new Parallel(*params, host); });
+  };
+  v.destroy = [](void* self) { delete static_cast<Parallel*>(self); };
+  v.communicator = [](void* self, ts_comm* out, ts_error* err) {
+    return guard(err, [&] {
+      *out = static_cast<Parallel*>(self)->communicator();
+      out->struct_size = sizeof(ts_comm);
+    });
+  };
+  return v;
+}
+
+constexpr ts_provider provider(ts_kind kind, const char* name, ts_device device, const void* vtable,
+                               int32_t (*score)() = nullptr) {
+  return ts_provider{sizeof(ts_provider), kind, name, device, score, vtable};
+}
+
+}  // namespace tessera::sdk
+
+// Defines the plugin's single exported entry point. PROVIDERS is a C array of ts_provider.
+#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                                               \
+  namespace {                                                                                  \
+  const ts_plugin_descriptor* tessera_plugin_descriptor() {                                   \
+    static const ts_plugin_descriptor d{sizeof(ts_plugin_descriptor), TS_ABI_MAJOR,            \
+                                        TS_ABI_MINOR, NAME, VERSION,                            \
+                                        static_cast<int32_t>(sizeof(PROVIDERS) /               \
+                                                             sizeof((PROVIDERS)[0])),          \
+                                        PROVIDERS};                                            \
+    return &d;                                                                                 \
+  }                                                                                            \
+  }                                                                                            \
+  BOOST_DLL_ALIAS(tessera_plugin_descriptor, tessera_plugin)
