@@ -13,9 +13,13 @@ struct Error : std::runtime_error {
 // A manifest that does not parse or does not make sense. what() is
 // "file:line:column: message"; the parts are kept for tests and tools.
 struct ManifestError : Error {
-  ManifestError(std::string file, int line, int column, std::string message)
-      : Error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message),
-        file(std::move(file)), line(line), column(column), detail(std::move(message)) {}
+  ManifestError(std::string file_name, int line_no, int column_no, std::string message)
+      : Error(file_name + ":" + std::to_string(line_no) + ":" + std::to_string(column_no) + ": " +
+              message),
+        file(std::move(file_name)),
+        line(line_no),
+        column(column_no),
+        detail(std::move(message)) {}
   std::string file;
   int line;
   int column;

@@ -1,0 +1,72 @@
+// tessera init-random: a model of a given shape with seeded random weights
+// (same seed, same bytes), written as manifest.toml + model.safetensors.
+#include <tessera/core/error.hpp>
+#include <tessera/core/init_random.hpp>
+#include <tessera/core/manifest.hpp>
+#include <tessera/core/weights.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "setup.hpp"
+
+namespace tessera::cli {
+namespace {
+
+struct InitRandomArgs {
+  std::string shape;
+  std::string manifest;
+  std::string output;
+  uint64_t seed = 0;
+};
+
+int run_init_random(const InitRandomArgs& args) {
+  namespace fs = std::filesystem;
+  if (args.shape.empty() == args.manifest.empty())
+    throw Error("give exactly one of --shape (" + [] {
+      std::string names;
+      for (const auto& n : builtin_shape_names()) names += (names.empty() ? "" : ", ") + n;
+      return names;
+    }() + ") or --manifest");
+  Manifest manifest =
+      args.shape.empty() ? load_manifest(resolve_manifest_path(args.manifest)) : builtin_shape(args.shape);
+
+  const fs::path out(args.output);
+  if (fs::exists(out) && !fs::is_directory(out))
+    throw Error("--output '" + args.output + "' exists and is not a folder");
+  fs::create_directories(out);
+
+  const WeightStore weights = init_random_weights(manifest, args.seed);
+  write_safetensors(out / "model.safetensors", weights,
+                    {{"format", "pt"}, {"tessera.seed", std::to_string(args.seed)}});
+  manifest.weights.format = "safetensors";
+  manifest.weights.path = "model.safetensors";
+  manifest.weights.seed = 0;
+  {
+    std::ofstream f(out / "manifest.toml");
+    f << to_toml(manifest);
+    if (!f) throw Error("cannot write " + (out / "manifest.toml").string());
+  }
+  int64_t parameters = 0;
+  for (const auto& [name, t] : weights.all()) parameters += t.numel();
+  std::cout << "wrote " << (out / "manifest.toml").string() << " and model.safetensors ("
+            << parameters << " parameters, seed " << args.seed << ")\n";
+  return 0;
+}
+
+}  // namespace
+
+Runner add_init_random_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init-random", "Write a model of a given shape with random weights");
+  auto a = std::make_shared<InitRandomArgs>();
+  cmd->add_option("--shape", a->shape, "Built-in shape: smollm2-135m, llama-3.1-8b");
+  cmd->add_option("--manifest", a->manifest, "Or a manifest giving a (heterogeneous) layout");
+  cmd->add_option("-o,--output", a->output, "Folder to write")->required();
+  cmd->add_option("--seed", a->seed, "Seed: same seed, same bytes");
+  return [a] { return run_init_random(*a); };
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,62 @@
+// tessera plugin-check: the conformance suite for one plugin library.
+#include <tessera/core/error.hpp>
+#include <tessera/core/plugin_registry.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "conformance.hpp"
+
+namespace tessera::cli {
+namespace {
+
+struct PluginCheckArgs {
+  std::string library;
+  ConformanceOptions options;
+};
+
+int run_plugin_check(const PluginCheckArgs& args) {
+  PluginRegistry registry;
+  const PluginInfo& plugin = registry.load(args.library);
+  std::cout << "checking " << plugin.name << " " << plugin.version << " (ABI " << plugin.abi_major
+            << "." << plugin.abi_minor << ") from " << plugin.path.string() << "\n";
+  const ConformanceReport report = run_conformance(registry, plugin, args.options);
+
+  int failed = 0;
+  for (const CaseResult& c : report.cases) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "max_abs %.3e  max_rel %.3e  (tolerance %.1e)", c.max_abs,
+                  c.max_rel, c.tolerance);
+    std::cout << (c.passed ? "PASS  " : "FAIL  ") << c.name << "  " << line;
+    if (!c.error.empty()) std::cout << "  error: " << c.error;
+    std::cout << "\n";
+    failed += c.passed ? 0 : 1;
+  }
+  for (const std::string& s : report.skipped) std::cout << "SKIP  " << s << "\n";
+  std::cout << report.cases.size() - failed << " passed, " << failed << " failed, "
+            << report.skipped.size() << " skipped\n";
+  if (report.cases.empty())
+    throw Error("no provider of " + plugin.name + " has a reference to check against");
+  if (failed > 0) {
+    for (const CaseResult& c : report.cases)
+      if (!c.passed) throw Error(std::to_string(failed) + " case(s) failed, first: " + c.name);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_plugin_check_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plugin-check", "Run the conformance suite on a plugin library");
+  auto a = std::make_shared<PluginCheckArgs>();
+  cmd->add_option("library", a->library, "Plugin library (libtessera-*.so)")->required();
+  cmd->add_option("--tolerance", a->options.tolerance_f32,
+                  "Largest error allowed, relative to the reference's largest magnitude (f32)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--quick", a->options.quick, "A smaller grid");
+  return [a] { return run_plugin_check(*a); };
+}
+
+}  // namespace tessera::cli

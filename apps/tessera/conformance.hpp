@@ -1,0 +1,36 @@
+// The conformance suite: runs each block a plugin provides against the naive
+// reference over a grid of shapes, KV-head counts, batch sizes, decode steps
+// and tree masks, and reports the error of every case.
+#pragma once
+
+#include <tessera/core/plugin_registry.hpp>
+
+#include <string>
+#include <vector>
+
+namespace tessera::cli {
+
+struct CaseResult {
+  std::string name;      // "attention gqa heads=9 kv=3 head_dim=64 batch=3 decode=4 tree"
+  double max_abs = 0;    // largest |plugin - reference|
+  double max_rel = 0;    // max_abs / largest |reference|
+  double tolerance = 0;  // on max_rel
+  bool passed = false;
+  std::string error;     // set when the plugin failed outright
+};
+
+struct ConformanceReport {
+  std::vector<CaseResult> cases;
+  std::vector<std::string> skipped;  // providers with no reference, with the reason
+};
+
+struct ConformanceOptions {
+  double tolerance_f32 = 1e-4;
+  bool quick = false;  // a smaller grid
+};
+
+// Checks every provider of `plugin` (already loaded in `registry`).
+ConformanceReport run_conformance(const PluginRegistry& registry, const PluginInfo& plugin,
+                                  const ConformanceOptions& options);
+
+}  // namespace tessera::cli

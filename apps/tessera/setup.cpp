@@ -1,0 +1,55 @@
+#include "setup.hpp"
+
+#include <tessera/core/error.hpp>
+
+#include <charconv>
+
+namespace tessera::cli {
+
+void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_paths,
+                  const Manifest* manifest) {
+  for (const auto& p : cli_paths) registry.add_search_path(p);
+  if (manifest != nullptr)
+    for (const auto& p : manifest->runtime.plugin_paths) registry.add_search_path(p);
+  registry.load_all();
+}
+
+std::filesystem::path resolve_manifest_path(const std::string& model) {
+  namespace fs = std::filesystem;
+  fs::path p(model);
+  if (fs::is_directory(p)) {
+    if (fs::exists(p / "manifest.toml")) return p / "manifest.toml";
+    throw Error("model folder '" + model + "' has no manifest.toml");
+  }
+  if (!fs::exists(p)) throw Error("model '" + model + "' does not exist");
+  if (p.extension() != ".toml")
+    throw Error("model '" + model +
+                "' is not a manifest (.toml) or a folder with manifest.toml; GGUF and Hugging Face "
+                "models are not supported yet");
+  return p;
+}
+
+std::vector<int32_t> parse_token_list(const std::string& text) {
+  std::vector<int32_t> out;
+  size_t pos = 0;
+  int index = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    const auto first = item.find_first_not_of(" \t");
+    const auto last = item.find_last_not_of(" \t");
+    item = first == std::string::npos ? "" : item.substr(first, last - first + 1);
+    int32_t value = 0;
+    auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() || value < 0)
+      throw Error("--tokens entry " + std::to_string(index) + " ('" + item +
+                  "') is not a non-negative integer token id");
+    out.push_back(value);
+    ++index;
+    pos = end + 1;
+  }
+  return out;
+}
+
+}  // namespace tessera::cli

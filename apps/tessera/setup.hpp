@@ -1,0 +1,25 @@
+// Pieces the sub-commands share: finding plugins, opening a model.
+#pragma once
+
+#include <tessera/core/manifest.hpp>
+#include <tessera/core/plugin_registry.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace tessera::cli {
+
+// Adds the manifest's plugin paths (if any) and the command line's, then loads
+// every plugin found.
+void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_paths,
+                  const Manifest* manifest = nullptr);
+
+// A model argument is a manifest (.toml) or a folder holding manifest.toml
+// (what `tessera init-random` writes).
+std::filesystem::path resolve_manifest_path(const std::string& model);
+
+// "1,2, 3" -> {1, 2, 3}; throws naming the bad entry.
+std::vector<int32_t> parse_token_list(const std::string& text);
+
+}  // namespace tessera::cli
