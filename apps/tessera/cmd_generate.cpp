@@ -77,7 +77,7 @@ int run_generate(const GenerateArgs& args) {
   const GenerateResult result = generator.generate(prompt, options, [&](int32_t token) {
     std::cout << token << ' ' << std::flush;
   });
-  std::cout << "\n";
+  std::cout << std::endl;
   if (!args.quiet) {
     const auto n_prompt = static_cast<double>(prompt.size());
     const auto n_decoded = static_cast<double>(result.tokens.size()) - 1;

@@ -53,7 +53,8 @@ int run_validate(const ValidateArgs& args) {
     const Block& a = model.attention(i);
     const Block& f = model.ffn(i);
     parameters += a.info().parameters + f.info().parameters;
-    std::cout << "  layer " << i << ": " << a.label() << " | " << f.label() << "\n";
+    std::cout << "  " << a.label() << " | " << f.provider().provider->name << " ("
+              << f.provider().plugin_name() << ")\n";
   }
   std::cout << "block parameters " << parameters << ", KV cache "
             << model.kv_cache().bytes_per_token() << " bytes per token\n";

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds and runs a libFuzzer target, then merges what it found into the kept corpus.
+#
+#   scripts/fuzz.sh gguf [seconds]     (default 180 s)
+#   scripts/fuzz.sh tokenizer [seconds]
+#
+# Needs clang++ with libFuzzer (Debian: clang). The build goes to build-fuzz/; new inputs are
+# first written to build-fuzz/<target>-new/ and then minimised into fuzz/corpus/<target>/ with
+# -merge=1, so only inputs that add coverage are kept. Seeds: the corpus plus tests/data/gguf.
+set -euo pipefail
+
+target=${1:-}
+seconds=${2:-180}
+root=$(cd "$(dirname "$0")/.." && pwd)
+case "$target" in
+  gguf)
+    sources=(fuzz/gguf_fuzz.cpp core/src/gguf.cpp core/src/dequantize.cpp core/src/tensor.cpp)
+    seeds=("$root/tests/data/gguf")
+    ;;
+  tokenizer)
+    sources=(fuzz/tokenizer_fuzz.cpp core/src/tokenizer.cpp core/src/tokenizer_json.cpp
+      core/src/tokenizer_pretokenize.cpp core/src/unicode.cpp core/src/unicode_tables.cpp
+      core/src/chat_template.cpp)
+    seeds=()  # the fuzzer finds its way from nothing; golden files would bloat the corpus
+    ;;
+  *)
+    echo "usage: $0 gguf|tokenizer [seconds]" >&2
+    exit 2
+    ;;
+esac
+
+cxx=${CXX_FUZZ:-$(command -v clang++ || true)}
+if [[ -z "$cxx" ]]; then
+  echo "fuzz.sh: clang++ not found; libFuzzer needs clang" >&2
+  exit 1
+fi
+
+build="$root/build-fuzz"
+corpus="$root/fuzz/corpus/$target"
+fresh="$build/$target-new"
+mkdir -p "$build" "$corpus"
+rm -rf "$fresh"
+mkdir -p "$fresh"
+
+binary="$build/${target}_fuzz"
+echo "fuzz.sh: building $binary"
+(cd "$root" && "$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -mavx2 -mfma -mf16c -Icore/include -Isdk/include "${sources[@]}" -o "$binary")
+
+echo "fuzz.sh: fuzzing for ${seconds}s"
+# -rss_limit_mb guards against huge allocations; -max_len keeps inputs small.
+"$binary" "$fresh" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -max_len=2048 \
+  -artifact_prefix="$build/" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 2>&1 | tee "$build/$target-run.log" | \
+  grep -E "INITED|DONE|stat::|ERROR|SUMMARY|Done" || true
+if grep -q -E "ERROR: (libFuzzer|AddressSanitizer)|SUMMARY: UndefinedBehavior" "$build/$target-run.log"; then
+  echo "fuzz.sh: the fuzzer found a bug; see $build/$target-run.log and $build/crash-*;" \
+    "once fixed, copy the input into $corpus as a regression" >&2
+  exit 1
+fi
+
+# Keep only what adds coverage, in a fresh directory that replaces the corpus.
+merged="$build/$target-merged"
+rm -rf "$merged"
+mkdir -p "$merged"
+"$binary" -merge=1 "$merged" "$corpus" "$fresh" "${seeds[@]}" > "$build/$target-merge.log" 2>&1
+# Hand-kept inputs (regression-*: past crashes) stay whatever their coverage.
+find "$corpus" -maxdepth 1 -name 'regression-*' -exec cp {} "$merged/" \;
+rm -rf "$corpus"
+mv "$merged" "$corpus"
+echo "fuzz.sh: corpus $corpus: $(ls "$corpus" | wc -l) files, $(du -sb "$corpus" | cut -f1) bytes"
