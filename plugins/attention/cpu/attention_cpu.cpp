@@ -1,0 +1,405 @@
+// CPU attention blocks: grouped-query attention with RoPE and a KV cache ("gqa"),
+// a plain linear map ("linear") and the identity ("noop").
+//
+// gqa forward for a batch of sequences:
+//   q, k, v projections (one GEMM/GEMV each over all tokens of the batch)
+//   -> RoPE on q and k at each token's position
+//   -> new K/V rows written to the cache at rows length .. length + n_new - 1
+//   -> per (sequence, KV head): every query head of the group attends the cached
+//      rows plus the visible new rows (causal, or the sequence's tree mask)
+//   -> o projection, then all-reduce of the partial sum when sharded.
+#include <tessera/abi.h>
+#include <tessera/cpu/block_support.hpp>
+#include <tessera/cpu/matmul.hpp>
+#include <tessera/cpu/ops.hpp>
+#include <tessera/plugin.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using tessera::cpu::MatrixView;
+using tessera::cpu::ShardRange;
+
+// Grows a scratch buffer when needed; never shrinks, so steady state allocates nothing.
+void ensure_size(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+std::string num(int64_t v) {
+  return std::to_string(v);
+}
+
+// ------------------------------------------------------------------ gqa
+
+class GqaAttention {
+ public:
+  explicit GqaAttention(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "attention gqa")),
+        host_(config.host),
+        comm_(config.comm) {
+    tessera::cpu::check_block_config(config, label_);
+    const tessera::sdk::Params params(config.params);
+    hidden_ = config.hidden;
+    try {
+      n_heads_ = params.get_int("num_heads");
+      head_dim_ = params.get_int("head_dim", n_heads_ > 0 ? hidden_ / n_heads_ : 0);
+      kv_heads_ = params.get_int("kv_heads", n_heads_);
+      rope_theta_ = params.get_float("rope_theta", 10000.0);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(label_ + ": " + e.what());
+    }
+    if (n_heads_ <= 0 || kv_heads_ <= 0 || head_dim_ <= 0)
+      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) + ", kv_heads " +
+                                  num(kv_heads_) + " and head_dim " + num(head_dim_) +
+                                  " must all be positive");
+    if (head_dim_ % 2 != 0)
+      throw std::invalid_argument(label_ + ": head_dim " + num(head_dim_) +
+                                  " must be even for RoPE");
+    if (n_heads_ % kv_heads_ != 0)
+      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) +
+                                  " is not a multiple of kv_heads " + num(kv_heads_));
+    if (!(rope_theta_ > 0.0)) throw std::invalid_argument(label_ + ": rope_theta must be positive");
+    tessera::cpu::comm_rank_world(config, label_, rank_, world_);
+    if (n_heads_ % world_ != 0)
+      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) +
+                                  " cannot be split over " + num(world_) + " ranks");
+    if (kv_heads_ % world_ != 0 && world_ % kv_heads_ != 0)
+      throw std::invalid_argument(label_ + ": kv_heads " + num(kv_heads_) +
+                                  " cannot be split over " + num(world_) + " ranks");
+    group_ = n_heads_ / kv_heads_;
+    heads_ = tessera::cpu::shard_range(n_heads_, rank_, world_);
+    if (kv_heads_ >= world_) {
+      kv_ = tessera::cpu::shard_range(kv_heads_, rank_, world_);
+    } else {  // several ranks share one KV head: each holds the one its query heads use
+      kv_.begin = heads_.begin / group_;
+      kv_.end = kv_.begin + 1;
+    }
+
+    const int64_t q_rows = n_heads_ * head_dim_, kv_rows = kv_heads_ * head_dim_;
+    const ts_weights* w = config.weights;
+    wq_ = tessera::cpu::fetch_weight(w, label_, "q_proj.weight", q_rows, hidden_)
+              .row_slice(heads_.begin * head_dim_, heads_.end * head_dim_);
+    wk_ = tessera::cpu::fetch_weight(w, label_, "k_proj.weight", kv_rows, hidden_)
+              .row_slice(kv_.begin * head_dim_, kv_.end * head_dim_);
+    wv_ = tessera::cpu::fetch_weight(w, label_, "v_proj.weight", kv_rows, hidden_)
+              .row_slice(kv_.begin * head_dim_, kv_.end * head_dim_);
+    wo_ = tessera::cpu::fetch_weight(w, label_, "o_proj.weight", hidden_, q_rows)
+              .col_slice(heads_.begin * head_dim_, heads_.end * head_dim_);
+    inv_freq_ = tessera::cpu::rope_inv_freq(head_dim_, rope_theta_);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.flags = 0;
+    i.kv_heads = static_cast<int32_t>(kv_.size());
+    i.head_dim = static_cast<int32_t>(head_dim_);
+    i.kv_dtype = TS_F32;
+    i.parameters = 2 * heads_.size() * head_dim_ * hidden_ + 2 * kv_.size() * head_dim_ * hidden_;
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    if (io.x == nullptr) throw std::invalid_argument(label_ + ": tensor x is missing");
+    const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+    tessera::cpu::check_activation(io.x, label_, "x", n, hidden_);
+    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
+    tessera::cpu::check_batch(io.batch, label_, n);
+    const ts_batch& batch = *io.batch;
+    const Cache cache = check_cache(io.kv);
+    check_sequences(batch, cache, io.kv->lengths);
+    if (n == 0) return;
+
+    const int64_t hl = heads_.size(), kvl = kv_.size(), hd = head_dim_;
+    const int64_t q_width = hl * hd, kv_width = kvl * hd;
+    ensure_size(q_, n * q_width);
+    ensure_size(k_, n * kv_width);
+    ensure_size(v_, n * kv_width);
+    ensure_size(attn_, n * q_width);
+    ensure_size(rope_cs_, n * hd);
+
+    // q, k and v projections in one parallel region.
+    const float* x = static_cast<const float*>(io.x->data);
+    const tessera::cpu::MatmulTarget qkv[3] = {
+        {wq_, q_.data(), q_width}, {wk_, k_.data(), kv_width}, {wv_, v_.data(), kv_width}};
+    tessera::cpu::matmul_nt_many(host_, x, n, hidden_, qkv, 3);
+
+    // RoPE on q and k (threaded only for long prefills), then the new K/V rows
+    // into the cache.
+    const int64_t half = hd / 2;
+    tessera::sdk::parallel_for(host_, n, 64, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* cos_t = rope_cs_.data() + t * hd;
+        float* sin_t = cos_t + half;
+        tessera::cpu::rope_angles(batch.positions[t], inv_freq_.data(), half, cos_t, sin_t);
+        tessera::cpu::rope_apply(q_.data() + t * q_width, hl, hd, cos_t, sin_t);
+        tessera::cpu::rope_apply(k_.data() + t * kv_width, kvl, hd, cos_t, sin_t);
+      }
+    });
+    for (int32_t s = 0; s < batch.n_seqs; ++s) {
+      const int64_t slot = batch.slots[s], len = io.kv->lengths[slot];
+      const int64_t first = batch.offsets[s], count = batch.offsets[s + 1] - first;
+      const int64_t row = (slot * cache.capacity + len) * kv_width;
+      const size_t bytes = static_cast<size_t>(count * kv_width) * sizeof(float);
+      if (count == 0) continue;
+      std::memcpy(cache.k + row, k_.data() + first * kv_width, bytes);
+      std::memcpy(cache.v + row, v_.data() + first * kv_width, bytes);
+    }
+
+    // Attention, one work item per (sequence, query head).
+    const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl;
+    tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t item = i0; item < i1; ++item)
+        attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / hl), item % hl);
+    });
+
+    tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
+                            hidden_);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+  void compact_kv(ts_kv_layer& kv, int32_t slot, int32_t first_row, const int32_t* keep,
+                  int32_t n_keep) {
+    const Cache cache = check_cache(&kv);
+    if (slot < 0 || slot >= cache.slots)
+      throw std::invalid_argument(label_ + ": compact_kv slot " + num(slot) +
+                                  " is out of range (the cache has " + num(cache.slots) +
+                                  " slots)");
+    if (n_keep < 0 || first_row < 0 || (n_keep > 0 && keep == nullptr))
+      throw std::invalid_argument(label_ + ": compact_kv got first_row " + num(first_row) +
+                                  " and " + num(n_keep) + " rows to keep");
+    for (int32_t i = 0; i < n_keep; ++i) {
+      if (keep[i] < 0 || (i > 0 && keep[i] <= keep[i - 1]))
+        throw std::invalid_argument(label_ +
+                                    ": compact_kv keep list must be ascending and >= 0 "
+                                    "(keep[" +
+                                    num(i) + "] = " + num(keep[i]) + ")");
+      if (static_cast<int64_t>(first_row) + keep[i] >= cache.capacity)
+        throw std::invalid_argument(label_ + ": compact_kv row " + num(first_row + keep[i]) +
+                                    " of slot " + num(slot) + " is beyond the capacity " +
+                                    num(cache.capacity));
+    }
+    const int64_t width = cache.kv_heads * cache.head_dim;
+    const size_t bytes = static_cast<size_t>(width) * sizeof(float);
+    for (int32_t i = 0; i < n_keep; ++i) {
+      if (keep[i] == i) continue;
+      const int64_t dst = (static_cast<int64_t>(slot) * cache.capacity + first_row + i) * width;
+      const int64_t src =
+          (static_cast<int64_t>(slot) * cache.capacity + first_row + keep[i]) * width;
+      std::memmove(cache.k + dst, cache.k + src, bytes);
+      std::memmove(cache.v + dst, cache.v + src, bytes);
+    }
+  }
+
+ private:
+  struct Cache {
+    float* k = nullptr;
+    float* v = nullptr;
+    int64_t slots = 0;
+    int64_t capacity = 0;
+    int64_t kv_heads = 0;
+    int64_t head_dim = 0;
+  };
+
+  Cache check_cache(const ts_kv_layer* kv) const {
+    if (kv == nullptr) throw std::invalid_argument(label_ + ": no KV cache was given");
+    if (kv->lengths == nullptr)
+      throw std::invalid_argument(label_ + ": the KV cache has no lengths table");
+    const ts_tensor* tensors[2] = {&kv->k, &kv->v};
+    const char* names[2] = {"k cache", "v cache"};
+    for (int i = 0; i < 2; ++i) {
+      const ts_tensor& t = *tensors[i];
+      if (t.dtype != TS_F32)
+        throw tessera::sdk::Unsupported(label_ + ": " + names[i] + " has dtype " +
+                                        tessera::dtype_name(t.dtype) + ", expected f32");
+      if (t.device != TS_DEVICE_CPU)
+        throw tessera::sdk::Unsupported(label_ + ": " + names[i] + " is on device " +
+                                        tessera::device_name(t.device) + ", expected cpu");
+      if (t.data == nullptr || t.ndim != 4 || t.shape[2] != kv_.size() || t.shape[3] != head_dim_ ||
+          !tessera::sdk::is_contiguous(t))
+        throw std::invalid_argument(label_ + ": " + names[i] + " has shape " +
+                                    tessera::sdk::shape_string(t) +
+                                    ", expected a contiguous [slots, capacity, " + num(kv_.size()) +
+                                    ", " + num(head_dim_) + "]");
+    }
+    if (kv->k.shape[0] != kv->v.shape[0] || kv->k.shape[1] != kv->v.shape[1])
+      throw std::invalid_argument(label_ + ": k cache " + tessera::sdk::shape_string(kv->k) +
+                                  " and v cache " + tessera::sdk::shape_string(kv->v) +
+                                  " differ in shape");
+    return Cache{static_cast<float*>(kv->k.data),
+                 static_cast<float*>(kv->v.data),
+                 kv->k.shape[0],
+                 kv->k.shape[1],
+                 kv_.size(),
+                 head_dim_};
+  }
+
+  void check_sequences(const ts_batch& batch, const Cache& cache, const int32_t* lengths) const {
+    if (batch.n_seqs > 0 && (batch.slots == nullptr || batch.positions == nullptr))
+      throw std::invalid_argument(label_ + ": batch has no slots or no positions");
+    if (batch.n_seqs > 0 && cache.slots > 0 && batch.n_seqs > cache.slots)
+      throw std::invalid_argument(label_ + ": batch has " + num(batch.n_seqs) +
+                                  " sequences but the cache has " + num(cache.slots) + " slots");
+    for (int32_t s = 0; s < batch.n_seqs; ++s) {
+      const int32_t slot = batch.slots[s];
+      if (slot < 0 || slot >= cache.slots)
+        throw std::invalid_argument(label_ + ": sequence " + num(s) + " uses slot " + num(slot) +
+                                    ", out of range (the cache has " + num(cache.slots) +
+                                    " slots)");
+      for (int32_t o = 0; o < s; ++o)
+        if (batch.slots[o] == slot)
+          throw std::invalid_argument(label_ + ": sequences " + num(o) + " and " + num(s) +
+                                      " both use slot " + num(slot));
+      const int64_t len = lengths[slot];
+      const int64_t n_new = batch.offsets[s + 1] - batch.offsets[s];
+      if (len < 0 || len + n_new > cache.capacity)
+        throw std::invalid_argument(
+            label_ + ": slot " + num(slot) + " holds " + num(len) + " rows, and " + num(n_new) +
+            " new tokens would exceed the cache capacity of " + num(cache.capacity) + " rows");
+      for (int64_t t = batch.offsets[s]; t < batch.offsets[s + 1]; ++t)
+        if (batch.positions[t] < 0)
+          throw std::invalid_argument(label_ + ": token " + num(t) + " has negative position " +
+                                      num(batch.positions[t]));
+    }
+  }
+
+  // Query head `head` (local index) of sequence s, for each of its new tokens.
+  void attend(const ts_batch& batch, const Cache& cache, const int32_t* lengths, int32_t s,
+              int64_t head) {
+    thread_local std::vector<float> scores;
+    const int64_t hd = head_dim_, hl = heads_.size(), kvl = kv_.size();
+    const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
+    const int64_t slot = batch.slots[s], len = lengths[slot];
+    const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
+    const uint8_t* mask = batch.tree_masks != nullptr ? batch.tree_masks[s] : nullptr;
+    if (scores.size() < static_cast<size_t>(len + n_new))
+      scores.resize(static_cast<size_t>(len + n_new));
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    const float* k_base = cache.k + (slot * cache.capacity * kvl + kv_local) * hd;
+    const float* v_base = cache.v + (slot * cache.capacity * kvl + kv_local) * hd;
+    const int64_t row_stride = kvl * hd;
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+
+    for (int64_t i = 0; i < n_new; ++i) {
+      const float* q = q_.data() + (t0 + i) * hl * hd + head * hd;
+      float* out = attn_.data() + (t0 + i) * hl * hd + head * hd;
+      // Cached rows are all visible; among the new ones, causal or per the mask.
+      const int64_t rows = mask != nullptr ? len + n_new : len + i + 1;
+      float* sc = scores.data();
+      tessera::cpu::attention_scores(q, k_base, row_stride, rows, hd, scale, sc);
+      if (mask != nullptr)
+        for (int64_t j = 0; j < n_new; ++j)
+          if (mask[i * n_new + j] == 0) sc[len + j] = neg_inf;
+      tessera::cpu::softmax_inplace(sc, rows);
+      tessera::cpu::attention_values(sc, v_base, row_stride, rows, hd, out);
+    }
+  }
+
+  std::string label_;
+  const ts_host* host_ = nullptr;
+  const ts_comm* comm_ = nullptr;
+  int64_t hidden_ = 0, n_heads_ = 0, kv_heads_ = 0, head_dim_ = 0, group_ = 1;
+  double rope_theta_ = 10000.0;
+  int32_t rank_ = 0, world_ = 1;
+  ShardRange heads_, kv_;
+  MatrixView wq_, wk_, wv_, wo_;
+  std::vector<double> inv_freq_;
+  std::vector<float> q_, k_, v_, attn_, rope_cs_;
+};
+
+// --------------------------------------------------------------- linear
+
+// y = x W^T with W [hidden, hidden]. Sharded over W's input columns: each rank
+// multiplies its slice of x's columns, and the partial outputs sum to the full y.
+class LinearAttention {
+ public:
+  explicit LinearAttention(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "attention linear")),
+        host_(config.host),
+        comm_(config.comm) {
+    tessera::cpu::check_block_config(config, label_);
+    hidden_ = config.hidden;
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label_, rank, world);
+    cols_ = tessera::cpu::shard_range(hidden_, rank, world);
+    w_ = tessera::cpu::fetch_weight(config.weights, label_, "linear_attn.weight", hidden_, hidden_)
+             .col_slice(cols_.begin, cols_.end);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.kv_dtype = TS_F32;
+    i.parameters = hidden_ * cols_.size();
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    if (io.x == nullptr) throw std::invalid_argument(label_ + ": tensor x is missing");
+    const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+    tessera::cpu::check_activation(io.x, label_, "x", n, hidden_);
+    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
+    if (io.batch != nullptr) tessera::cpu::check_batch(io.batch, label_, n);
+    tessera::cpu::matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_,
+                            w_, static_cast<float*>(io.y->data), hidden_);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+ private:
+  std::string label_;
+  const ts_host* host_ = nullptr;
+  const ts_comm* comm_ = nullptr;
+  int64_t hidden_ = 0;
+  ShardRange cols_;
+  MatrixView w_;
+};
+
+// ----------------------------------------------------------------- noop
+
+class NoopAttention {
+ public:
+  explicit NoopAttention(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "attention noop")), hidden_(config.hidden) {
+    tessera::cpu::check_block_config(config, label_);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.flags = TS_BLOCK_IDENTITY;
+    i.kv_dtype = TS_F32;
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    if (io.y == nullptr) throw std::invalid_argument(label_ + ": tensor y is missing");
+    const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
+    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
+    std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
+  }
+
+ private:
+  std::string label_;
+  int64_t hidden_ = 0;
+};
+
+const ts_block_vtable kGqaVtable = tessera::sdk::block_vtable<GqaAttention>();
+const ts_block_vtable kLinearVtable = tessera::sdk::block_vtable<LinearAttention>();
+const ts_block_vtable kNoopVtable = tessera::sdk::block_vtable<NoopAttention>();
+
+const ts_provider kProviders[] = {
+    tessera::sdk::provider(TS_KIND_ATTENTION, "gqa", TS_DEVICE_CPU, &kGqaVtable),
+    tessera::sdk::provider(TS_KIND_ATTENTION, "linear", TS_DEVICE_CPU, &kLinearVtable),
+    tessera::sdk::provider(TS_KIND_ATTENTION, "noop", TS_DEVICE_CPU, &kNoopVtable),
+};
+
+}  // namespace
+
+TESSERA_PLUGIN("tessera-attention-cpu", "0.1.0", kProviders)

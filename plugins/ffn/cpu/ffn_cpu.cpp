@@ -1,0 +1,197 @@
+// CPU feed-forward blocks: SwiGLU ("swiglu"), a plain linear map ("linear") and
+// the identity ("noop").
+//
+// swiglu: y = down(silu(gate(x)) * up(x)). Sharded over the intermediate rows:
+// each rank holds gate/up rows and down columns [rank*inter/world, ...), and the
+// partial outputs sum (all_reduce_sum) to the full y.
+#include <tessera/abi.h>
+#include <tessera/cpu/block_support.hpp>
+#include <tessera/cpu/matmul.hpp>
+#include <tessera/cpu/ops.hpp>
+#include <tessera/plugin.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using tessera::cpu::MatrixView;
+using tessera::cpu::ShardRange;
+
+void ensure_size(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+// Rows of x: x's first dimension, checked against the batch when one is given.
+int64_t checked_rows(const ts_block_io& io, const std::string& label, int64_t hidden) {
+  if (io.x == nullptr) throw std::invalid_argument(label + ": tensor x is missing");
+  const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+  tessera::cpu::check_activation(io.x, label, "x", n, hidden);
+  tessera::cpu::check_activation(io.y, label, "y", n, hidden);
+  if (io.batch != nullptr) tessera::cpu::check_batch(io.batch, label, n);
+  return n;
+}
+
+// --------------------------------------------------------------- swiglu
+
+class SwigluFfn {
+ public:
+  explicit SwigluFfn(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "ffn swiglu")),
+        host_(config.host),
+        comm_(config.comm) {
+    tessera::cpu::check_block_config(config, label_);
+    hidden_ = config.hidden;
+    try {
+      inter_ = tessera::sdk::Params(config.params).get_int("intermediate_size");
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(label_ + ": " + e.what());
+    }
+    if (inter_ <= 0)
+      throw std::invalid_argument(label_ + ": intermediate_size must be positive, got " +
+                                  std::to_string(inter_));
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label_, rank, world);
+    if (inter_ < world)
+      throw std::invalid_argument(label_ + ": intermediate_size " + std::to_string(inter_) +
+                                  " cannot be split over " + std::to_string(world) + " ranks");
+    rows_ = tessera::cpu::shard_range(inter_, rank, world);
+    const ts_weights* w = config.weights;
+    gate_ = tessera::cpu::fetch_weight(w, label_, "gate_proj.weight", inter_, hidden_)
+                .row_slice(rows_.begin, rows_.end);
+    up_ = tessera::cpu::fetch_weight(w, label_, "up_proj.weight", inter_, hidden_)
+              .row_slice(rows_.begin, rows_.end);
+    down_ = tessera::cpu::fetch_weight(w, label_, "down_proj.weight", hidden_, inter_)
+                .col_slice(rows_.begin, rows_.end);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.kv_dtype = TS_F32;
+    i.parameters = 3 * rows_.size() * hidden_;
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    const int64_t n = checked_rows(io, label_, hidden_);
+    if (n == 0) return;
+    const int64_t width = rows_.size();
+    ensure_size(gate_out_, n * width);
+    ensure_size(up_out_, n * width);
+    // gate and up rows of the same range, then the gating on that range: one
+    // parallel region, and the gated values are still in cache.
+    const float* x = static_cast<const float*>(io.x->data);
+    const int64_t split = tessera::cpu::matmul_split_rows();
+    const int64_t units = (width + split - 1) / split;
+    const int64_t grain = std::max<int64_t>(1, tessera::cpu::matmul_grain(n, hidden_) / 2);
+    tessera::sdk::parallel_for(host_, units, grain, [&](int64_t u0, int64_t u1) {
+      const int64_t r0 = u0 * split, r1 = std::min(width, u1 * split);
+      tessera::cpu::matmul_nt_range(x, n, hidden_, gate_, r0, r1, gate_out_.data(), width);
+      tessera::cpu::matmul_nt_range(x, n, hidden_, up_, r0, r1, up_out_.data(), width);
+      for (int64_t t = 0; t < n; ++t)
+        tessera::cpu::swiglu_gate(gate_out_.data() + t * width + r0,
+                                  up_out_.data() + t * width + r0, r1 - r0);
+    });
+    tessera::cpu::matmul_nt(host_, gate_out_.data(), n, width, down_,
+                            static_cast<float*>(io.y->data), hidden_);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+ private:
+  std::string label_;
+  const ts_host* host_ = nullptr;
+  const ts_comm* comm_ = nullptr;
+  int64_t hidden_ = 0, inter_ = 0;
+  ShardRange rows_;
+  MatrixView gate_, up_, down_;
+  std::vector<float> gate_out_, up_out_;
+};
+
+// --------------------------------------------------------------- linear
+
+// y = x W^T with W [hidden, hidden], sharded over W's input columns.
+class LinearFfn {
+ public:
+  explicit LinearFfn(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "ffn linear")),
+        host_(config.host),
+        comm_(config.comm) {
+    tessera::cpu::check_block_config(config, label_);
+    hidden_ = config.hidden;
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label_, rank, world);
+    cols_ = tessera::cpu::shard_range(hidden_, rank, world);
+    w_ = tessera::cpu::fetch_weight(config.weights, label_, "linear_mlp.weight", hidden_, hidden_)
+             .col_slice(cols_.begin, cols_.end);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.kv_dtype = TS_F32;
+    i.parameters = hidden_ * cols_.size();
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    const int64_t n = checked_rows(io, label_, hidden_);
+    tessera::cpu::matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_,
+                            w_, static_cast<float*>(io.y->data), hidden_);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+ private:
+  std::string label_;
+  const ts_host* host_ = nullptr;
+  const ts_comm* comm_ = nullptr;
+  int64_t hidden_ = 0;
+  ShardRange cols_;
+  MatrixView w_;
+};
+
+// ----------------------------------------------------------------- noop
+
+class NoopFfn {
+ public:
+  explicit NoopFfn(const ts_block_config& config)
+      : label_(tessera::cpu::block_label(config, "ffn noop")), hidden_(config.hidden) {
+    tessera::cpu::check_block_config(config, label_);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.flags = TS_BLOCK_IDENTITY;
+    i.kv_dtype = TS_F32;
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    if (io.y == nullptr) throw std::invalid_argument(label_ + ": tensor y is missing");
+    const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
+    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
+    std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
+  }
+
+ private:
+  std::string label_;
+  int64_t hidden_ = 0;
+};
+
+const ts_block_vtable kSwigluVtable = tessera::sdk::block_vtable<SwigluFfn>();
+const ts_block_vtable kLinearVtable = tessera::sdk::block_vtable<LinearFfn>();
+const ts_block_vtable kNoopVtable = tessera::sdk::block_vtable<NoopFfn>();
+
+const ts_provider kProviders[] = {
+    tessera::sdk::provider(TS_KIND_FFN, "swiglu", TS_DEVICE_CPU, &kSwigluVtable),
+    tessera::sdk::provider(TS_KIND_FFN, "linear", TS_DEVICE_CPU, &kLinearVtable),
+    tessera::sdk::provider(TS_KIND_FFN, "noop", TS_DEVICE_CPU, &kNoopVtable),
+};
+
+}  // namespace
+
+TESSERA_PLUGIN("tessera-ffn-cpu", "0.1.0", kProviders)

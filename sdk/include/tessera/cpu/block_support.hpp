@@ -1,0 +1,153 @@
+// Checks and plumbing shared by the CPU block plugins: configuration, weights,
+// activations, batches, sharding and the all-reduce of partial outputs. Every
+// error names the block (its label, e.g. "layer 3 attention gqa"), the tensor
+// and what was expected.
+#pragma once
+
+#include <tessera/abi.h>
+#include <tessera/cpu/matmul.hpp>
+#include <tessera/dtype.hpp>
+#include <tessera/plugin.hpp>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace tessera::cpu {
+
+inline std::string block_label(const ts_block_config& config, const char* kind_and_name) {
+  return "layer " + std::to_string(config.layer) + " " + kind_and_name;
+}
+
+inline std::string dims_string(std::initializer_list<int64_t> dims) {
+  std::string s = "[";
+  int i = 0;
+  for (int64_t d : dims) s += (i++ ? ", " : "") + std::to_string(d);
+  return s + "]";
+}
+
+// Refuses what the CPU blocks cannot run: another device, non-f32 activations.
+inline void check_block_config(const ts_block_config& config, const std::string& label) {
+  if (config.device != TS_DEVICE_CPU)
+    throw sdk::Unsupported(label + ": this plugin runs on the cpu, not on device " +
+                           device_name(config.device));
+  if (config.dtype != TS_F32)
+    throw sdk::Unsupported(label + ": activation dtype " + dtype_name(config.dtype) +
+                           " is not supported (expected f32)");
+  if (config.hidden <= 0)
+    throw std::invalid_argument(label + ": hidden size must be positive, got " +
+                                std::to_string(config.hidden));
+}
+
+// Fetches a 2-D weight by its block-local name and checks its shape
+// ([rows, cols], the full unsharded tensor), dtype and layout.
+inline MatrixView fetch_weight(const ts_weights* weights, const std::string& label,
+                               const std::string& name, int64_t rows, int64_t cols) {
+  if (weights == nullptr || weights->get == nullptr)
+    throw std::invalid_argument(label + ": no weights were given (needed '" + name + "')");
+  ts_tensor t{};
+  ts_error err{};
+  if (weights->get(weights->ctx, name.c_str(), &t, &err) != TS_OK)
+    throw std::invalid_argument(label + ": cannot get weight '" + name + "': " + err.message);
+  if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
+    throw std::invalid_argument(label + ": weight '" + name + "' has shape " +
+                                sdk::shape_string(t) + ", expected " + dims_string({rows, cols}));
+  if (t.dtype != TS_F32 && t.dtype != TS_BF16 && t.dtype != TS_F16)
+    throw sdk::Unsupported(label + ": weight '" + name + "' has dtype " + dtype_name(t.dtype) +
+                           ", expected f32, bf16 or f16");
+  if (t.device != TS_DEVICE_CPU)
+    throw sdk::Unsupported(label + ": weight '" + name + "' is on device " + device_name(t.device) +
+                           ", expected cpu");
+  if (t.data == nullptr) throw std::invalid_argument(label + ": weight '" + name + "' has no data");
+  if ((cols > 1 && t.stride[1] != 1) || t.stride[0] < cols)
+    throw std::invalid_argument(
+        label + ": weight '" + name + "' must have contiguous rows (strides " +
+        std::to_string(t.stride[0]) + ", " + std::to_string(t.stride[1]) + ")");
+  return MatrixView{t.data, t.dtype, rows, cols, t.stride[0]};
+}
+
+// Checks an activation tensor: f32 on the cpu, [rows, cols], contiguous.
+inline void check_activation(const ts_tensor* t, const std::string& label, const char* what,
+                             int64_t rows, int64_t cols) {
+  if (t == nullptr || t->data == nullptr)
+    throw std::invalid_argument(label + ": tensor " + what + " is missing");
+  if (t->dtype != TS_F32)
+    throw sdk::Unsupported(label + ": tensor " + what + " has dtype " + dtype_name(t->dtype) +
+                           ", expected f32");
+  if (t->device != TS_DEVICE_CPU)
+    throw sdk::Unsupported(label + ": tensor " + what + " is on device " + device_name(t->device) +
+                           ", expected cpu");
+  if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+    throw std::invalid_argument(label + ": tensor " + what + " has shape " + sdk::shape_string(*t) +
+                                ", expected " + dims_string({rows, cols}));
+  if (!sdk::is_contiguous(*t))
+    throw std::invalid_argument(label + ": tensor " + what + " must be contiguous");
+}
+
+// Checks the batch's own consistency against the n_tokens rows of x.
+inline void check_batch(const ts_batch* batch, const std::string& label, int64_t n_tokens) {
+  if (batch == nullptr) throw std::invalid_argument(label + ": no batch was given");
+  if (batch->n_seqs < 0)
+    throw std::invalid_argument(label + ": batch has " + std::to_string(batch->n_seqs) +
+                                " sequences");
+  if (batch->n_tokens != n_tokens)
+    throw std::invalid_argument(label + ": batch has " + std::to_string(batch->n_tokens) +
+                                " tokens but x has " + std::to_string(n_tokens) + " rows");
+  if (batch->n_seqs == 0) {
+    if (n_tokens != 0)
+      throw std::invalid_argument(label + ": batch has no sequences but " +
+                                  std::to_string(n_tokens) + " tokens");
+    return;
+  }
+  if (batch->offsets == nullptr) throw std::invalid_argument(label + ": batch has no offsets");
+  if (batch->offsets[0] != 0)
+    throw std::invalid_argument(label + ": batch offsets[0] is " +
+                                std::to_string(batch->offsets[0]) + ", expected 0");
+  for (int32_t s = 0; s < batch->n_seqs; ++s)
+    if (batch->offsets[s + 1] < batch->offsets[s])
+      throw std::invalid_argument(label + ": batch offsets are not monotone: offsets[" +
+                                  std::to_string(s + 1) +
+                                  "] = " + std::to_string(batch->offsets[s + 1]) + " < offsets[" +
+                                  std::to_string(s) + "] = " + std::to_string(batch->offsets[s]));
+  if (batch->offsets[batch->n_seqs] != n_tokens)
+    throw std::invalid_argument(label + ": batch offsets end at " +
+                                std::to_string(batch->offsets[batch->n_seqs]) + ", expected " +
+                                std::to_string(n_tokens) + " tokens");
+}
+
+// The part [begin, end) of `total` items held by `rank` of `world`.
+struct ShardRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+
+inline ShardRange shard_range(int64_t total, int32_t rank, int32_t world) {
+  return {total * rank / world, total * (rank + 1) / world};
+}
+
+// rank/world of the config's communicator (world 1 without one), checked.
+inline void comm_rank_world(const ts_block_config& config, const std::string& label, int32_t& rank,
+                            int32_t& world) {
+  rank = 0;
+  world = 1;
+  if (config.comm != nullptr) {
+    rank = config.comm->rank;
+    world = config.comm->world;
+  }
+  if (world < 1 || rank < 0 || rank >= world)
+    throw std::invalid_argument(label + ": invalid communicator rank " + std::to_string(rank) +
+                                " of world " + std::to_string(world));
+}
+
+// Sums a partial output over the ranks (no-op for world 1).
+inline void all_reduce_partial(const ts_comm* comm, const std::string& label, ts_tensor& y) {
+  if (comm == nullptr || comm->world <= 1) return;
+  if (comm->all_reduce_sum == nullptr)
+    throw std::invalid_argument(label + ": the communicator has no all_reduce_sum");
+  ts_error err{};
+  if (comm->all_reduce_sum(comm->ctx, &y, &err) != TS_OK)
+    throw std::runtime_error(label + ": all_reduce_sum failed: " + err.message);
+}
+
+}  // namespace tessera::cpu
