@@ -29,6 +29,9 @@ struct ForwardBatch {
   std::vector<int32_t> tokens;     // offsets.back()
   std::vector<int32_t> positions;  // empty: consecutive after each slot's cached length
   std::vector<const uint8_t*> tree_masks;  // empty, or one per sequence (NULL = causal)
+  // Logits and hidden get only the last token of each sequence: [n_seqs, ...]
+  // instead of [n_tokens, ...] (prefill needs no logits for the other tokens).
+  bool last_only = false;
 };
 
 class Model {
@@ -61,8 +64,22 @@ class Model {
   // Replaces one sub-block (TS_KIND_ATTENTION or TS_KIND_FFN) of one layer
   // without reloading the rest; resets that layer's KV cache if its shape changes.
   // The new block's weights must be in weights() (add_weights first if needed).
+  // Strong guarantee: when building the new block fails, the model is unchanged.
+  // A KV-shape change reallocates the cache and resets EVERY slot's length to 0
+  // (the cached rows of the other layers no longer match a consistent prefix).
+  // manifest() is updated to describe the new block.
   void swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec);
+  // Adds or replaces a weight (converted to f32). Blocks built earlier keep the
+  // tensor they were given until they are swapped out.
   void add_weights(const std::string& name, Tensor t);
+
+  // Keeps cache rows first_row + keep[i] (ascending, i < n_keep) of a slot, moved
+  // to first_row + i in every layer, and sets its length to first_row + n_keep.
+  // Uses each attention plugin's compact_kv when it has one.
+  void compact_kv(int32_t slot, int32_t first_row, const int32_t* keep, int32_t n_keep);
+
+  int32_t capacity() const { return kv_.capacity(); }
+  int32_t max_seqs() const { return options_.max_seqs; }
 
   // Clears a slot's cached tokens.
   void reset(int32_t slot);
