@@ -78,7 +78,7 @@ error_messages)
     expect_in "tessera: error:" "$work/err"
     expect_in "$want" "$work/err"
   }
-  check_error "generate" generate
+  check_error "model is required" generate
   check_error "no-such-flag" plugins --no-such-flag
   check_error "does not exist" generate "$work/missing.toml" --tokens 1
   check_error "--tokens entry 1" generate "$hetero" --tokens 1,x
