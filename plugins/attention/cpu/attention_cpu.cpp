@@ -10,6 +10,7 @@
 //   -> o projection, then all-reduce of the partial sum when sharded.
 #include <tessera/abi.h>
 #include <tessera/cpu/block_support.hpp>
+#include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
 #include <tessera/plugin.hpp>
@@ -316,78 +317,16 @@ class GqaAttention {
 
 // --------------------------------------------------------------- linear
 
-// y = x W^T with W [hidden, hidden]. Sharded over W's input columns: each rank
-// multiplies its slice of x's columns, and the partial outputs sum to the full y.
-class LinearAttention {
- public:
-  explicit LinearAttention(const ts_block_config& config)
-      : label_(tessera::cpu::block_label(config, "attention linear")),
-        host_(config.host),
-        comm_(config.comm) {
-    tessera::cpu::check_block_config(config, label_);
-    hidden_ = config.hidden;
-    int32_t rank = 0, world = 1;
-    tessera::cpu::comm_rank_world(config, label_, rank, world);
-    cols_ = tessera::cpu::shard_range(hidden_, rank, world);
-    w_ = tessera::cpu::fetch_weight(config.weights, label_, "linear_attn.weight", hidden_, hidden_)
-             .col_slice(cols_.begin, cols_.end);
-  }
-
-  ts_block_info info() const {
-    ts_block_info i{};
-    i.struct_size = sizeof(ts_block_info);
-    i.kv_dtype = TS_F32;
-    i.parameters = hidden_ * cols_.size();
-    return i;
-  }
-
-  void forward(const ts_block_io& io) {
-    if (io.x == nullptr) throw std::invalid_argument(label_ + ": tensor x is missing");
-    const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
-    tessera::cpu::check_activation(io.x, label_, "x", n, hidden_);
-    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
-    if (io.batch != nullptr) tessera::cpu::check_batch(io.batch, label_, n);
-    tessera::cpu::matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_,
-                            w_, static_cast<float*>(io.y->data), hidden_);
-    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
-  }
-
- private:
-  std::string label_;
-  const ts_host* host_ = nullptr;
-  const ts_comm* comm_ = nullptr;
-  int64_t hidden_ = 0;
-  ShardRange cols_;
-  MatrixView w_;
+// y = x W^T with W [hidden, hidden] (Puzzle's linear replacement of attention).
+struct LinearAttention : tessera::cpu::LinearBlock {
+  explicit LinearAttention(const ts_block_config& c)
+      : LinearBlock(c, "attention linear", "linear_attn.weight") {}
 };
 
 // ----------------------------------------------------------------- noop
 
-class NoopAttention {
- public:
-  explicit NoopAttention(const ts_block_config& config)
-      : label_(tessera::cpu::block_label(config, "attention noop")), hidden_(config.hidden) {
-    tessera::cpu::check_block_config(config, label_);
-  }
-
-  ts_block_info info() const {
-    ts_block_info i{};
-    i.struct_size = sizeof(ts_block_info);
-    i.flags = TS_BLOCK_IDENTITY;
-    i.kv_dtype = TS_F32;
-    return i;
-  }
-
-  void forward(const ts_block_io& io) {
-    if (io.y == nullptr) throw std::invalid_argument(label_ + ": tensor y is missing");
-    const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
-    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
-    std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
-  }
-
- private:
-  std::string label_;
-  int64_t hidden_ = 0;
+struct NoopAttention : tessera::cpu::NoopBlock {
+  explicit NoopAttention(const ts_block_config& c) : NoopBlock(c, "attention noop") {}
 };
 
 const ts_block_vtable kGqaVtable = tessera::sdk::block_vtable<GqaAttention>();

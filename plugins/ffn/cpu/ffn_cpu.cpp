@@ -6,6 +6,7 @@
 // partial outputs sum (all_reduce_sum) to the full y.
 #include <tessera/abi.h>
 #include <tessera/cpu/block_support.hpp>
+#include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
 #include <tessera/plugin.hpp>
@@ -23,16 +24,6 @@ using tessera::cpu::ShardRange;
 
 void ensure_size(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-}
-
-// Rows of x: x's first dimension, checked against the batch when one is given.
-int64_t checked_rows(const ts_block_io& io, const std::string& label, int64_t hidden) {
-  if (io.x == nullptr) throw std::invalid_argument(label + ": tensor x is missing");
-  const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
-  tessera::cpu::check_activation(io.x, label, "x", n, hidden);
-  tessera::cpu::check_activation(io.y, label, "y", n, hidden);
-  if (io.batch != nullptr) tessera::cpu::check_batch(io.batch, label, n);
-  return n;
 }
 
 // --------------------------------------------------------------- swiglu
@@ -77,7 +68,7 @@ class SwigluFfn {
   }
 
   void forward(const ts_block_io& io) {
-    const int64_t n = checked_rows(io, label_, hidden_);
+    const int64_t n = tessera::cpu::checked_rows(io, label_, hidden_);
     if (n == 0) return;
     const int64_t width = rows_.size();
     ensure_size(gate_out_, n * width);
@@ -113,73 +104,16 @@ class SwigluFfn {
 
 // --------------------------------------------------------------- linear
 
-// y = x W^T with W [hidden, hidden], sharded over W's input columns.
-class LinearFfn {
- public:
-  explicit LinearFfn(const ts_block_config& config)
-      : label_(tessera::cpu::block_label(config, "ffn linear")),
-        host_(config.host),
-        comm_(config.comm) {
-    tessera::cpu::check_block_config(config, label_);
-    hidden_ = config.hidden;
-    int32_t rank = 0, world = 1;
-    tessera::cpu::comm_rank_world(config, label_, rank, world);
-    cols_ = tessera::cpu::shard_range(hidden_, rank, world);
-    w_ = tessera::cpu::fetch_weight(config.weights, label_, "linear_mlp.weight", hidden_, hidden_)
-             .col_slice(cols_.begin, cols_.end);
-  }
-
-  ts_block_info info() const {
-    ts_block_info i{};
-    i.struct_size = sizeof(ts_block_info);
-    i.kv_dtype = TS_F32;
-    i.parameters = hidden_ * cols_.size();
-    return i;
-  }
-
-  void forward(const ts_block_io& io) {
-    const int64_t n = checked_rows(io, label_, hidden_);
-    tessera::cpu::matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_,
-                            w_, static_cast<float*>(io.y->data), hidden_);
-    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
-  }
-
- private:
-  std::string label_;
-  const ts_host* host_ = nullptr;
-  const ts_comm* comm_ = nullptr;
-  int64_t hidden_ = 0;
-  ShardRange cols_;
-  MatrixView w_;
+// y = x W^T with W [hidden, hidden] (Puzzle's linear replacement of the FFN).
+struct LinearFfn : tessera::cpu::LinearBlock {
+  explicit LinearFfn(const ts_block_config& c)
+      : LinearBlock(c, "ffn linear", "linear_mlp.weight") {}
 };
 
 // ----------------------------------------------------------------- noop
 
-class NoopFfn {
- public:
-  explicit NoopFfn(const ts_block_config& config)
-      : label_(tessera::cpu::block_label(config, "ffn noop")), hidden_(config.hidden) {
-    tessera::cpu::check_block_config(config, label_);
-  }
-
-  ts_block_info info() const {
-    ts_block_info i{};
-    i.struct_size = sizeof(ts_block_info);
-    i.flags = TS_BLOCK_IDENTITY;
-    i.kv_dtype = TS_F32;
-    return i;
-  }
-
-  void forward(const ts_block_io& io) {
-    if (io.y == nullptr) throw std::invalid_argument(label_ + ": tensor y is missing");
-    const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
-    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
-    std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
-  }
-
- private:
-  std::string label_;
-  int64_t hidden_ = 0;
+struct NoopFfn : tessera::cpu::NoopBlock {
+  explicit NoopFfn(const ts_block_config& c) : NoopBlock(c, "ffn noop") {}
 };
 
 const ts_block_vtable kSwigluVtable = tessera::sdk::block_vtable<SwigluFfn>();

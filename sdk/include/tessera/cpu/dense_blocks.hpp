@@ -1,0 +1,98 @@
+// The two block variants that attention and FFN plugins share: a single linear
+// map (Puzzle's "replace with linear") and the no-op. A plugin derives a named
+// block from them, e.g.
+//   struct LinearAttention : tessera::cpu::LinearBlock {
+//     explicit LinearAttention(const ts_block_config& c)
+//         : LinearBlock(c, "attention linear", "linear_attn.weight") {}
+//   };
+#pragma once
+
+#include <tessera/abi.h>
+#include <tessera/cpu/block_support.hpp>
+#include <tessera/cpu/matmul.hpp>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace tessera::cpu {
+
+// Checks x and y ([n, hidden], f32) and the batch layout; returns n.
+inline int64_t checked_rows(const ts_block_io& io, const std::string& label, int64_t hidden) {
+  if (io.x == nullptr) throw std::invalid_argument(label + ": tensor x is missing");
+  const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+  check_activation(io.x, label, "x", n, hidden);
+  check_activation(io.y, label, "y", n, hidden);
+  if (io.batch != nullptr) check_batch(io.batch, label, n);
+  return n;
+}
+
+// y = x W^T with W [hidden, hidden], sharded over W's input columns (each rank
+// computes a partial sum, then the ranks all-reduce).
+class LinearBlock {
+ public:
+  LinearBlock(const ts_block_config& config, const char* kind_and_name, const char* weight_name)
+      : label_(block_label(config, kind_and_name)), host_(config.host), comm_(config.comm) {
+    check_block_config(config, label_);
+    hidden_ = config.hidden;
+    int32_t rank = 0, world = 1;
+    comm_rank_world(config, label_, rank, world);
+    cols_ = shard_range(hidden_, rank, world);
+    w_ = fetch_weight(config.weights, label_, weight_name, hidden_, hidden_)
+             .col_slice(cols_.begin, cols_.end);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.kv_dtype = TS_F32;
+    i.parameters = hidden_ * cols_.size();
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    const int64_t n = checked_rows(io, label_, hidden_);
+    matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_, w_,
+              static_cast<float*>(io.y->data), hidden_);
+    all_reduce_partial(comm_, label_, *io.y);
+  }
+
+ private:
+  std::string label_;
+  const ts_host* host_ = nullptr;
+  const ts_comm* comm_ = nullptr;
+  int64_t hidden_ = 0;
+  ShardRange cols_;
+  MatrixView w_;
+};
+
+// Adds nothing to the residual stream; TS_BLOCK_IDENTITY lets the host skip it.
+// Called anyway, it writes zeros.
+class NoopBlock {
+ public:
+  NoopBlock(const ts_block_config& config, const char* kind_and_name)
+      : label_(block_label(config, kind_and_name)), hidden_(config.hidden) {
+    check_block_config(config, label_);
+  }
+
+  ts_block_info info() const {
+    ts_block_info i{};
+    i.struct_size = sizeof(ts_block_info);
+    i.flags = TS_BLOCK_IDENTITY;
+    i.kv_dtype = TS_F32;
+    return i;
+  }
+
+  void forward(const ts_block_io& io) {
+    if (io.y == nullptr) throw std::invalid_argument(label_ + ": tensor y is missing");
+    const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
+    check_activation(io.y, label_, "y", n, hidden_);
+    std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
+  }
+
+ private:
+  std::string label_;
+  int64_t hidden_ = 0;
+};
+
+}  // namespace tessera::cpu
