@@ -38,12 +38,15 @@ void BM_ReadBandwidth(benchmark::State& state) {
     double total = 0;
     std::mutex m;
     pool().parallel_for(static_cast<int64_t>(n), 1 << 20, [&](int64_t b, int64_t e) {
-      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      // Eight independent accumulators so the adds never limit the loads.
+      __m256 acc[8];
+      for (auto& a : acc) a = _mm256_setzero_ps();
       int64_t i = b;
-      for (; i + 16 <= e; i += 16) {
-        acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(&data[static_cast<size_t>(i)]));
-        acc1 = _mm256_add_ps(acc1, _mm256_loadu_ps(&data[static_cast<size_t>(i) + 8]));
-      }
+      for (; i + 64 <= e; i += 64)
+        for (int j = 0; j < 8; ++j)
+          acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(&data[static_cast<size_t>(i + 8 * j)]));
+      for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+      const __m256 acc0 = acc[0], acc1 = _mm256_setzero_ps();
       alignas(32) float lanes[8];
       _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
       double s = std::accumulate(lanes, lanes + 8, 0.0);
