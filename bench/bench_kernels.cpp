@@ -68,8 +68,8 @@ void BM_Gemv(benchmark::State& state) {
   std::vector<uint16_t> w16(w32.size());
   for (size_t i = 0; i < w32.size(); ++i)
     w16[i] = dtype == TS_BF16 ? tessera::f32_to_bf16(w32[i]) : tessera::f32_to_f16(w32[i]);
-  const tessera::cpu::MatrixView w{dtype == TS_F32 ? static_cast<const void*>(w32.data()) : w16.data(),
-                                   dtype, rows, cols, cols};
+  const tessera::cpu::MatrixView w{
+      dtype == TS_F32 ? static_cast<const void*>(w32.data()) : w16.data(), dtype, rows, cols, cols};
   const std::vector<float> x = random_floats(static_cast<size_t>(cols), 2);
   std::vector<float> y(static_cast<size_t>(rows));
   for (auto _ : state) {
@@ -82,10 +82,15 @@ void BM_Gemv(benchmark::State& state) {
 }
 // SmolLM2-135M: FFN gate/up (1536x576), down (576x1536), lm head (49152x576).
 BENCHMARK(BM_Gemv)
-    ->Args({1536, 576, TS_F32})->Args({576, 1536, TS_F32})->Args({49152, 576, TS_F32})
-    ->Args({1536, 576, TS_BF16})->Args({49152, 576, TS_BF16})
-    ->Args({1536, 576, TS_F16})->Args({49152, 576, TS_F16})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    ->Args({1536, 576, TS_F32})
+    ->Args({576, 1536, TS_F32})
+    ->Args({49152, 576, TS_F32})
+    ->Args({1536, 576, TS_BF16})
+    ->Args({49152, 576, TS_BF16})
+    ->Args({1536, 576, TS_F16})
+    ->Args({49152, 576, TS_F16})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 // Prefill-sized products: args tokens, rows, cols.
 void BM_Gemm(benchmark::State& state) {
@@ -98,11 +103,15 @@ void BM_Gemm(benchmark::State& state) {
     tessera::cpu::matmul_nt(pool().host(), x.data(), m, cols, view, y.data(), rows);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(m * rows * cols), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(m * rows * cols),
+                                                benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_Gemm)->Args({512, 1536, 576})->Args({512, 576, 1536})->Args({64, 1536, 576})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Gemm)
+    ->Args({512, 1536, 576})
+    ->Args({512, 576, 1536})
+    ->Args({64, 1536, 576})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -68,15 +68,13 @@ int run_generate(const GenerateArgs& args) {
   PluginRegistry registry;
   load_plugins(registry, args.plugin_paths, &manifest);
   ThreadPool pool(manifest.runtime.threads);
-  const int32_t capacity = std::min<int32_t>(
-      manifest.model.max_seq_len, static_cast<int32_t>(prompt.size()) + args.max_tokens);
-  Model model(manifest, registry, load_weights(manifest), pool,
-              ModelOptions{1, capacity, nullptr});
+  const int32_t capacity = std::min<int32_t>(manifest.model.max_seq_len,
+                                             static_cast<int32_t>(prompt.size()) + args.max_tokens);
+  Model model(manifest, registry, load_weights(manifest), pool, ModelOptions{1, capacity, nullptr});
   Generator generator(model, registry);
 
-  const GenerateResult result = generator.generate(prompt, options, [&](int32_t token) {
-    std::cout << token << ' ' << std::flush;
-  });
+  const GenerateResult result = generator.generate(
+      prompt, options, [&](int32_t token) { std::cout << token << ' ' << std::flush; });
   std::cout << std::endl;
   if (!args.quiet) {
     const auto n_prompt = static_cast<double>(prompt.size());
@@ -98,7 +96,8 @@ Runner add_generate_command(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("model", a->model, "Manifest (.toml) or model folder")->required();
   auto* prompt = cmd->add_option("-p,--prompt", a->prompt, "Prompt text (needs a tokenizer)");
-  cmd->add_option("-t,--tokens", a->tokens, "Prompt as comma-separated token ids")->excludes(prompt);
+  cmd->add_option("-t,--tokens", a->tokens, "Prompt as comma-separated token ids")
+      ->excludes(prompt);
   cmd->add_option("-n,--max-tokens", a->max_tokens, "Most tokens to generate")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--decoder", a->decoder, "Decoder provider: greedy, sampling, ...");
@@ -106,7 +105,8 @@ Runner add_generate_command(CLI::App& app) {
   cmd->add_option("--top-k", a->top_k, "Keep the k most likely tokens (0 = all)");
   cmd->add_option("--top-p", a->top_p, "Keep the smallest set with this probability mass");
   cmd->add_option("--seed", a->seed, "Sampling seed: same seed, same tokens");
-  cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--device", a->device, "cpu or cuda (overrides the manifest)");
   cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
   cmd->add_flag("-q,--quiet", a->quiet, "No statistics on stderr");

@@ -31,8 +31,8 @@ int run_init_random(const InitRandomArgs& args) {
       for (const auto& n : builtin_shape_names()) names += (names.empty() ? "" : ", ") + n;
       return names;
     }() + ") or --manifest");
-  Manifest manifest =
-      args.shape.empty() ? load_manifest(resolve_manifest_path(args.manifest)) : builtin_shape(args.shape);
+  Manifest manifest = args.shape.empty() ? load_manifest(resolve_manifest_path(args.manifest))
+                                         : builtin_shape(args.shape);
 
   const fs::path out(args.output);
   if (fs::exists(out) && !fs::is_directory(out))
@@ -60,7 +60,8 @@ int run_init_random(const InitRandomArgs& args) {
 }  // namespace
 
 Runner add_init_random_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("init-random", "Write a model of a given shape with random weights");
+  auto* cmd =
+      app.add_subcommand("init-random", "Write a model of a given shape with random weights");
   auto a = std::make_shared<InitRandomArgs>();
   cmd->add_option("--shape", a->shape, "Built-in shape: smollm2-135m, llama-3.1-8b");
   cmd->add_option("--manifest", a->manifest, "Or a manifest giving a (heterogeneous) layout");

@@ -36,8 +36,8 @@ int run_validate(const ValidateArgs& args) {
     registry.find(TS_KIND_ATTENTION, layer.attention.kind, device, layer.attention.plugin);
     registry.find(TS_KIND_FFN, layer.ffn.kind, device, layer.ffn.plugin);
   }
-  registry.find(TS_KIND_DECODER, manifest.runtime.decoder.kind.empty() ? "greedy"
-                                                                       : manifest.runtime.decoder.kind,
+  registry.find(TS_KIND_DECODER,
+                manifest.runtime.decoder.kind.empty() ? "greedy" : manifest.runtime.decoder.kind,
                 device, manifest.runtime.decoder.plugin);
 
   std::cout << manifest.source.string() << ": " << manifest.model.num_layers << " layers, hidden "

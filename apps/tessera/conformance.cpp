@@ -37,8 +37,12 @@ int lookup_weight(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
 }
 
 // A communicator of one rank: every collective leaves the data as it is.
-int identity_reduce(void*, ts_tensor*, ts_error*) { return TS_OK; }
-int identity_broadcast(void*, ts_tensor*, int32_t, ts_error*) { return TS_OK; }
+int identity_reduce(void*, ts_tensor*, ts_error*) {
+  return TS_OK;
+}
+int identity_broadcast(void*, ts_tensor*, int32_t, ts_error*) {
+  return TS_OK;
+}
 int unsupported_gather(void*, const ts_tensor*, ts_tensor*, int32_t, ts_error* err) {
   std::snprintf(err->message, sizeof(err->message), "plugin-check runs blocks unsharded");
   return TS_UNSUPPORTED;
@@ -103,7 +107,8 @@ void set_common_params(ParamList& p, int32_t hidden, int32_t heads, int32_t head
   p.set("vocab_size", int64_t{256});
 }
 
-void accumulate_error(const float* got, const float* want, size_t n, double& max_abs, double& max_ref) {
+void accumulate_error(const float* got, const float* want, size_t n, double& max_abs,
+                      double& max_ref) {
   for (size_t i = 0; i < n; ++i) {
     const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
     // NaN from the plugin must fail, not slip through a comparison.
@@ -182,25 +187,26 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
     b.weights["q_proj.weight"] = random_tensor(rng, {qdim, c.hidden}, in_scale);
     b.weights["k_proj.weight"] = random_tensor(rng, {kvdim, c.hidden}, in_scale);
     b.weights["v_proj.weight"] = random_tensor(rng, {kvdim, c.hidden}, in_scale);
-    b.weights["o_proj.weight"] = random_tensor(rng, {c.hidden, qdim}, 1.0 / std::sqrt(double(qdim)));
+    b.weights["o_proj.weight"] =
+        random_tensor(rng, {c.hidden, qdim}, 1.0 / std::sqrt(double(qdim)));
     set_common_params(b.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
     make_block(b, provider, TS_KIND_ATTENTION, c.hidden, pool, "conformance " + name.str());
     const ts_block_info& info = b.block->info();
     if (info.kv_heads != c.kv || info.head_dim != c.head_dim)
-      throw Error("info() reports kv_heads=" + std::to_string(info.kv_heads) + " head_dim=" +
-                  std::to_string(info.head_dim) + ", expected " + std::to_string(c.kv) + " and " +
-                  std::to_string(c.head_dim));
+      throw Error("info() reports kv_heads=" + std::to_string(info.kv_heads) +
+                  " head_dim=" + std::to_string(info.head_dim) + ", expected " +
+                  std::to_string(c.kv) + " and " + std::to_string(c.head_dim));
     if (info.kv_dtype != TS_F32 && info.kv_dtype != TS_F16 && info.kv_dtype != TS_BF16)
       throw Error("info() reports an unsupported kv_dtype " + std::to_string(info.kv_dtype));
 
-    KvCache cache({KvLayerShape{info.kv_heads, info.head_dim, static_cast<ts_dtype>(info.kv_dtype)}},
-                  c.batch, capacity);
+    KvCache cache(
+        {KvLayerShape{info.kv_heads, info.head_dim, static_cast<ts_dtype>(info.kv_dtype)}}, c.batch,
+        capacity);
     std::vector<reference::SequenceKv> ref_kv(static_cast<size_t>(c.batch));
     const reference::GqaShape shape{c.hidden, c.heads, c.kv, c.head_dim, 10000.0};
-    const reference::GqaWeights gw{b.weights["q_proj.weight"].data<float>(),
-                                   b.weights["k_proj.weight"].data<float>(),
-                                   b.weights["v_proj.weight"].data<float>(),
-                                   b.weights["o_proj.weight"].data<float>()};
+    const reference::GqaWeights gw{
+        b.weights["q_proj.weight"].data<float>(), b.weights["k_proj.weight"].data<float>(),
+        b.weights["v_proj.weight"].data<float>(), b.weights["o_proj.weight"].data<float>()};
 
     // One forward of n_new[s] tokens per sequence, checked against the reference.
     auto step = [&](const std::vector<int32_t>& n_new, const std::vector<std::vector<int32_t>>& pos,
@@ -217,8 +223,13 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
       Tensor y({total, c.hidden}, TS_F32);
       std::fill(y.data<float>(), y.data<float>() + y.numel(), NAN);
       std::vector<const uint8_t*> masks(static_cast<size_t>(c.batch), mask);
-      ts_batch batch{sizeof(ts_batch), c.batch,        total, slots.data(), offsets.data(),
-                     positions.data(), mask ? masks.data() : nullptr};
+      ts_batch batch{sizeof(ts_batch),
+                     c.batch,
+                     total,
+                     slots.data(),
+                     offsets.data(),
+                     positions.data(),
+                     mask ? masks.data() : nullptr};
       ts_kv_layer kvl = cache.layer_view(0);
       const ts_tensor xv = x.view();
       ts_tensor yv = y.view();
@@ -237,7 +248,8 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
     auto consecutive = [&](const std::vector<int32_t>& n_new) {
       std::vector<std::vector<int32_t>> pos(static_cast<size_t>(c.batch));
       for (int32_t s = 0; s < c.batch; ++s)
-        for (int32_t i = 0; i < n_new[static_cast<size_t>(s)]; ++i) pos[static_cast<size_t>(s)].push_back(cache.length(s) + i);
+        for (int32_t i = 0; i < n_new[static_cast<size_t>(s)]; ++i)
+          pos[static_cast<size_t>(s)].push_back(cache.length(s) + i);
       return pos;
     };
 
@@ -255,7 +267,8 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
       std::vector<int32_t> first_rows;
       for (int32_t s = 0; s < c.batch; ++s) {
         first_rows.push_back(cache.length(s));
-        for (int n = 0; n < kTreeNodes; ++n) pos[static_cast<size_t>(s)].push_back(cache.length(s) + kTreeDepth[n]);
+        for (int n = 0; n < kTreeNodes; ++n)
+          pos[static_cast<size_t>(s)].push_back(cache.length(s) + kTreeDepth[n]);
       }
       step(nodes, pos, mask.data());
       // Keep the accepted path and decode one more token after it.
@@ -294,7 +307,8 @@ CaseResult check_linear(const ProviderRef& provider, ts_kind kind, int32_t hidde
     Tensor y({tokens, hidden}, TS_F32);
     std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
     for (int32_t i = 0; i < tokens; ++i) positions[static_cast<size_t>(i)] = i;
-    ts_batch batch{sizeof(ts_batch), 1, tokens, slots.data(), offsets.data(), positions.data(), nullptr};
+    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
+                   positions.data(), nullptr};
     const ts_tensor xv = x.view();
     ts_tensor yv = y.view();
     const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
@@ -323,7 +337,8 @@ CaseResult check_swiglu(const ProviderRef& provider, int32_t hidden, int32_t int
     Tensor x = random_tensor(rng, {tokens, hidden}, 1.0);
     Tensor y({tokens, hidden}, TS_F32);
     std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
-    ts_batch batch{sizeof(ts_batch), 1, tokens, slots.data(), offsets.data(), positions.data(), nullptr};
+    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
+                   positions.data(), nullptr};
     const ts_tensor xv = x.view();
     ts_tensor yv = y.view();
     const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
@@ -331,13 +346,15 @@ CaseResult check_swiglu(const ProviderRef& provider, int32_t hidden, int32_t int
     std::vector<float> want(static_cast<size_t>(tokens) * hidden);
     reference::swiglu(x.data<float>(), b.weights["gate_proj.weight"].data<float>(),
                       b.weights["up_proj.weight"].data<float>(),
-                      b.weights["down_proj.weight"].data<float>(), tokens, hidden, inter, want.data());
+                      b.weights["down_proj.weight"].data<float>(), tokens, hidden, inter,
+                      want.data());
     accumulate_error(y.data<float>(), want.data(), want.size(), max_abs, max_ref);
   });
 }
 
 CaseResult check_noop(const ProviderRef& provider, ts_kind kind, ThreadPool& pool) {
-  const std::string name = std::string(kind_name(kind)) + " " + provider.provider->name + " identity";
+  const std::string name =
+      std::string(kind_name(kind)) + " " + provider.provider->name + " identity";
   return run_case(name, 0.0, [&](double& max_abs, double&) {
     BlockUnderTest b;
     constexpr int32_t hidden = 32, tokens = 3;
@@ -350,7 +367,8 @@ CaseResult check_noop(const ProviderRef& provider, ts_kind kind, ThreadPool& poo
     std::fill(x.data<float>(), x.data<float>() + x.numel(), 1.0f);
     std::fill(y.data<float>(), y.data<float>() + y.numel(), 1.0f);
     std::vector<int32_t> slots{0}, offsets{0, tokens}, positions{0, 1, 2};
-    ts_batch batch{sizeof(ts_batch), 1, tokens, slots.data(), offsets.data(), positions.data(), nullptr};
+    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
+                   positions.data(), nullptr};
     const ts_tensor xv = x.view();
     ts_tensor yv = y.view();
     const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
@@ -381,22 +399,26 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
     if (p->kind == TS_KIND_ATTENTION && name == "gqa") {
       std::vector<GqaCase> grid;
       const std::vector<std::array<int32_t, 3>> shapes =
-          options.quick ? std::vector<std::array<int32_t, 3>>{{64, 4, 16}}
-                        : std::vector<std::array<int32_t, 3>>{{64, 4, 16}, {576, 9, 64}, {256, 2, 128}};
+          options.quick
+              ? std::vector<std::array<int32_t, 3>>{{64, 4, 16}}
+              : std::vector<std::array<int32_t, 3>>{{64, 4, 16}, {576, 9, 64}, {256, 2, 128}};
       for (const auto& [hidden, heads, head_dim] : shapes)
         for (int32_t kv = heads; kv >= 1; --kv) {
           if (heads % kv != 0) continue;
           for (int32_t batch : {1, 3})
             for (int32_t decode : {0, 3})
-              for (bool tree : {false, true}) grid.push_back({hidden, heads, kv, head_dim, batch, decode, tree});
+              for (bool tree : {false, true})
+                grid.push_back({hidden, heads, kv, head_dim, batch, decode, tree});
         }
       for (const GqaCase& c : grid) report.cases.push_back(check_gqa(ref, c, tol, pool, seed++));
     } else if (name == "linear" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {
       for (int32_t hidden : {64, 576})
         for (int32_t tokens : {1, 7})
-          report.cases.push_back(check_linear(ref, static_cast<ts_kind>(p->kind), hidden, tokens, tol, pool, seed++));
+          report.cases.push_back(
+              check_linear(ref, static_cast<ts_kind>(p->kind), hidden, tokens, tol, pool, seed++));
     } else if (p->kind == TS_KIND_FFN && name == "swiglu") {
-      for (const auto& [hidden, inter] : std::vector<std::pair<int32_t, int32_t>>{{64, 40}, {64, 100}, {576, 1536}})
+      for (const auto& [hidden, inter] :
+           std::vector<std::pair<int32_t, int32_t>>{{64, 40}, {64, 100}, {576, 1536}})
         for (int32_t tokens : {1, 9})
           report.cases.push_back(check_swiglu(ref, hidden, inter, tokens, tol, pool, seed++));
     } else if (name == "noop" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {

@@ -16,7 +16,7 @@ struct CaseResult {
   double max_rel = 0;    // max_abs / largest |reference|
   double tolerance = 0;  // on max_rel
   bool passed = false;
-  std::string error;     // set when the plugin failed outright
+  std::string error;  // set when the plugin failed outright
 };
 
 struct ConformanceReport {

@@ -73,11 +73,11 @@ typedef enum ts_param_type {
 /* One named value from a manifest: model-wide fields and the block's own. */
 typedef struct ts_param {
   const char* key;
-  int32_t type; /* ts_param_type */
-  int32_t count; /* elements of ints for TS_PARAM_INT_LIST */
-  int64_t i;     /* INT and BOOL */
-  double f;      /* FLOAT */
-  const char* s; /* STRING */
+  int32_t type;        /* ts_param_type */
+  int32_t count;       /* elements of ints for TS_PARAM_INT_LIST */
+  int64_t i;           /* INT and BOOL */
+  double f;            /* FLOAT */
+  const char* s;       /* STRING */
   const int64_t* ints; /* INT_LIST */
 } ts_param;
 
@@ -138,7 +138,7 @@ typedef enum ts_kind {
 
 typedef struct ts_block_config {
   uint32_t struct_size;
-  int32_t kind;  /* TS_KIND_ATTENTION or TS_KIND_FFN */
+  int32_t kind; /* TS_KIND_ATTENTION or TS_KIND_FFN */
   int32_t layer;
   int32_t hidden;
   int32_t dtype; /* activation dtype of x and y */
@@ -160,11 +160,11 @@ enum ts_block_flags {
 
 typedef struct ts_block_info {
   uint32_t struct_size;
-  uint32_t flags;        /* ts_block_flags */
-  int32_t kv_heads;      /* KV heads held by this rank; 0 = the block needs no cache */
+  uint32_t flags;   /* ts_block_flags */
+  int32_t kv_heads; /* KV heads held by this rank; 0 = the block needs no cache */
   int32_t head_dim;
   int32_t kv_dtype;
-  int64_t parameters;    /* parameters this rank holds */
+  int64_t parameters; /* parameters this rank holds */
 } ts_block_info;
 
 /* One layer's KV cache, owned by the host. k and v are
@@ -186,9 +186,9 @@ typedef struct ts_batch {
   uint32_t struct_size;
   int32_t n_seqs;
   int32_t n_tokens;
-  const int32_t* slots;     /* [n_seqs] cache slot of each sequence */
-  const int32_t* offsets;   /* [n_seqs + 1] */
-  const int32_t* positions; /* [n_tokens] RoPE position of each token */
+  const int32_t* slots;             /* [n_seqs] cache slot of each sequence */
+  const int32_t* offsets;           /* [n_seqs + 1] */
+  const int32_t* positions;         /* [n_tokens] RoPE position of each token */
   const uint8_t* const* tree_masks; /* NULL, or [n_seqs] entries, each NULL or a mask */
 } ts_batch;
 
@@ -197,7 +197,7 @@ typedef struct ts_block_io {
   const ts_tensor* x; /* [n_tokens, hidden], already normalised by the host */
   ts_tensor* y;       /* [n_tokens, hidden], the block's contribution to the residual */
   const ts_batch* batch;
-  ts_kv_layer* kv;    /* NULL when info.kv_heads == 0 */
+  ts_kv_layer* kv; /* NULL when info.kv_heads == 0 */
 } ts_block_io;
 
 typedef struct ts_block_vtable {
@@ -241,8 +241,8 @@ typedef struct ts_decode_host {
   int (*forward)(void* ctx, const ts_forward_request* request, ts_error* err);
   /* As ts_block_vtable.compact_kv, across every layer, and shortens the sequence
    * to first_row + n_keep rows. */
-  int (*compact_kv)(void* ctx, int32_t seq, int32_t first_row, const int32_t* keep,
-                    int32_t n_keep, ts_error* err);
+  int (*compact_kv)(void* ctx, int32_t seq, int32_t first_row, const int32_t* keep, int32_t n_keep,
+                    ts_error* err);
   const float* (*last_logits)(void* ctx, int32_t seq); /* [vocab] */
   const float* (*last_hidden)(void* ctx, int32_t seq); /* [hidden] */
   int32_t (*length)(void* ctx, int32_t seq);           /* cached rows */
@@ -252,7 +252,7 @@ typedef struct ts_decoder_config {
   uint32_t struct_size;
   int32_t vocab;
   int32_t hidden;
-  ts_params params; /* temperature, top_k, top_p, seed, eos_token_ids, ... */
+  ts_params params;          /* temperature, top_k, top_p, seed, eos_token_ids, ... */
   const ts_weights* weights; /* extra weights (Medusa heads); may be NULL */
   const ts_host* host;
 } ts_decoder_config;
@@ -264,11 +264,11 @@ typedef struct ts_decode_step {
   uint32_t struct_size;
   int32_t n_seqs;
   const int32_t* seqs;
-  const int32_t* budget;  /* [n_seqs] tokens each sequence may still emit, >= 1 */
-  int32_t capacity;       /* room per sequence in tokens */
-  int32_t* tokens;        /* [n_seqs * capacity] */
-  int32_t* counts;        /* [n_seqs] tokens emitted */
-  uint8_t* finished;      /* [n_seqs] */
+  const int32_t* budget; /* [n_seqs] tokens each sequence may still emit, >= 1 */
+  int32_t capacity;      /* room per sequence in tokens */
+  int32_t* tokens;       /* [n_seqs * capacity] */
+  int32_t* counts;       /* [n_seqs] tokens emitted */
+  uint8_t* finished;     /* [n_seqs] */
 } ts_decode_step;
 
 typedef struct ts_decoder_vtable {

@@ -12,25 +12,39 @@ namespace tessera {
 
 inline size_t dtype_size(int32_t dtype) {
   switch (dtype) {
-    case TS_F32: return 4;
-    case TS_F16: return 2;
-    case TS_BF16: return 2;
-    case TS_I32: return 4;
-    case TS_I64: return 8;
-    case TS_U8: return 1;
-    default: return 0;
+    case TS_F32:
+      return 4;
+    case TS_F16:
+      return 2;
+    case TS_BF16:
+      return 2;
+    case TS_I32:
+      return 4;
+    case TS_I64:
+      return 8;
+    case TS_U8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
 inline const char* dtype_name(int32_t dtype) {
   switch (dtype) {
-    case TS_F32: return "f32";
-    case TS_F16: return "f16";
-    case TS_BF16: return "bf16";
-    case TS_I32: return "i32";
-    case TS_I64: return "i64";
-    case TS_U8: return "u8";
-    default: return "unknown";
+    case TS_F32:
+      return "f32";
+    case TS_F16:
+      return "f16";
+    case TS_BF16:
+      return "bf16";
+    case TS_I32:
+      return "i32";
+    case TS_I64:
+      return "i64";
+    case TS_U8:
+      return "u8";
+    default:
+      return "unknown";
   }
 }
 
@@ -97,8 +111,8 @@ inline uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
-  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u); // overflow -> inf
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
     if (abs < 0x33000000u) return sign;
     const uint32_t exp = abs >> 23;

@@ -167,7 +167,8 @@ inline ts_tensor get_weight(const ts_weights* weights, const std::string& name,
     throw std::invalid_argument("no weights were given for '" + name + "'");
   ts_tensor t{};
   ts_error err{};
-  if (weights->get(weights->ctx, name.c_str(), &t, &err) != TS_OK) throw std::runtime_error(err.message);
+  if (weights->get(weights->ctx, name.c_str(), &t, &err) != TS_OK)
+    throw std::runtime_error(err.message);
   bool ok = t.ndim == static_cast<int32_t>(shape.size());
   int32_t d = 0;
   for (int64_t s : shape) ok = ok && t.shape[d++] == s;
@@ -227,9 +228,8 @@ ts_block_vtable block_vtable() {
   if constexpr (has_compact_kv<Block>::value) {
     v.compact_kv = [](void* self, ts_kv_layer* kv, int32_t slot, int32_t first_row,
                       const int32_t* keep, int32_t n_keep, ts_error* err) {
-      return guard(err, [&] {
-        static_cast<Block*>(self)->compact_kv(*kv, slot, first_row, keep, n_keep);
-      });
+      return guard(
+          err, [&] { static_cast<Block*>(self)->compact_kv(*kv, slot, first_row, keep, n_keep); });
     };
   }
   return v;
@@ -300,15 +300,18 @@ constexpr ts_provider provider(ts_kind kind, const char* name, ts_device device,
 }  // namespace tessera::sdk
 
 // Defines the plugin's single exported entry point. PROVIDERS is a C array of ts_provider.
-#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                                               \
-  namespace {                                                                                  \
-  const ts_plugin_descriptor* tessera_plugin_descriptor() {                                   \
-    static const ts_plugin_descriptor d{sizeof(ts_plugin_descriptor), TS_ABI_MAJOR,            \
-                                        TS_ABI_MINOR, NAME, VERSION,                            \
-                                        static_cast<int32_t>(sizeof(PROVIDERS) /               \
-                                                             sizeof((PROVIDERS)[0])),          \
-                                        PROVIDERS};                                            \
-    return &d;                                                                                 \
-  }                                                                                            \
-  }                                                                                            \
+#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                          \
+  namespace {                                                             \
+  const ts_plugin_descriptor* tessera_plugin_descriptor() {               \
+    static const ts_plugin_descriptor d{                                  \
+        sizeof(ts_plugin_descriptor),                                     \
+        TS_ABI_MAJOR,                                                     \
+        TS_ABI_MINOR,                                                     \
+        NAME,                                                             \
+        VERSION,                                                          \
+        static_cast<int32_t>(sizeof(PROVIDERS) / sizeof((PROVIDERS)[0])), \
+        PROVIDERS};                                                       \
+    return &d;                                                            \
+  }                                                                       \
+  }                                                                       \
   BOOST_DLL_ALIAS(tessera_plugin_descriptor, tessera_plugin)

@@ -70,7 +70,8 @@ class TreeBlindGqa {
           for (double& v : w) sum += (v = std::exp(v - mx));
           for (int64_t e = 0; e < hd_; ++e) {
             double acc = 0;
-            for (int32_t j = 0; j < visible; ++j) acc += w[static_cast<size_t>(j)] * vs[j * row + g * hd_ + e];
+            for (int32_t j = 0; j < visible; ++j)
+              acc += w[static_cast<size_t>(j)] * vs[j * row + g * hd_ + e];
             attn[static_cast<size_t>(h * hd_ + e)] = static_cast<float>(acc / sum);
           }
         }

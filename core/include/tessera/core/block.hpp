@@ -23,7 +23,9 @@ class Block {
   bool identity() const { return (info_.flags & TS_BLOCK_IDENTITY) != 0; }
   bool has_compact_kv() const;
   const ProviderRef& provider() const { return provider_; }
-  const std::string& label() const { return label_; }  // "layer 3 attention gqa (tessera-attention-cpu)"
+  const std::string& label() const {
+    return label_;
+  }  // "layer 3 attention gqa (tessera-attention-cpu)"
 
   // Throw tessera::Error prefixed with the label.
   void forward(const ts_block_io& io);

@@ -31,7 +31,9 @@ class KvCache {
   bool has_layer(int32_t layer) const;
   // The ABI view of one layer (lengths point at this cache's table).
   ts_kv_layer layer_view(int32_t layer);
-  const KvLayerShape& layer_shape(int32_t layer) const { return shapes_.at(static_cast<size_t>(layer)); }
+  const KvLayerShape& layer_shape(int32_t layer) const {
+    return shapes_.at(static_cast<size_t>(layer));
+  }
 
   // Moves rows first_row + keep[i] to first_row + i in every layer (used when a
   // plugin has no compact_kv of its own) and sets the length to first_row + n_keep.

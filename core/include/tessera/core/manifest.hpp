@@ -65,10 +65,10 @@ struct LayerSpec {
 struct RuntimeSpec {
   std::string device = "cpu";
   ts_dtype dtype = TS_F32;
-  int32_t threads = 0;  // 0: every core
+  int32_t threads = 0;                              // 0: every core
   std::vector<std::filesystem::path> plugin_paths;  // resolved against the manifest's folder
-  BlockSpec decoder;    // kind defaults to "greedy"
-  BlockSpec parallel;   // kind defaults to "local"
+  BlockSpec decoder;                                // kind defaults to "greedy"
+  BlockSpec parallel;                               // kind defaults to "local"
 };
 
 struct Manifest {

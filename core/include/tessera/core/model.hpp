@@ -17,17 +17,17 @@
 namespace tessera {
 
 struct ModelOptions {
-  int32_t max_seqs = 1;     // KV-cache slots
-  int32_t capacity = 0;     // tokens per slot; 0: manifest's max_seq_len
+  int32_t max_seqs = 1;           // KV-cache slots
+  int32_t capacity = 0;           // tokens per slot; 0: manifest's max_seq_len
   const ts_comm* comm = nullptr;  // NULL: unsharded (rank 0 of 1)
 };
 
 // A batch of new tokens for several sequences (see ts_batch for the layout).
 struct ForwardBatch {
   std::vector<int32_t> slots;
-  std::vector<int32_t> offsets;    // n_seqs + 1
-  std::vector<int32_t> tokens;     // offsets.back()
-  std::vector<int32_t> positions;  // empty: consecutive after each slot's cached length
+  std::vector<int32_t> offsets;            // n_seqs + 1
+  std::vector<int32_t> tokens;             // offsets.back()
+  std::vector<int32_t> positions;          // empty: consecutive after each slot's cached length
   std::vector<const uint8_t*> tree_masks;  // empty, or one per sequence (NULL = causal)
   // Logits and hidden get only the last token of each sequence: [n_seqs, ...]
   // instead of [n_tokens, ...] (prefill needs no logits for the other tokens).

@@ -45,7 +45,9 @@ class Tensor {
 
   void* raw() const { return data_; }
   template <class T>
-  T* data() const { return static_cast<T*>(data_); }
+  T* data() const {
+    return static_cast<T*>(data_);
+  }
 
   // The ABI view of this tensor.
   ts_tensor view() const;

@@ -35,9 +35,9 @@ void write_safetensors(const std::filesystem::path& path, const WeightStore& wei
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed ^ 0x9e3779b97f4a7c15ull) {}
-  uint64_t next();          // splitmix64
-  float uniform();          // [0, 1)
-  float normal();           // Box-Muller, N(0, 1)
+  uint64_t next();  // splitmix64
+  float uniform();  // [0, 1)
+  float normal();   // Box-Muller, N(0, 1)
 
  private:
   uint64_t state_;
