@@ -224,10 +224,10 @@ TEST(DequantTest, RejectsUnsupportedTypesAndPartialBlocks) {
 
 // The fixtures' expected values come from gguf.quants.dequantize; equality is exact.
 TEST(DequantTest, MatchesPythonGgufPackageExactly) {
-  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf-fixture");
   const nlohmann::json expected =
       nlohmann::json::parse(std::ifstream(kDataDir / "quants.expected.json"));
-  const Bytes expected_bytes = read_bytes(kDataDir / "quants.expected.bin");
+  const Bytes expected_bytes = read_bytes(kDataDir / "quants.expected.f32");
   ASSERT_EQ(expected.size(), 9u);
   for (const auto& [name, e] : expected.items()) {
     SCOPED_TRACE(name);
@@ -253,7 +253,7 @@ TEST(DequantTest, MatchesPythonGgufPackageExactly) {
 }
 
 TEST(DequantTest, TinyFixtureLoadsEverySupportedType) {
-  const GgufFile file = GgufFile::open(kDataDir / "tiny_types.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "tiny_types.gguf-fixture");
   ASSERT_EQ(file.tensors().size(), 10u);
   for (const GgufTensorInfo& info : file.tensors()) {
     SCOPED_TRACE(info.name);
@@ -277,7 +277,7 @@ TEST(DequantTest, TinyFixtureLoadsEverySupportedType) {
 }
 
 TEST(DequantTest, LoadsAsF16AndBf16ThroughF32) {
-  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf-fixture");
   for (const char* name : {"q4_1", "q6_k", "f16", "bf16", "f32"}) {
     SCOPED_TRACE(name);
     const Tensor f32 = file.load_tensor(name, TS_F32);
@@ -298,7 +298,7 @@ TEST(DequantTest, LoadsAsF16AndBf16ThroughF32) {
 // ---- Parsing the fixtures -------------------------------------------------------------------
 
 TEST(GgufTest, ReadsTensorInfosOfQuantFixture) {
-  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "quants.gguf-fixture");
   EXPECT_EQ(file.version(), 3u);
   EXPECT_EQ(file.alignment(), 32u);
   EXPECT_EQ(file.get_string("general.name"), "quant fixtures");
@@ -376,25 +376,25 @@ void expect_metadata_fixture(const GgufFile& file) {
 }
 
 TEST(GgufTest, ReadsEveryMetadataTypeVersion3) {
-  const GgufFile file = GgufFile::open(kDataDir / "metadata.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "metadata.gguf-fixture");
   EXPECT_EQ(file.version(), 3u);
   expect_metadata_fixture(file);
 }
 
 TEST(GgufTest, ReadsVersion2) {
-  const GgufFile file = GgufFile::open(kDataDir / "metadata_v2.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "metadata_v2.gguf-fixture");
   EXPECT_EQ(file.version(), 2u);
   expect_metadata_fixture(file);
 }
 
 TEST(GgufTest, TypedLookupsNameTheKeyOnError) {
-  const GgufFile file = GgufFile::open(kDataDir / "metadata.gguf");
+  const GgufFile file = GgufFile::open(kDataDir / "metadata.gguf-fixture");
   const std::string wrong = model_error_of([&] { file.get_int("test.string"); });
   EXPECT_NE(wrong.find("'test.string'"), std::string::npos) << wrong;
   EXPECT_NE(wrong.find("expected an integer"), std::string::npos) << wrong;
   const std::string missing = model_error_of([&] { file.get_string("no.such.key"); });
   EXPECT_NE(missing.find("'no.such.key' is missing"), std::string::npos) << missing;
-  EXPECT_NE(missing.find("metadata.gguf"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("metadata.gguf-fixture"), std::string::npos) << missing;
   EXPECT_EQ(file.get_int("no.such.key", 7), 7);
   EXPECT_EQ(file.get_string("no.such.key", "x"), "x");
   EXPECT_EQ(file.get_float("test.u8", 0.0), 200.0);
@@ -422,7 +422,7 @@ TEST(GgufTest, RefusesMissingEmptyAndNonGgufFiles) {
 }
 
 TEST(GgufTest, RefusesVersion1BigEndianAndUnknownVersions) {
-  Bytes file = read_bytes(kDataDir / "metadata.gguf");
+  Bytes file = read_bytes(kDataDir / "metadata.gguf-fixture");
   put_u32(file, 4, 1);
   const std::string v1 = model_error_of([&] { parse(file); });
   EXPECT_NE(v1.find("version 1 is not supported"), std::string::npos) << v1;
@@ -436,7 +436,7 @@ TEST(GgufTest, RefusesVersion1BigEndianAndUnknownVersions) {
 }
 
 TEST(GgufTest, CorruptStringLengthNamesFileOffsetAndField) {
-  Bytes file = read_bytes(kDataDir / "metadata.gguf");
+  Bytes file = read_bytes(kDataDir / "metadata.gguf-fixture");
   const size_t length_at = after_key(file, "test.string") + 4;  // after the u32 value type
   put_u64(file, length_at, uint64_t{1} << 40);
   const std::string e = model_error_of([&] { parse(file, "corrupt.gguf"); });
@@ -447,7 +447,7 @@ TEST(GgufTest, CorruptStringLengthNamesFileOffsetAndField) {
 }
 
 TEST(GgufTest, HugeCountsAreRejectedBeforeAllocating) {
-  const Bytes original = read_bytes(kDataDir / "metadata.gguf");
+  const Bytes original = read_bytes(kDataDir / "metadata.gguf-fixture");
   {
     Bytes file = original;
     const size_t count_at = after_key(file, "test.array_u8") + 4 + 4;  // type, element type
@@ -473,7 +473,7 @@ TEST(GgufTest, HugeCountsAreRejectedBeforeAllocating) {
 }
 
 TEST(GgufTest, RejectsBadValueTypesDuplicatesAndAlignment) {
-  const Bytes original = read_bytes(kDataDir / "metadata.gguf");
+  const Bytes original = read_bytes(kDataDir / "metadata.gguf-fixture");
   Bytes file = original;
   put_u32(file, after_key(file, "test.u16"), 13);
   std::string e = model_error_of([&] { parse(file); });
@@ -500,7 +500,7 @@ TEST(GgufTest, RejectsBadValueTypesDuplicatesAndAlignment) {
 }
 
 TEST(GgufTest, RejectsBadTensorInfos) {
-  const Bytes original = read_bytes(kDataDir / "metadata.gguf");
+  const Bytes original = read_bytes(kDataDir / "metadata.gguf-fixture");
   const GgufFile parsed = parse(original);
   // Tensor "b" info: name, u32 n_dims, u64 dims, u32 type, u64 offset. It follows "a".
   const size_t b_name = find_bytes(original, std::string_view("\x01\0\0\0\0\0\0\0b", 9)) + 9;
@@ -588,7 +588,7 @@ TEST(GgufTest, SyntheticFilesNestingAndEmptyArrays) {
 }
 
 TEST(GgufTest, EveryTruncationThrowsModelError) {
-  const Bytes original = read_bytes(kDataDir / "quants.gguf");
+  const Bytes original = read_bytes(kDataDir / "quants.gguf-fixture");
   const GgufFile full = parse(original);
   uint64_t needed = 0;
   for (const GgufTensorInfo& t : full.tensors()) needed = std::max(needed, t.file_offset + t.bytes);
@@ -620,7 +620,7 @@ void parse_and_load_everything(const Bytes& bytes, const std::string& name) {
 
 TEST(GgufTest, RandomByteCorruptionNeverCrashes) {
   std::mt19937 rng(12345);
-  for (const char* fixture : {"metadata.gguf", "quants.gguf"}) {
+  for (const char* fixture : {"metadata.gguf-fixture", "quants.gguf-fixture"}) {
     const Bytes original = read_bytes(kDataDir / fixture);
     for (int round = 0; round < 400; ++round) {
       Bytes file = original;

@@ -3,13 +3,13 @@
 
 Tooling only (pip install gguf numpy); the C++ tests read what this writes:
 
-  tests/data/gguf/quants.gguf            one small tensor per ggml type the reader dequantises
+  tests/data/gguf/quants.gguf-fixture            one small tensor per ggml type the reader dequantises
                                          (plus a Q5_0 one it must refuse)
-  tests/data/gguf/quants.expected.bin    gguf.quants.dequantize of each tensor, f32 LE, in order
+  tests/data/gguf/quants.expected.f32    gguf.quants.dequantize of each tensor, f32 LE, in order
   tests/data/gguf/quants.expected.json   name -> type, shape (ggml order), first float, count
-  tests/data/gguf/metadata.gguf          every metadata value type, nested arrays, alignment 64
-  tests/data/gguf/metadata_v2.gguf       the same bytes with version 2 (v2 and v3 share a layout)
-  tests/data/gguf/tiny_types.gguf        one block of each type, under 2 KB: a fuzzing seed
+  tests/data/gguf/metadata.gguf-fixture          every metadata value type, nested arrays, alignment 64
+  tests/data/gguf/metadata_v2.gguf-fixture       the same bytes with version 2 (v2 and v3 share a layout)
+  tests/data/gguf/tiny_types.gguf-fixture        one block of each type, under 2 KB: a fuzzing seed
   tests/golden/gguf/smollm2_q4_1.json    a few dequantised values of the real SmolLM2 file,
                                          written only when that file is present
 
@@ -83,7 +83,7 @@ def write_quants(rng):
         tensors.append((name, qtype, [cols, rows], blocks))
     add_float("q5_0_unsupported", Q.Q5_0, 1, 32)
 
-    writer = gguf.GGUFWriter(str(DATA / "quants.gguf"), "test")
+    writer = gguf.GGUFWriter(str(DATA / "quants.gguf-fixture"), "test")
     writer.add_string("general.name", "quant fixtures")
     for name, qtype, ne, data in tensors:
         if qtype in (Q.F32, Q.F16):
@@ -109,12 +109,12 @@ def write_quants(rng):
         expected[name] = {"type": qtype.name, "ne": ne, "offset": offset, "count": int(values.size)}
         floats.append(values)
         offset += values.size
-    np.concatenate(floats).astype("<f4").tofile(DATA / "quants.expected.bin")
+    np.concatenate(floats).astype("<f4").tofile(DATA / "quants.expected.f32")
     (DATA / "quants.expected.json").write_text(json.dumps(expected, indent=1) + "\n")
 
 
 def write_tiny_types(rng):
-    writer = gguf.GGUFWriter(str(DATA / "tiny_types.gguf"), "test")
+    writer = gguf.GGUFWriter(str(DATA / "tiny_types.gguf-fixture"), "test")
     writer.add_tensor("f32", rng.standard_normal(8).astype(np.float32))
     writer.add_tensor("f16", rng.standard_normal(8).astype(np.float16))
     writer.add_tensor("bf16", gguf.quants.quantize(rng.standard_normal((1, 8)).astype(np.float32), Q.BF16),
@@ -131,7 +131,7 @@ def write_tiny_types(rng):
 
 
 def write_metadata():
-    path = DATA / "metadata.gguf"
+    path = DATA / "metadata.gguf-fixture"
     writer = gguf.GGUFWriter(str(path), "test")
     writer.add_custom_alignment(64)
     writer.add_uint8("test.u8", 200)
@@ -161,7 +161,7 @@ def write_metadata():
     data = bytearray(path.read_bytes())
     assert data[:4] == b"GGUF" and struct.unpack_from("<I", data, 4)[0] == 3
     struct.pack_into("<I", data, 4, 2)
-    (DATA / "metadata_v2.gguf").write_bytes(bytes(data))
+    (DATA / "metadata_v2.gguf-fixture").write_bytes(bytes(data))
 
 
 def write_smollm2_golden():
