@@ -290,6 +290,19 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
 
 // ----------------------------------------------------------- dense blocks
 
+// Runs a block without a KV cache on one sequence of x's rows (positions 0, 1, ...).
+void forward_one_sequence(Block& block, const Tensor& x, Tensor& y) {
+  const auto tokens = static_cast<int32_t>(x.dim(0));
+  std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
+  for (int32_t i = 0; i < tokens; ++i) positions[static_cast<size_t>(i)] = i;
+  const ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
+                       positions.data(), nullptr};
+  const ts_tensor xv = x.view();
+  ts_tensor yv = y.view();
+  const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
+  block.forward(io);
+}
+
 CaseResult check_linear(const ProviderRef& provider, ts_kind kind, int32_t hidden, int32_t tokens,
                         double tol, ThreadPool& pool, uint64_t seed) {
   const std::string weight = kind == TS_KIND_ATTENTION ? "linear_attn.weight" : "linear_mlp.weight";
@@ -305,14 +318,7 @@ CaseResult check_linear(const ProviderRef& provider, ts_kind kind, int32_t hidde
     if (b.block->info().kv_heads != 0) throw Error("a linear block must report kv_heads 0");
     Tensor x = random_tensor(rng, {tokens, hidden}, 1.0);
     Tensor y({tokens, hidden}, TS_F32);
-    std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
-    for (int32_t i = 0; i < tokens; ++i) positions[static_cast<size_t>(i)] = i;
-    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                   positions.data(), nullptr};
-    const ts_tensor xv = x.view();
-    ts_tensor yv = y.view();
-    const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
-    b.block->forward(io);
+    forward_one_sequence(*b.block, x, y);
     std::vector<float> want(static_cast<size_t>(tokens) * hidden);
     reference::matmul_nt(x.data<float>(), b.weights[weight].data<float>(), tokens, hidden, hidden,
                          want.data());
@@ -336,13 +342,7 @@ CaseResult check_swiglu(const ProviderRef& provider, int32_t hidden, int32_t int
     make_block(b, provider, TS_KIND_FFN, hidden, pool, "conformance " + name.str());
     Tensor x = random_tensor(rng, {tokens, hidden}, 1.0);
     Tensor y({tokens, hidden}, TS_F32);
-    std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
-    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                   positions.data(), nullptr};
-    const ts_tensor xv = x.view();
-    ts_tensor yv = y.view();
-    const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
-    b.block->forward(io);
+    forward_one_sequence(*b.block, x, y);
     std::vector<float> want(static_cast<size_t>(tokens) * hidden);
     reference::swiglu(x.data<float>(), b.weights["gate_proj.weight"].data<float>(),
                       b.weights["up_proj.weight"].data<float>(),
@@ -366,13 +366,7 @@ CaseResult check_noop(const ProviderRef& provider, ts_kind kind, ThreadPool& poo
     Tensor x({tokens, hidden}, TS_F32), y({tokens, hidden}, TS_F32);
     std::fill(x.data<float>(), x.data<float>() + x.numel(), 1.0f);
     std::fill(y.data<float>(), y.data<float>() + y.numel(), 1.0f);
-    std::vector<int32_t> slots{0}, offsets{0, tokens}, positions{0, 1, 2};
-    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                   positions.data(), nullptr};
-    const ts_tensor xv = x.view();
-    ts_tensor yv = y.view();
-    const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};
-    b.block->forward(io);
+    forward_one_sequence(*b.block, x, y);
     for (int64_t i = 0; i < y.numel(); ++i)
       max_abs = std::max(max_abs, std::fabs(static_cast<double>(y.data<float>()[i])));
   });
