@@ -5,6 +5,7 @@
 #include <tessera/core/kv_cache.hpp>
 #include <tessera/core/params.hpp>
 #include <tessera/core/reference.hpp>
+#include <tessera/core/single_rank_comm.hpp>
 #include <tessera/core/tensor.hpp>
 #include <tessera/core/thread_pool.hpp>
 #include <tessera/core/weights.hpp>
@@ -34,29 +35,6 @@ int lookup_weight(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
   }
   *out = it->second.view();
   return TS_OK;
-}
-
-// A communicator of one rank: every collective leaves the data as it is.
-int identity_reduce(void*, ts_tensor*, ts_error*) {
-  return TS_OK;
-}
-int identity_broadcast(void*, ts_tensor*, int32_t, ts_error*) {
-  return TS_OK;
-}
-int unsupported_gather(void*, const ts_tensor*, ts_tensor*, int32_t, ts_error* err) {
-  std::snprintf(err->message, sizeof(err->message), "plugin-check runs blocks unsharded");
-  return TS_UNSUPPORTED;
-}
-ts_comm single_rank_comm() {
-  ts_comm c{};
-  c.struct_size = sizeof(ts_comm);
-  c.rank = 0;
-  c.world = 1;
-  c.all_reduce_sum = identity_reduce;
-  c.all_gather = unsupported_gather;
-  c.reduce_scatter_sum = unsupported_gather;
-  c.broadcast = identity_broadcast;
-  return c;
 }
 
 Tensor random_tensor(Rng& rng, std::vector<int64_t> shape, double scale) {

@@ -2,6 +2,7 @@
 // through a ts_decode_host that runs the Model.
 #include <tessera/core/error.hpp>
 #include <tessera/core/generator.hpp>
+#include <tessera/plugin.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -13,13 +14,6 @@
 
 namespace tessera {
 namespace {
-
-void copy_message(ts_error* err, const std::string& message) {
-  if (err == nullptr) return;
-  const size_t n = std::min(message.size(), sizeof(err->message) - 1);
-  std::memcpy(err->message, message.data(), n);
-  err->message[n] = '\0';
-}
 
 std::string status_message(int status, const ts_error& err) {
   std::string message(err.message);
@@ -122,10 +116,10 @@ class DecodeHost {
       return TS_OK;
     } catch (const std::exception& e) {
       failure_ = std::current_exception();
-      copy_message(err, e.what());
+      sdk::set_error(err, e.what());
     } catch (...) {
       failure_ = std::current_exception();
-      copy_message(err, "unknown exception in the decode host");
+      sdk::set_error(err, "unknown exception in the decode host");
     }
     return TS_ERROR;
   }

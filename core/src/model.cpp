@@ -2,6 +2,8 @@
 // residual, final norm, lm head. The blocks come from plugins; the rest is here.
 #include <tessera/core/error.hpp>
 #include <tessera/core/model.hpp>
+#include <tessera/core/single_rank_comm.hpp>
+#include <tessera/plugin.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -17,13 +19,6 @@
 namespace tessera {
 namespace {
 
-void copy_message(ts_error* err, const std::string& message) {
-  if (err == nullptr) return;
-  const size_t n = std::min(message.size(), sizeof(err->message) - 1);
-  std::memcpy(err->message, message.data(), n);
-  err->message[n] = '\0';
-}
-
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -34,33 +29,6 @@ std::string where_text(const SourceLocation& where) {
   if (where.file.empty()) return "";
   return " (" + where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
          ")";
-}
-
-// The communicator of an unsharded model: one rank, collectives that leave data as is.
-int local_all_reduce(void*, ts_tensor*, ts_error*) {
-  return TS_OK;
-}
-int local_copy(const ts_tensor* in, ts_tensor* out, ts_error* err) {
-  if (in->data == out->data) return TS_OK;
-  int64_t n = 1;
-  for (int32_t i = 0; i < in->ndim; ++i) n *= in->shape[i];
-  int64_t m = 1;
-  for (int32_t i = 0; i < out->ndim; ++i) m *= out->shape[i];
-  if (n != m || in->dtype != out->dtype) {
-    copy_message(err, "world-1 collective: input and output differ in size or dtype");
-    return TS_ERROR;
-  }
-  std::memcpy(out->data, in->data, static_cast<size_t>(n) * dtype_size(in->dtype));
-  return TS_OK;
-}
-int local_all_gather(void*, const ts_tensor* in, ts_tensor* out, int32_t, ts_error* err) {
-  return local_copy(in, out, err);
-}
-int local_reduce_scatter(void*, const ts_tensor* in, ts_tensor* out, int32_t, ts_error* err) {
-  return local_copy(in, out, err);
-}
-int local_broadcast(void*, ts_tensor*, int32_t, ts_error*) {
-  return TS_OK;
 }
 
 ts_tensor f32_view(float* data, int64_t rows, int64_t cols) {
@@ -167,13 +135,13 @@ int weights_get(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
   auto* w = static_cast<WeightsContext*>(ctx);
   try {
     if (name == nullptr || out == nullptr) {
-      copy_message(err, w->owner + ": weights.get called with a NULL name or output");
+      sdk::set_error(err, w->owner + ": weights.get called with a NULL name or output");
       return TS_ERROR;
     }
     const std::string full = w->prefix + name;
     if (!w->store->has(full)) {
-      copy_message(err, "missing weight '" + full + "' (local name '" + name + "', " + w->owner +
-                            ") in " + w->source);
+      sdk::set_error(err, "missing weight '" + full + "' (local name '" + name + "', " + w->owner +
+                              ") in " + w->source);
       return TS_ERROR;
     }
     const Tensor& t = w->store->get(full);
@@ -181,7 +149,7 @@ int weights_get(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
     *out = t.view();
     return TS_OK;
   } catch (const std::exception& e) {
-    copy_message(err, w->owner + ": " + e.what());
+    sdk::set_error(err, w->owner + ": " + e.what());
     return TS_ERROR;
   }
 }
@@ -341,13 +309,7 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
                    ? im.embed
                    : im.require(weights_, "lm_head.weight", {vocab_rows, hidden_size}, "lm head");
 
-  im.local_comm.struct_size = sizeof(ts_comm);
-  im.local_comm.rank = 0;
-  im.local_comm.world = 1;
-  im.local_comm.all_reduce_sum = &local_all_reduce;
-  im.local_comm.all_gather = &local_all_gather;
-  im.local_comm.reduce_scatter_sum = &local_reduce_scatter;
-  im.local_comm.broadcast = &local_broadcast;
+  im.local_comm = single_rank_comm();
   im.comm = options_.comm != nullptr ? options_.comm : &im.local_comm;
 
   for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
