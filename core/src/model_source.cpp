@@ -1,0 +1,58 @@
+// Picks the reader for a model path and, for manifests, loads the weights they name.
+#include <tessera/core/error.hpp>
+#include <tessera/core/init_random.hpp>
+#include <tessera/core/model_source.hpp>
+
+namespace fs = std::filesystem;
+
+namespace tessera {
+
+std::string_view to_string(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::kManifest:
+      return "manifest";
+    case ModelFormat::kGguf:
+      return "gguf";
+    case ModelFormat::kHuggingFace:
+      return "hf";
+  }
+  return "unknown";
+}
+
+ModelFormat detect_model_format(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    if (fs::exists(path / "manifest.toml")) return ModelFormat::kManifest;
+    if (fs::exists(path / "config.json")) return ModelFormat::kHuggingFace;
+    throw ModelError("model folder '" + path.string() +
+                     "' holds neither manifest.toml nor config.json; expected a manifest "
+                     "(.toml), a GGUF file (.gguf) or a Hugging Face folder (config.json)");
+  }
+  if (!fs::exists(path, ec)) throw ModelError("model '" + path.string() + "' does not exist");
+  const std::string ext = path.extension().string();
+  if (ext == ".toml") return ModelFormat::kManifest;
+  if (ext == ".gguf") return ModelFormat::kGguf;
+  if (path.filename() == "config.json") return ModelFormat::kHuggingFace;
+  throw ModelError("model '" + path.string() +
+                   "' is not a known kind of model; expected a manifest (.toml), a GGUF file "
+                   "(.gguf), a Hugging Face folder or its config.json");
+}
+
+LoadedModel open_model(const fs::path& path) {
+  switch (detect_model_format(path)) {
+    case ModelFormat::kGguf:
+      return load_gguf_model(path);
+    case ModelFormat::kHuggingFace:
+      return load_hf_model(path);
+    case ModelFormat::kManifest:
+      break;
+  }
+  LoadedModel out;
+  out.format = ModelFormat::kManifest;
+  out.path = path;
+  out.manifest = load_manifest(fs::is_directory(path) ? path / "manifest.toml" : path);
+  out.weights = load_weights(out.manifest);
+  return out;
+}
+
+}  // namespace tessera
