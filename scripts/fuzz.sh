@@ -3,15 +3,20 @@
 #
 #   scripts/fuzz.sh gguf [seconds]     (default 180 s)
 #   scripts/fuzz.sh tokenizer [seconds]
+#   scripts/fuzz.sh safetensors [seconds]
+#   scripts/fuzz.sh hf_config [seconds]
 #
 # Needs clang++ with libFuzzer (Debian: clang). The build goes to build-fuzz/; new inputs are
 # first written to build-fuzz/<target>-new/ and then minimised into fuzz/corpus/<target>/ with
-# -merge=1, so only inputs that add coverage are kept. Seeds: the corpus plus tests/data/gguf.
+# -merge=1 (tokenizer: -set_cover_merge=1), so only inputs that add coverage are kept.
+# Seeds: the corpus plus tests/data/gguf.
 set -euo pipefail
 
 target=${1:-}
 seconds=${2:-180}
 root=$(cd "$(dirname "$0")/.." && pwd)
+max_len=2048
+merge=-merge=1
 case "$target" in
   gguf)
     sources=(fuzz/gguf_fuzz.cpp core/src/gguf.cpp core/src/dequantize.cpp core/src/tensor.cpp)
@@ -22,9 +27,22 @@ case "$target" in
       core/src/tokenizer_pretokenize.cpp core/src/unicode.cpp core/src/unicode_tables.cpp
       core/src/chat_template.cpp)
     seeds=()  # the fuzzer finds its way from nothing; golden files would bloat the corpus
+    # Every BPE loop count is a feature: -merge=1 keeps ~600 inputs, a set cover ~200 with
+    # the same features.
+    merge=-set_cover_merge=1
+    ;;
+  safetensors)
+    sources=(fuzz/safetensors_fuzz.cpp core/src/weights.cpp core/src/tensor.cpp)
+    seeds=("$root/fuzz/seeds/safetensors")
+    ;;
+  hf_config)
+    sources=(fuzz/hf_config_fuzz.cpp core/src/hf_config.cpp core/src/manifest.cpp
+      core/src/params.cpp)
+    seeds=("$root/fuzz/seeds/hf_config")
+    max_len=4096  # a DeciLM config with a few block_configs entries
     ;;
   *)
-    echo "usage: $0 gguf|tokenizer [seconds]" >&2
+    echo "usage: $0 gguf|tokenizer|safetensors|hf_config [seconds]" >&2
     exit 2
     ;;
 esac
@@ -50,7 +68,7 @@ echo "fuzz.sh: building $binary"
 
 echo "fuzz.sh: fuzzing for ${seconds}s"
 # -rss_limit_mb guards against huge allocations; -max_len keeps inputs small.
-"$binary" "$fresh" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -max_len=2048 \
+"$binary" "$fresh" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -max_len="$max_len" \
   -artifact_prefix="$build/" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 2>&1 | tee "$build/$target-run.log" | \
   grep -E "INITED|DONE|stat::|ERROR|SUMMARY|Done" || true
 if grep -q -E "ERROR: (libFuzzer|AddressSanitizer)|SUMMARY: UndefinedBehavior" "$build/$target-run.log"; then
@@ -63,7 +81,7 @@ fi
 merged="$build/$target-merged"
 rm -rf "$merged"
 mkdir -p "$merged"
-"$binary" -merge=1 "$merged" "$corpus" "$fresh" "${seeds[@]}" > "$build/$target-merge.log" 2>&1
+"$binary" "$merge" "$merged" "$corpus" "$fresh" "${seeds[@]}" > "$build/$target-merge.log" 2>&1
 # Hand-kept inputs (regression-*: past crashes) stay whatever their coverage.
 find "$corpus" -maxdepth 1 -name 'regression-*' -exec cp {} "$merged/" \;
 rm -rf "$corpus"

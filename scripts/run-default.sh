@@ -1,23 +1,18 @@
 #!/usr/bin/env bash
-# The main job, for now: build the release preset's tessera command and plugins,
-# then generate tokens with examples/manifests/tiny-hetero.toml, a small
-# heterogeneous model (different attention and FFN blocks per layer) with random
-# weights. The tokens it prints are meaningless: it shows the engine assembling
-# and running a model from plugins, nothing more. A real default model replaces
-# this in a later issue.
+# The main job: ask the default model, SmolLM2-135M-Instruct (Q4_1 GGUF, fetched once into
+# ~/.cache/tessera by scripts/fetch-default-model.sh), "What is the capital of France?".
+# Installs the build dependencies when missing, builds the release preset's tessera command
+# and plugins (incrementally: nothing to do when they are up to date), then streams the answer.
 #
-# Usage: scripts/run-default.sh [extra `tessera generate` options, e.g. -n 64 --seed 3]
+# Usage: scripts/run-default.sh [extra `tessera generate` options, e.g. --prompt "..." -n 64]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-manifest=examples/manifests/tiny-hetero.toml
 build_dir=build/release
+prompt="What is the capital of France?"
 
 scripts/install-deps.sh
-if [[ ! -f "$manifest" ]]; then
-  echo "run-default: $manifest is missing; this checkout has no default model yet" >&2
-  exit 1
-fi
+model=$(scripts/fetch-default-model.sh)
 
 echo "==> building tessera and its plugins (preset release, $build_dir)"
 cmake --preset release >/dev/null
@@ -27,5 +22,5 @@ if [[ ! -x "$build_dir/bin/tessera" ]]; then
   exit 1
 fi
 
-echo "==> tessera generate $manifest (random weights: the output tokens carry no meaning)"
-"$build_dir/bin/tessera" generate "$manifest" --tokens 1,2,3,4 -n 32 "$@"
+echo "==> tessera generate $model --prompt \"$prompt\""
+"$build_dir/bin/tessera" generate "$model" --prompt "$prompt" -n 64 "$@"

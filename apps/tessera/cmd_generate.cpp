@@ -1,16 +1,20 @@
-// tessera generate: run a model on a prompt and stream the new tokens.
+// tessera generate: run a model on a prompt and stream the new tokens (as text when the prompt
+// is text, as ids when it is --tokens).
+#include <tessera/core/chat_session.hpp>
+#include <tessera/core/chat_template.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/generator.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
 #include <tessera/core/model.hpp>
+#include <tessera/core/text_stream.hpp>
 #include <tessera/core/thread_pool.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <optional>
 
 #include "commands.hpp"
+#include "run_options.hpp"
 #include "setup.hpp"
 
 namespace tessera::cli {
@@ -18,65 +22,86 @@ namespace {
 
 struct GenerateArgs {
   std::string model;
-  std::string prompt;
+  std::optional<std::string> prompt;
   std::string tokens;
-  std::vector<std::string> plugin_paths;
+  std::optional<std::string> system;
+  bool raw = false;
   int32_t max_tokens = 32;
-  std::string decoder;
-  std::optional<double> temperature;
-  std::optional<int64_t> top_k;
-  std::optional<double> top_p;
-  std::optional<int64_t> seed;
-  std::optional<int32_t> threads;
-  std::string device;
-  bool quiet = false;
+  RunOptions run;
 };
 
-int run_generate(const GenerateArgs& args) {
-  Manifest manifest = load_manifest(resolve_manifest_path(args.model));
-  if (!args.device.empty()) {
-    if (args.device != "cpu" && args.device != "cuda")
-      throw Error("--device must be cpu or cuda, not '" + args.device + "'");
-    manifest.runtime.device = args.device;
+// The prompt text as token ids: inside the chat template (one user message, the generation
+// prompt) unless --raw or the model has none.
+std::vector<int32_t> encode_prompt(const GenerateArgs& args, const LoadedModel& model) {
+  if (!model.tokenizer) {
+    throw Error(no_tokenizer_message(args.model, model, "pass token ids with --tokens"));
   }
-  if (args.threads) manifest.runtime.threads = *args.threads;
+  const std::string& text = *args.prompt;
+  if (text.empty()) throw Error("--prompt is empty; expected some text to continue");
+  const Tokenizer& tokenizer = *model.tokenizer;
+  if (args.raw || model.chat_template.empty()) {
+    if (args.system) {
+      throw Error(args.raw ? "--system needs the chat template, which --raw leaves out"
+                           : "--system needs a chat template, and model '" + args.model +
+                                 "' has none (tokenizer.chat_template)");
+    }
+    EncodeOptions options;
+    options.add_bos = tokenizer.add_bos_by_default();
+    return tokenizer.encode(text, options);
+  }
+  std::optional<ChatTemplate> chat_template;
+  try {
+    chat_template = ChatTemplate::from_template_text(model.chat_template);
+  } catch (const ChatTemplateError& e) {
+    throw Error(std::string(e.what()) + "; pass --raw to use the prompt without it");
+  }
+  std::vector<ChatMessage> messages;
+  if (args.system) messages.push_back({"system", *args.system});
+  messages.push_back({"user", text});
+  return encode_chat(tokenizer, *chat_template, messages);
+}
+
+int run_generate(const GenerateArgs& args) {
+  LoadedModel loaded = open_model_for_run(args.model, args.run);
+  const Manifest& manifest = loaded.manifest;
 
   std::vector<int32_t> prompt;
   if (!args.tokens.empty()) {
     prompt = parse_token_list(args.tokens);
-  } else if (!args.prompt.empty()) {
-    throw Error("model '" + args.model +
-                "' has no tokenizer (tokenizers come with GGUF and Hugging Face models); pass "
-                "token ids with --tokens");
+  } else if (args.prompt) {
+    prompt = encode_prompt(args, loaded);
   } else {
-    throw Error("give a prompt: --tokens 1,2,3");
+    throw Error("give a prompt: --prompt TEXT or --tokens 1,2,3");
   }
-
-  GenerateOptions options;
-  options.max_new_tokens = args.max_tokens;
-  options.decoder = manifest.runtime.decoder;
-  if (!args.decoder.empty()) {
-    options.decoder = BlockSpec{};
-    options.decoder.kind = args.decoder;
+  const int32_t context = manifest.model.max_seq_len;
+  if (prompt.size() >= static_cast<size_t>(context)) {
+    throw Error("the prompt is " + std::to_string(prompt.size()) + " tokens; model '" + args.model +
+                "' has a context of " + std::to_string(context) +
+                " tokens (max_seq_len), which leaves no room to generate");
   }
-  if (options.decoder.kind.empty()) options.decoder.kind = "greedy";
-  if (args.temperature) options.decoder.params.set("temperature", *args.temperature);
-  if (args.top_k) options.decoder.params.set("top_k", *args.top_k);
-  if (args.top_p) options.decoder.params.set("top_p", *args.top_p);
-  if (args.seed) options.decoder.params.set("seed", *args.seed);
+  const GenerateOptions options = generate_options(manifest, args.run, args.max_tokens);
 
   PluginRegistry registry;
-  load_plugins(registry, args.plugin_paths, &manifest);
+  load_plugins(registry, args.run.plugin_paths, &manifest);
   ThreadPool pool(manifest.runtime.threads);
-  const int32_t capacity = std::min<int32_t>(manifest.model.max_seq_len,
-                                             static_cast<int32_t>(prompt.size()) + args.max_tokens);
-  Model model(manifest, registry, load_weights(manifest), pool, ModelOptions{1, capacity, nullptr});
+  const int32_t capacity =
+      std::min<int32_t>(context, static_cast<int32_t>(prompt.size()) + args.max_tokens);
+  Model model(manifest, registry, std::move(loaded.weights), pool,
+              ModelOptions{1, capacity, nullptr});
   Generator generator(model, registry);
 
-  const GenerateResult result = generator.generate(
-      prompt, options, [&](int32_t token) { std::cout << token << ' ' << std::flush; });
-  std::cout << std::endl;
-  if (!args.quiet) {
+  GenerateResult result;
+  if (args.prompt && args.tokens.empty()) {
+    TokenTextStream stream(*loaded.tokenizer);
+    result = generator.generate(
+        prompt, options, [&](int32_t token) { std::cout << stream.push(token) << std::flush; });
+    std::cout << stream.flush() << std::endl;
+  } else {
+    result = generator.generate(prompt, options,
+                                [&](int32_t token) { std::cout << token << ' ' << std::flush; });
+    std::cout << std::endl;
+  }
+  if (!args.run.quiet) {
     const auto n_prompt = static_cast<double>(prompt.size());
     const auto n_decoded = static_cast<double>(result.tokens.size()) - 1;
     const double prefill_tps = result.prefill_seconds > 0 ? n_prompt / result.prefill_seconds : 0;
@@ -92,24 +117,27 @@ int run_generate(const GenerateArgs& args) {
 }  // namespace
 
 Runner add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Generate tokens from a model");
+  auto* cmd = app.add_subcommand("generate", "Generate text or tokens from a model");
   auto a = std::make_shared<GenerateArgs>();
-  cmd->add_option("model", a->model, "Manifest (.toml) or model folder")->required();
-  auto* prompt = cmd->add_option("-p,--prompt", a->prompt, "Prompt text (needs a tokenizer)");
+  cmd->add_option("model", a->model,
+                  "Manifest (.toml), model folder, GGUF file (.gguf) or Hugging Face folder")
+      ->required();
+  auto* prompt = cmd->add_option("-p,--prompt", a->prompt,
+                                 "Prompt text (needs a tokenizer); put in the model's chat "
+                                 "template as one user message unless --raw");
+  // The last --prompt / -n wins, so wrappers such as scripts/run-default.sh can give defaults.
+  prompt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("-t,--tokens", a->tokens, "Prompt as comma-separated token ids")
       ->excludes(prompt);
+  auto* raw = cmd->add_flag("--raw", a->raw, "Use the prompt text as it is, without the template")
+                  ->needs(prompt);
+  cmd->add_option("--system", a->system, "System prompt for the chat template")
+      ->excludes(raw)
+      ->needs(prompt);
   cmd->add_option("-n,--max-tokens", a->max_tokens, "Most tokens to generate")
-      ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--decoder", a->decoder, "Decoder provider: greedy, sampling, ...");
-  cmd->add_option("--temperature", a->temperature, "Sampling temperature (> 0)");
-  cmd->add_option("--top-k", a->top_k, "Keep the k most likely tokens (0 = all)");
-  cmd->add_option("--top-p", a->top_p, "Keep the smallest set with this probability mass");
-  cmd->add_option("--seed", a->seed, "Sampling seed: same seed, same tokens");
-  cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
-      ->check(CLI::Range(0, 1024));
-  cmd->add_option("--device", a->device, "cpu or cuda (overrides the manifest)");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
-  cmd->add_flag("-q,--quiet", a->quiet, "No statistics on stderr");
+      ->check(CLI::Range(1, 1 << 20))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  add_run_options(*cmd, a->run);
   return [a] { return run_generate(*a); };
 }
 

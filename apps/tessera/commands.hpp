@@ -13,7 +13,11 @@ using Runner = std::function<int()>;
 Runner add_plugins_command(CLI::App& app);
 Runner add_validate_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
+Runner add_chat_command(CLI::App& app);
 Runner add_plugin_check_command(CLI::App& app);
 Runner add_init_random_command(CLI::App& app);
+Runner add_convert_command(CLI::App& app);
+Runner add_info_command(CLI::App& app);
+Runner add_bench_command(CLI::App& app);
 
 }  // namespace tessera::cli

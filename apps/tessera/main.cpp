@@ -21,8 +21,12 @@ int main(int argc, char** argv) {
   add(tessera::cli::add_plugins_command);
   add(tessera::cli::add_validate_command);
   add(tessera::cli::add_generate_command);
+  add(tessera::cli::add_chat_command);
   add(tessera::cli::add_plugin_check_command);
   add(tessera::cli::add_init_random_command);
+  add(tessera::cli::add_convert_command);
+  add(tessera::cli::add_info_command);
+  add(tessera::cli::add_bench_command);
 
   try {
     app.parse(argc, argv);

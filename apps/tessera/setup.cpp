@@ -3,6 +3,8 @@
 #include <tessera/core/error.hpp>
 
 #include <charconv>
+#include <cstdint>
+#include <utility>
 
 namespace tessera::cli {
 
@@ -50,6 +52,28 @@ std::vector<int32_t> parse_token_list(const std::string& text) {
     pos = end + 1;
   }
   return out;
+}
+
+uint64_t parse_byte_size(const std::string& text) {
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string unit(end, text.data() + text.size());
+  static const std::pair<const char*, uint64_t> kUnits[] = {{"", 1},
+                                                            {"B", 1},
+                                                            {"KB", 1000},
+                                                            {"MB", 1000 * 1000},
+                                                            {"GB", 1000 * 1000 * 1000},
+                                                            {"KiB", 1024},
+                                                            {"MiB", 1024 * 1024},
+                                                            {"GiB", 1024ull * 1024 * 1024}};
+  if (ec == std::errc() && end != text.data() && value > 0) {
+    for (const auto& [name, scale] : kUnits) {
+      if (unit == name && value <= UINT64_MAX / scale) return value * scale;
+    }
+  }
+  throw Error("size '" + text +
+              "' is not a positive number of bytes with an optional unit (B, KB, MB, GB, KiB, "
+              "MiB, GiB)");
 }
 
 }  // namespace tessera::cli

@@ -4,6 +4,7 @@
 #include <tessera/core/manifest.hpp>
 #include <tessera/core/plugin_registry.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,5 +22,9 @@ std::filesystem::path resolve_manifest_path(const std::string& model);
 
 // "1,2, 3" -> {1, 2, 3}; throws naming the bad entry.
 std::vector<int32_t> parse_token_list(const std::string& text);
+
+// "5GB", "500MB", "64KiB", "1000": a size in bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB
+// of 1024); throws naming the text for anything else or for 0.
+uint64_t parse_byte_size(const std::string& text);
 
 }  // namespace tessera::cli

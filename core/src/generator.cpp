@@ -202,11 +202,23 @@ Generator::Generator(Model& model, const PluginRegistry& registry)
 GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
                                    const GenerateOptions& options,
                                    const std::function<void(int32_t)>& on_token) {
+  return generate_after(0, prompt, options, on_token);
+}
+
+GenerateResult Generator::generate_after(int32_t keep, const std::vector<int32_t>& prompt,
+                                         const GenerateOptions& options,
+                                         const std::function<void(int32_t)>& on_token) {
   if (prompt.empty()) throw Error("generate: the prompt is empty; expected at least one token");
   const int32_t capacity = model_.kv_cache().capacity();
-  if (prompt.size() > static_cast<size_t>(capacity))
-    throw Error("generate: the prompt has " + std::to_string(prompt.size()) +
-                " tokens, more than the model's capacity of " + std::to_string(capacity) +
+  constexpr int32_t kSlot = 0;
+  const int32_t cached = model_.kv_cache().length(kSlot);
+  if (keep < 0 || keep > cached)
+    throw Error("generate: keeping " + std::to_string(keep) + " cached tokens, but slot 0 holds " +
+                std::to_string(cached) + "; expected 0 <= keep <= " + std::to_string(cached));
+  if (prompt.size() > static_cast<size_t>(capacity - keep))
+    throw Error("generate: the prompt has " + std::to_string(prompt.size()) + " tokens" +
+                (keep > 0 ? " after " + std::to_string(keep) + " cached ones" : std::string()) +
+                ", more than the model's capacity of " + std::to_string(capacity) +
                 " tokens per sequence");
   if (options.max_new_tokens < 0)
     throw Error("generate: max_new_tokens is " + std::to_string(options.max_new_tokens) +
@@ -242,8 +254,10 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
   if (options.max_new_tokens == 0) return result;
 
   DecodeHost host(model_);
-  constexpr int32_t kSlot = 0;
-  model_.reset(kSlot);
+  if (keep == 0)
+    model_.reset(kSlot);
+  else if (keep < cached)
+    model_.compact_kv(kSlot, keep, nullptr, 0);  // drops the rows after `keep`
   host.clear(kSlot);
 
   const auto prefill_start = std::chrono::steady_clock::now();
@@ -260,7 +274,7 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
   result.prefill_seconds = seconds_since(prefill_start);
 
   // Every emitted token but the last is fed back, so n tokens need n - 1 free rows.
-  const int32_t room = capacity - static_cast<int32_t>(prompt.size()) + 1;
+  const int32_t room = capacity - keep - static_cast<int32_t>(prompt.size()) + 1;
   int32_t remaining = std::min(options.max_new_tokens, room);
 
   const auto decode_start = std::chrono::steady_clock::now();

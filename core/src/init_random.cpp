@@ -4,6 +4,7 @@
 #include <map>
 #include <tessera/core/error.hpp>
 #include <tessera/core/init_random.hpp>
+#include <tessera/core/model_source.hpp>
 #include <tessera/core/thread_pool.hpp>
 #include <thread>
 
@@ -202,6 +203,7 @@ Manifest builtin_shape(const std::string& name) {
     model.vocab_size = 128256;
     model.tie_embeddings = false;
     model.rope_theta = 500000.0;
+    model.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 8192};
     model.rms_norm_eps = 1e-5;
     model.max_seq_len = 8192;
     model.bos_token_id = 128000;
@@ -231,9 +233,11 @@ std::vector<std::string> builtin_shape_names() {
 
 WeightStore load_weights(const Manifest& m) {
   if (m.weights.format == "safetensors") return read_safetensors(m.weights.path);
+  if (m.weights.format == "gguf") return load_gguf_weights(m.weights.path);
+  if (m.weights.format == "hf") return load_hf_weights(m.weights.path);
   if (m.weights.format == "random") return init_random_weights(m, m.weights.seed);
   throw ModelError(manifest_name(m) + ": weights format '" + m.weights.format +
-                   "' is not supported; expected \"safetensors\" or \"random\"");
+                   "' is not supported; expected \"safetensors\", \"gguf\", \"hf\" or \"random\"");
 }
 
 }  // namespace tessera

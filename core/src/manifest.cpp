@@ -231,7 +231,47 @@ fs::path resolve(const fs::path& base_dir, const std::string& path) {
 const std::vector<std::string> kModelKeys = {
     "name",         "hidden_size",       "num_layers",   "num_heads",   "head_dim",
     "num_kv_heads", "intermediate_size", "vocab_size",   "rope_theta",  "rms_norm_eps",
-    "max_seq_len",  "tie_embeddings",    "bos_token_id", "eos_token_id"};
+    "max_seq_len",  "tie_embeddings",    "bos_token_id", "eos_token_id", "rope_scaling"};
+
+const std::vector<std::string> kRopeScalingKeys = {
+    "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+
+std::string float_text(double value);  // defined with the writer below
+
+// [model] rope_scaling = { type = "llama3", factor = 8.0, low_freq_factor = 1.0,
+//                          high_freq_factor = 4.0, original_max_position_embeddings = 8192 }
+RopeScaling parse_rope_scaling(const Reader& r, const toml::table& t) {
+  const std::string where = "[model] rope_scaling";
+  check_keys(r, t, where, kRopeScalingKeys);
+  const std::string needs =
+      "; type \"llama3\" needs factor, low_freq_factor, high_freq_factor and "
+      "original_max_position_embeddings";
+  RopeScaling s;
+  const std::optional<std::string> type = get_choice(r, t, "type", where, {"llama3"});
+  if (!type) r.fail(t.source(), "missing required key 'type' in " + where + needs);
+  s.type = *type;
+  auto required_number = [&](std::string_view key) {
+    const std::optional<double> value = get_positive_number(r, t, key, where);
+    if (!value) r.fail(t.source(), "missing required key '" + std::string(key) + "' in " + where + needs);
+    return *value;
+  };
+  s.factor = required_number("factor");
+  s.low_freq_factor = required_number("low_freq_factor");
+  s.high_freq_factor = required_number("high_freq_factor");
+  if (!(s.high_freq_factor > s.low_freq_factor)) {
+    r.fail(t.get("high_freq_factor")->source(),
+           "high_freq_factor in " + where + " must be greater than low_freq_factor (" +
+               float_text(s.high_freq_factor) + " <= " + float_text(s.low_freq_factor) + ")");
+  }
+  const std::optional<int32_t> context =
+      get_int32(r, t, "original_max_position_embeddings", where, 1);
+  if (!context) {
+    r.fail(t.source(),
+           "missing required key 'original_max_position_embeddings' in " + where + needs);
+  }
+  s.original_max_position_embeddings = *context;
+  return s;
+}
 
 ModelSpec parse_model(const Reader& r, const toml::table& root) {
   const toml::table* t = get_table(r, root, "model", "the document", " ([model])");
@@ -273,6 +313,10 @@ ModelSpec parse_model(const Reader& r, const toml::table& root) {
   m.intermediate_size = get_int32(r, *t, "intermediate_size", where, 1).value_or(0);
   m.rope_theta = get_positive_number(r, *t, "rope_theta", where).value_or(m.rope_theta);
   m.rms_norm_eps = get_positive_number(r, *t, "rms_norm_eps", where).value_or(m.rms_norm_eps);
+  if (const toml::table* scaling =
+          get_table(r, *t, "rope_scaling", where, " like { type = \"llama3\", factor = 8.0, ... }")) {
+    m.rope_scaling = parse_rope_scaling(r, *scaling);
+  }
   m.max_seq_len = get_int32(r, *t, "max_seq_len", where, 1).value_or(m.max_seq_len);
   m.tie_embeddings = get_bool(r, *t, "tie_embeddings", where).value_or(false);
 
@@ -312,22 +356,24 @@ WeightsSpec parse_weights(const Reader& r, const toml::table& root, const fs::pa
   const toml::table* t = get_table(r, root, "weights", "the document", " ([weights])");
   if (t == nullptr) {
     r.fail(root.source(),
-           "missing [weights] table; expected format = \"safetensors\" with a "
-           "path, or format = \"random\" with an optional seed");
+           "missing [weights] table; expected format = \"safetensors\" or \"gguf\" with "
+           "a path, or format = \"random\" with an optional seed");
   }
   const std::string where = "[weights]";
   check_keys(r, *t, where, {"format", "path", "seed"});
   WeightsSpec w;
   w.where = r.location(t->source());
-  std::optional<std::string> format = get_choice(r, *t, "format", where, {"safetensors", "random"});
+  std::optional<std::string> format =
+      get_choice(r, *t, "format", where, {"safetensors", "gguf", "hf", "random"});
   if (!format) r.fail(t->source(), "missing required key 'format' in [weights]");
   w.format = *format;
-  if (w.format == "safetensors") {
+  if (w.format != "random") {  // a file format
     std::optional<std::string> path = get_string(r, *t, "path", where);
     if (!path || path->empty()) {
       r.fail(path ? t->get("path")->source() : t->source(),
-             "format = \"safetensors\" needs a non-empty 'path' in [weights] (relative paths "
-             "are resolved against the manifest's folder)");
+             "format = \"" + w.format +
+                 "\" needs a non-empty 'path' in [weights] (relative paths are resolved against "
+                 "the manifest's folder)");
     }
     if (const toml::node* seed = t->get("seed")) {
       r.fail(seed->source(), "'seed' in [weights] applies only to format = \"random\"");
@@ -335,7 +381,9 @@ WeightsSpec parse_weights(const Reader& r, const toml::table& root, const fs::pa
     w.path = resolve(base_dir, *path);
   } else {
     if (const toml::node* path = t->get("path")) {
-      r.fail(path->source(), "'path' in [weights] applies only to format = \"safetensors\"");
+      r.fail(path->source(),
+             "'path' in [weights] applies only to format = \"safetensors\", \"gguf\" or "
+             "\"hf\"");
     }
     const std::optional<int64_t> seed = get_int(r, *t, "seed", where);
     if (seed && *seed < 0) {
@@ -611,11 +659,16 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
   const toml::table* t = get_table(r, root, "runtime", "the document", " ([runtime])");
   if (t == nullptr) return rt;
   const std::string where = "[runtime]";
-  check_keys(r, *t, where, {"device", "dtype", "threads", "plugin_paths", "decoder", "parallel"});
+  check_keys(r, *t, where,
+             {"device", "dtype", "weight_dtype", "threads", "plugin_paths", "decoder", "parallel"});
   rt.device = get_choice(r, *t, "device", where, {"cpu", "cuda"}).value_or("cpu");
   if (std::optional<std::string> dtype =
           get_choice(r, *t, "dtype", where, {"f32", "f16", "bf16"})) {
     rt.dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
+  }
+  if (std::optional<std::string> dtype =
+          get_choice(r, *t, "weight_dtype", where, {"f32", "f16", "bf16"})) {
+    rt.weight_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
   }
   rt.threads = get_int32(r, *t, "threads", where, 0).value_or(0);
   if (const toml::node* node = t->get("plugin_paths")) {
@@ -770,6 +823,15 @@ ParamList Manifest::block_params(const BlockSpec& block) const {
   params.set("kv_heads", int64_t{model.num_kv_heads > 0 ? model.num_kv_heads : model.num_heads});
   params.set("intermediate_size", int64_t{model.intermediate_size});
   params.set("rope_theta", model.rope_theta);
+  if (model.rope_scaling.enabled()) {
+    const RopeScaling& s = model.rope_scaling;
+    params.set("rope_scaling_type", s.type);
+    params.set("rope_scaling_factor", s.factor);
+    params.set("rope_scaling_low_freq_factor", s.low_freq_factor);
+    params.set("rope_scaling_high_freq_factor", s.high_freq_factor);
+    params.set("rope_scaling_original_max_position_embeddings",
+               int64_t{s.original_max_position_embeddings});
+  }
   params.set("rms_norm_eps", model.rms_norm_eps);
   params.set("max_seq_len", int64_t{model.max_seq_len});
   params.set("vocab_size", int64_t{model.vocab_size});
@@ -827,7 +889,16 @@ std::string to_toml(const Manifest& manifest) {
       << "num_kv_heads = " << (m.num_kv_heads > 0 ? m.num_kv_heads : m.num_heads) << "\n";
   if (m.intermediate_size > 0) out << "intermediate_size = " << m.intermediate_size << "\n";
   out << "vocab_size = " << m.vocab_size << "\n"
-      << "rope_theta = " << float_text(m.rope_theta) << "\n"
+      << "rope_theta = " << float_text(m.rope_theta) << "\n";
+  if (m.rope_scaling.enabled()) {
+    const RopeScaling& s = m.rope_scaling;
+    out << "rope_scaling = { type = " << toml_string(s.type)
+        << ", factor = " << float_text(s.factor)
+        << ", low_freq_factor = " << float_text(s.low_freq_factor)
+        << ", high_freq_factor = " << float_text(s.high_freq_factor)
+        << ", original_max_position_embeddings = " << s.original_max_position_embeddings << " }\n";
+  }
+  out
       << "rms_norm_eps = " << float_text(m.rms_norm_eps) << "\n"
       << "max_seq_len = " << m.max_seq_len << "\n"
       << "tie_embeddings = " << (m.tie_embeddings ? "true" : "false") << "\n";
@@ -840,7 +911,7 @@ std::string to_toml(const Manifest& manifest) {
 
   const WeightsSpec& w = manifest.weights;
   out << "\n[weights]\nformat = " << toml_string(w.format) << "\n";
-  if (w.format == "safetensors") {
+  if (w.format != "random") {
     out << "path = " << toml_string(w.path.generic_string()) << "\n";
   } else {
     out << "seed = " << w.seed << "\n";
@@ -848,7 +919,9 @@ std::string to_toml(const Manifest& manifest) {
 
   const RuntimeSpec& rt = manifest.runtime;
   out << "\n[runtime]\ndevice = " << toml_string(rt.device)
-      << "\ndtype = " << toml_string(dtype_text(rt.dtype)) << "\nthreads = " << rt.threads << "\n";
+      << "\ndtype = " << toml_string(dtype_text(rt.dtype))
+      << "\nweight_dtype = " << toml_string(dtype_text(rt.weight_dtype))
+      << "\nthreads = " << rt.threads << "\n";
   if (!rt.plugin_paths.empty()) {
     out << "plugin_paths = [";
     for (size_t i = 0; i < rt.plugin_paths.size(); ++i) {

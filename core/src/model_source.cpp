@@ -1,5 +1,7 @@
 // Picks the reader for a model path and, for manifests, loads the weights they name.
 #include <tessera/core/error.hpp>
+#include <tessera/core/gguf_model.hpp>
+#include <tessera/core/hf_model.hpp>
 #include <tessera/core/init_random.hpp>
 #include <tessera/core/model_source.hpp>
 
@@ -52,6 +54,22 @@ LoadedModel open_model(const fs::path& path) {
   out.path = path;
   out.manifest = load_manifest(fs::is_directory(path) ? path / "manifest.toml" : path);
   out.weights = load_weights(out.manifest);
+  // A manifest over a GGUF file's weights also gets that file's tokenizer and chat template.
+  if (out.manifest.weights.format == "gguf") {
+    attach_gguf_tokenizer(GgufFile::open(out.manifest.weights.path), out);
+  }
+  // One over a Hugging Face folder gets the folder's tokenizer files; so does one with
+  // tokenizer.json next to it (what `tessera convert --to manifest` writes).
+  const fs::path& weights_path = out.manifest.weights.path;
+  const fs::path manifest_folder = out.manifest.source.parent_path();
+  std::error_code ec;
+  if (out.manifest.weights.format == "hf") {
+    attach_hf_tokenizer(
+        fs::is_directory(weights_path, ec) ? weights_path : weights_path.parent_path(), out);
+  } else if (out.manifest.weights.format != "gguf" &&
+             fs::exists(manifest_folder / "tokenizer.json", ec)) {
+    attach_hf_tokenizer(manifest_folder, out);
+  }
   return out;
 }
 

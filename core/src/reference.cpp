@@ -57,6 +57,45 @@ void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t position, double 
   }
 }
 
+std::vector<double> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& scaling) {
+  if (scaling.enabled() && scaling.type != "llama3")
+    throw std::invalid_argument("reference::rope_inv_freq: rope scaling type '" + scaling.type +
+                                "' is not known; expected \"llama3\"");
+  std::vector<double> inv_freq(idx(head_dim / 2));
+  const double pi = std::acos(-1.0);
+  const double context = scaling.original_max_position_embeddings;
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    double f = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    if (scaling.enabled()) {
+      const double wavelength = 2.0 * pi / f;
+      if (wavelength > context / scaling.low_freq_factor) {
+        f = f / scaling.factor;
+      } else if (wavelength >= context / scaling.high_freq_factor) {
+        const double smooth = (context / wavelength - scaling.low_freq_factor) /
+                              (scaling.high_freq_factor - scaling.low_freq_factor);
+        f = (1.0 - smooth) * (f / scaling.factor) + smooth * f;
+      }
+    }
+    inv_freq[idx(i)] = f;
+  }
+  return inv_freq;
+}
+
+void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t position,
+          const std::vector<double>& inv_freq) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* head = v + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(position) * inv_freq[idx(i)];
+      const double c = std::cos(angle), s = std::sin(angle);
+      const double a = head[i], b = head[i + half];
+      head[i] = static_cast<float>(a * c - b * s);
+      head[i + half] = static_cast<float>(b * c + a * s);
+    }
+  }
+}
+
 void swiglu(const float* x, const float* gate, const float* up, const float* down, int64_t n_tokens,
             int64_t hidden, int64_t inter, float* y) {
   std::vector<float> g(idx(n_tokens * inter)), u(idx(n_tokens * inter));
@@ -71,6 +110,12 @@ void swiglu(const float* x, const float* gate, const float* up, const float* dow
 
 void gqa_attention(const GqaShape& shape, const GqaWeights& w, const float* x, int64_t n_new,
                    const int32_t* positions, const uint8_t* tree_mask, SequenceKv& kv, float* y) {
+  gqa_attention(shape, RopeScaling{}, w, x, n_new, positions, tree_mask, kv, y);
+}
+
+void gqa_attention(const GqaShape& shape, const RopeScaling& rope_scaling, const GqaWeights& w,
+                   const float* x, int64_t n_new, const int32_t* positions,
+                   const uint8_t* tree_mask, SequenceKv& kv, float* y) {
   const int64_t hidden = shape.hidden, n_heads = shape.n_heads, kv_heads = shape.kv_heads,
                 hd = shape.head_dim;
   if (n_heads <= 0 || kv_heads <= 0 || hd <= 0 || n_heads % kv_heads != 0 || hd % 2 != 0)
@@ -86,9 +131,10 @@ void gqa_attention(const GqaShape& shape, const GqaWeights& w, const float* x, i
   matmul_nt(x, w.q, n_new, q_width, hidden, q.data());
   matmul_nt(x, w.k, n_new, kv_width, hidden, k.data());
   matmul_nt(x, w.v, n_new, kv_width, hidden, v.data());
+  const std::vector<double> inv_freq = rope_inv_freq(hd, shape.rope_theta, rope_scaling);
   for (int64_t t = 0; t < n_new; ++t) {
-    rope(q.data() + t * q_width, n_heads, hd, positions[t], shape.rope_theta);
-    rope(k.data() + t * kv_width, kv_heads, hd, positions[t], shape.rope_theta);
+    rope(q.data() + t * q_width, n_heads, hd, positions[t], inv_freq);
+    rope(k.data() + t * kv_width, kv_heads, hd, positions[t], inv_freq);
   }
 
   // Append the new rows to the sequence's cache.

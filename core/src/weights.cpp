@@ -120,41 +120,19 @@ const Tensor& WeightStore::get(const std::string& name) const {
 
 // ---------------------------------------------------------------- safetensors
 
-WeightStore read_safetensors(const std::filesystem::path& path) {
-  const std::string file = path.string();
+namespace {
+
+// Parses a whole safetensors image. With a mapping, aligned tensors borrow `bytes` (which the
+// mapping keeps alive and which must be writable); without one, every tensor is copied.
+WeightStore parse_safetensors(unsigned char* bytes, uint64_t file_size, const std::string& file,
+                              const std::shared_ptr<FileMapping>& mapping) {
   auto fail = [&file](const std::string& what) -> ModelError {
     return ModelError("safetensors file '" + file + "': " + what);
   };
-
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw fail(std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw fail(std::string("cannot stat: ") + std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw fail("not a regular file");
-  }
-  const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
-    ::close(fd);
     throw fail("file is " + std::to_string(file_size) +
                " bytes; expected at least 8 (the header length)");
   }
-  auto mapping = std::make_shared<FileMapping>();
-  // Private and writable: a caller that scribbles on a weight gets its own copy of
-  // the page and never changes the file.
-  void* address = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);
-  if (address == MAP_FAILED) throw fail(std::string("cannot mmap: ") + std::strerror(map_errno));
-  mapping->address = address;
-  mapping->size = file_size;
-  const auto* bytes = static_cast<const unsigned char*>(address);
-
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxHeaderBytes) {
@@ -178,7 +156,7 @@ WeightStore read_safetensors(const std::filesystem::path& path) {
 
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = file_size - data_start;
-  unsigned char* data = static_cast<unsigned char*>(address) + data_start;
+  unsigned char* data = bytes + data_start;
 
   WeightStore store;
   store.source = file;
@@ -263,9 +241,9 @@ WeightStore read_safetensors(const std::filesystem::path& path) {
     }
 
     unsigned char* tensor_data = data + begin;
-    if (reinterpret_cast<uintptr_t>(tensor_data) % dtype_size(dtype) != 0) {
-      // Misaligned for its type (a header length that is not a multiple of 8):
-      // copy instead of handing out a misaligned pointer.
+    if (mapping == nullptr || reinterpret_cast<uintptr_t>(tensor_data) % dtype_size(dtype) != 0) {
+      // Bytes we may not keep, or misaligned for their type (a header length that is not a
+      // multiple of 8): copy instead of handing out a misaligned pointer.
       Tensor copy(shape, dtype);
       if (n_bytes != 0) std::memcpy(copy.raw(), tensor_data, n_bytes);
       store.add(name, std::move(copy));
@@ -274,6 +252,50 @@ WeightStore read_safetensors(const std::filesystem::path& path) {
     }
   }
   return store;
+}
+
+}  // namespace
+
+WeightStore read_safetensors(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  auto fail = [&file](const std::string& what) -> ModelError {
+    return ModelError("safetensors file '" + file + "': " + what);
+  };
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw fail(std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw fail(std::string("cannot stat: ") + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw fail("not a regular file");
+  }
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < 8) {
+    ::close(fd);
+    throw fail("file is " + std::to_string(file_size) +
+               " bytes; expected at least 8 (the header length)");
+  }
+  auto mapping = std::make_shared<FileMapping>();
+  // Private and writable: a caller that scribbles on a weight gets its own copy of
+  // the page and never changes the file.
+  void* address = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);
+  if (address == MAP_FAILED) throw fail(std::string("cannot mmap: ") + std::strerror(map_errno));
+  mapping->address = address;
+  mapping->size = file_size;
+  return parse_safetensors(static_cast<unsigned char*>(address), file_size, file, mapping);
+}
+
+WeightStore read_safetensors_from_memory(const void* data, size_t size,
+                                         const std::string& source_name) {
+  // Never borrowed (no mapping), so the const bytes are only read.
+  return parse_safetensors(static_cast<unsigned char*>(const_cast<void*>(data)), size, source_name,
+                           nullptr);
 }
 
 void write_safetensors(const std::filesystem::path& path, const WeightStore& weights,

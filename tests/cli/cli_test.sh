@@ -87,6 +87,256 @@ error_messages)
   check_error "bad.toml:3" validate "$work/bad.toml"
   check_error "libtessera-none.so" plugin-check "$work/libtessera-none.so"
   check_error "smollm2-135m" init-random --shape nope -o "$work/x"
+  check_error "does not exist" bench "$work/missing.toml"
+  check_error "max_seq_len" bench "$hetero" --prompt-len 250 --gen 10
+  ;;
+bench_reports_roofline)
+  # Bigger than a last-level cache (256 MB of f32 weights), so that decode reads memory.
+  cat >"$work/big.toml" <<'TOML'
+[model]
+hidden_size = 1024
+num_layers = 3
+num_heads = 8
+num_kv_heads = 2
+intermediate_size = 4096
+vocab_size = 16384
+max_seq_len = 64
+
+[weights]
+format = "random"
+
+[[layers]]
+range = "0-2"
+TOML
+  "$TESSERA" bench "$work/big.toml" --prompt-len 16 --gen 8 --repetitions 2 --probe-mib 64 --json \
+    >"$work/f32.json" 2>"$work/err" || { cat "$work/err"; fail "bench exited non-zero"; }
+  "$TESSERA" bench "$work/big.toml" --weight-dtype bf16 --prompt-len 16 --gen 8 --repetitions 1 \
+    --probe-mib 64 --json >"$work/bf16.json" || fail "bench --weight-dtype bf16 exited non-zero"
+  python3 - "$work/f32.json" "$work/bf16.json" <<'PY' || fail "bench --json output is inconsistent"
+import json, sys
+f32, bf16 = (json.load(open(p)) for p in sys.argv[1:3])
+def close(a, b, rel): return abs(a - b) <= rel * max(abs(a), abs(b))
+for r in (f32, bf16):
+    assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["bandwidth_bytes_per_s"] > 0, r
+    assert len(r["decode_tok_s_runs"]) == r["repetitions"], r
+    assert close(r["bytes_per_token"], r["weight_bytes_per_token"] + r["kv_bytes_per_token"], 1e-6), r
+    share = r["decode_tok_s"] * r["bytes_per_token"] / r["bandwidth_bytes_per_s"]
+    assert close(r["roofline_share"], share, 1e-3), (r["roofline_share"], share)
+    assert 0 < r["roofline_share"] < 1.5, r["roofline_share"]
+    assert r["bandwidth_probe_threads"] >= 1, r
+assert f32["weight_dtype"] == "f32" and bf16["weight_dtype"] == "bf16"
+# bf16 halves every matrix; the f32 norms are a tiny remainder.
+ratio = bf16["weight_bytes_per_token"] / f32["weight_bytes_per_token"]
+assert 0.5 < ratio < 0.501, ratio
+PY
+  "$TESSERA" bench "$hetero" --prompt-len 8 --gen 4 --repetitions 1 --probe-mib 16 >"$work/text" 2>&1 ||
+    { cat "$work/text"; fail "bench (text) exited non-zero"; }
+  for field in "prefill" "decode" "bytes per decoded token" "read bandwidth" "roofline"; do
+    expect_in "$field" "$work/text"
+  done
+  ;;
+generate_prompt_gguf)
+  # The tiny synthetic GGUF models (random weights): llama has a tokenizer and a ChatML
+  # template, deci has neither. The output text means nothing; the plumbing is the point.
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/llama.gguf"
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_deci.gguf-fixture" "$work/deci.gguf"
+  "$TESSERA" generate "$work/llama.gguf" --prompt "hello world" -n 6 >"$work/out" 2>"$work/err" ||
+    { cat "$work/err"; fail "generate --prompt exited non-zero"; }
+  expect_in "tok/s" "$work/err"
+  "$TESSERA" generate "$work/llama.gguf" --prompt "hello world" -n 6 -q >"$work/out2" || fail "second run"
+  cmp -s "$work/out" "$work/out2" || fail "greedy text differs between runs"
+  # The template wraps the prompt (system message, user turn, generation prompt): more tokens
+  # than --raw, and --system replaces the template's default system message.
+  templated=$(grep -o 'prompt [0-9]* tokens' "$work/err" | grep -o '[0-9]*')
+  "$TESSERA" generate "$work/llama.gguf" --prompt "hello world" --raw -n 2 2>"$work/err_raw" >/dev/null ||
+    fail "generate --raw exited non-zero"
+  raw=$(grep -o 'prompt [0-9]* tokens' "$work/err_raw" | grep -o '[0-9]*')
+  [ "$templated" -gt $((raw + 8)) ] || fail "template gave $templated tokens, raw $raw"
+  "$TESSERA" generate "$work/llama.gguf" --prompt "hello world" --system "x" -n 2 2>"$work/err_sys" >/dev/null ||
+    fail "generate --system exited non-zero"
+  with_system=$(grep -o 'prompt [0-9]* tokens' "$work/err_sys" | grep -o '[0-9]*')
+  [ "$with_system" -lt "$templated" ] || fail "--system x gave $with_system tokens, default $templated"
+  # Token ids still work, on both models.
+  "$TESSERA" generate "$work/llama.gguf" --tokens 1,5,9 -n 4 -q >"$work/ids" || fail "--tokens on llama"
+  grep -Eq '^([0-9]+ )+$' "$work/ids" || { cat "$work/ids"; fail "expected token ids"; }
+  "$TESSERA" generate "$work/deci.gguf" --tokens 1,5,9 -n 4 -q >"$work/ids" || fail "--tokens on deci"
+  grep -Eq '^([0-9]+ )+$' "$work/ids" || { cat "$work/ids"; fail "expected token ids"; }
+  ;;
+chat_pipe_gguf)
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/llama.gguf"
+  printf 'hello\n' | "$TESSERA" chat "$work/llama.gguf" -n 5 -q >"$work/one" || fail "chat exited non-zero"
+  [ -s "$work/one" ] || fail "chat printed no reply"
+  # Replies are greedy: after /reset the same message gets the same reply; after /exit
+  # nothing more is read.
+  printf 'hello\n\n/reset\nhello\n/exit\nignored\n' |
+    "$TESSERA" chat "$work/llama.gguf" -n 5 >"$work/two" 2>"$work/err" || { cat "$work/err"; fail "chat with /reset"; }
+  cat "$work/one" "$work/one" | cmp -s - "$work/two" || { cat "$work/two"; fail "the reply after /reset differs"; }
+  expect_in "(new conversation)" "$work/err"
+  [ "$(grep -c '^\[conversation' "$work/err")" -eq 2 ] || { cat "$work/err"; fail "expected two turns"; }
+  # The second turn of a conversation reuses the first one's cache.
+  printf 'hello\nworld\n' | "$TESSERA" chat "$work/llama.gguf" -n 5 >/dev/null 2>"$work/err" || fail "two turns"
+  grep -Eq '^\[conversation [0-9]+ tokens, [1-9][0-9]* reused' "$work/err" ||
+    { cat "$work/err"; fail "the second turn reused nothing"; }
+  printf '/nope\n' | "$TESSERA" chat "$work/llama.gguf" 2>"$work/err" >/dev/null || fail "unknown command"
+  expect_in "unknown command '/nope'" "$work/err"
+  ;;
+gguf_prompt_errors)
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/llama.gguf"
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_deci.gguf-fixture" "$work/deci.gguf"
+  check_error() {  # expected-substring, then the command's arguments
+    local want=$1; shift
+    if "$TESSERA" "$@" >"$work/out" 2>"$work/err" </dev/null; then fail "'$*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'$*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  check_error "--prompt is empty" generate "$work/llama.gguf" --prompt ""
+  long=$(printf 'x%.0s' $(seq 600))
+  check_error "has a context of 256 tokens (max_seq_len)" generate "$work/llama.gguf" --prompt "$long"
+  check_error "tokenizer.ggml.model' is missing" generate "$work/deci.gguf" --prompt hi
+  check_error "pass token ids with --tokens" generate "$work/deci.gguf" --prompt hi
+  check_error "chat needs one" chat "$work/deci.gguf"
+  check_error "has no tokenizer" chat "$hetero"
+  check_error "--raw excludes --system" generate "$work/llama.gguf" --prompt hi --raw --system x
+  check_error "--system requires --prompt" generate "$work/llama.gguf" --tokens 1 --system x
+  check_error "give a prompt" generate "$work/llama.gguf"
+  ;;
+default_model_paris | default_model_chat)
+  model=${TESSERA_CACHE:-$HOME/.cache/tessera}/models/SmolLM2-135M-Instruct.Q4_1.gguf
+  if [ ! -f "$model" ]; then echo "skipped: $model is absent (scripts/fetch-default-model.sh)"; exit 77; fi
+  if [ "$1" = default_model_paris ]; then
+    "$TESSERA" generate "$model" --prompt "What is the capital of France?" >"$work/out" 2>"$work/err" ||
+      { cat "$work/err"; fail "generate exited non-zero"; }
+    cat "$work/out" "$work/err"
+    expect_in "Paris" "$work/out"
+    expect_in "(end token)" "$work/err"
+  else
+    # Turn 2 with the cache of turn 1 must answer exactly as one prompt holding the whole
+    # conversation does (greedy decoding, the same tokens in front of it).
+    printf 'My name is Alice.\n' | "$TESSERA" chat "$model" -n 24 -q >"$work/one" || fail "chat, one turn"
+    printf 'My name is Alice.\nWhat is my name?\n' | "$TESSERA" chat "$model" -n 24 >"$work/two" 2>"$work/err" ||
+      { cat "$work/err"; fail "chat, two turns"; }
+    cat "$work/two" "$work/err"
+    grep -Eq '^\[conversation [0-9]+ tokens, [1-9][0-9]* reused' "$work/err" || fail "turn 2 reused no cache"
+    python3 - "$work/one" "$work/two" "$work/prompt" "$work/reply2" <<'PY' || fail "turn 1 of the two-turn chat differs"
+import sys
+one, two = (open(p, encoding="utf-8").read() for p in sys.argv[1:3])
+assert two.startswith(one), (one, two)
+reply1 = one[:-1]  # the chat ends each reply with a newline
+system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+turns = [("system", system), ("user", "My name is Alice."), ("assistant", reply1), ("user", "What is my name?")]
+prompt = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns) + "<|im_start|>assistant\n"
+open(sys.argv[3], "w", encoding="utf-8").write(prompt)
+open(sys.argv[4], "w", encoding="utf-8").write(two[len(one):])
+PY
+    prompt=$(cat "$work/prompt"; echo x)
+    "$TESSERA" generate "$model" --raw --prompt "${prompt%x}" -n 24 -q >"$work/single" || fail "generate --raw"
+    cmp -s "$work/single" "$work/reply2" ||
+      { echo "single prompt:"; cat "$work/single"; echo "chat turn 2:"; cat "$work/reply2"; fail "turn 2 differs"; }
+  fi
+  ;;
+hf_convert_round_trip)
+  # A heterogeneous model DeciLM can express (FFN widths are multiples of 256).
+  cat >"$work/hetero.toml" <<'TOML'
+[model]
+name = "cli-hetero"
+hidden_size = 64
+num_layers = 5
+num_heads = 4
+num_kv_heads = 2
+intermediate_size = 256
+vocab_size = 300
+rope_theta = 10000.0
+rope_scaling = { type = "llama3", factor = 8.0, low_freq_factor = 1.0, high_freq_factor = 4.0, original_max_position_embeddings = 32 }
+max_seq_len = 64
+eos_token_id = 2
+[weights]
+format = "random"
+[[layers]]
+range = "0-1"
+[[layers]]
+range = "2"
+attention = { kind = "linear" }
+ffn = { kind = "swiglu", intermediate_size = 512 }
+[[layers]]
+range = "3"
+attention = { kind = "noop" }
+ffn = { kind = "linear" }
+[[layers]]
+range = "4"
+attention = { kind = "gqa", kv_heads = 1 }
+ffn = { kind = "noop" }
+TOML
+  "$TESSERA" init-random --manifest "$work/hetero.toml" --seed 5 -o "$work/orig" >/dev/null || fail "init-random"
+  "$TESSERA" convert "$work/orig" "$work/hf" --to hf >"$work/out" 2>&1 || { cat "$work/out"; fail "convert --to hf"; }
+  expect_in "DeciLMForCausalLM" "$work/out"
+  for f in config.json model.safetensors; do [ -f "$work/hf/$f" ] || fail "$f not written"; done
+  expect_in '"model_type": "nemotron-nas"' "$work/hf/config.json"
+  expect_in '"ffn_mult": 12.0' "$work/hf/config.json"
+  ls -d "$work"/hf.* 2>/dev/null && fail "a staging folder was left behind"
+
+  "$TESSERA" info "$work/hf" >"$work/info" 2>&1 || { cat "$work/info"; fail "info"; }
+  expect_in "hf (DeciLMForCausalLM)" "$work/info"
+  expect_in "0-1     attention gqa kv_heads=2 | ffn swiglu intermediate_size=256" "$work/info"
+  expect_in "attention noop | ffn linear" "$work/info"
+  expect_in "llama3 scaling" "$work/info"
+  expect_in "kv cache" "$work/info"
+  # 2 layers x kv 2 + 1 layer x kv 1, head_dim 16, K and V in f32: (2*2 + 1) * 16 * 2 * 4 = 640.
+  expect_in "640 bytes per token" "$work/info"
+  expect_in "40960 bytes at max_seq_len 64" "$work/info"
+  "$TESSERA" info "$work/hf" --json >"$work/info.json" || fail "info --json"
+  expect_in '"architecture": "DeciLMForCausalLM"' "$work/info.json"
+  expect_in '"bytes_per_token": 640' "$work/info.json"
+  # The random manifest is described without generating its weights.
+  "$TESSERA" info "$work/hetero.toml" >"$work/info-random" || fail "info on a random manifest"
+  expect_in "not generated" "$work/info-random"
+
+  "$TESSERA" convert "$work/hf" "$work/back" --to manifest >/dev/null || fail "convert --to manifest"
+  [ -f "$work/back/manifest.toml" ] && [ -f "$work/back/model.safetensors" ] || fail "manifest files missing"
+  expect_in 'format = "safetensors"' "$work/back/manifest.toml"
+  "$TESSERA" generate "$work/orig" --tokens 5,6,7,8 -n 10 -q >"$work/g-orig" || fail "generate orig"
+  "$TESSERA" generate "$work/back" --tokens 5,6,7,8 -n 10 -q >"$work/g-back" || fail "generate back"
+  "$TESSERA" generate "$work/hf" --tokens 5,6,7,8 -n 10 -q >"$work/g-hf" || fail "generate hf"
+  [ -s "$work/g-orig" ] || fail "no tokens generated"
+  cmp -s "$work/g-orig" "$work/g-back" || fail "tokens differ after hf -> manifest: $(cat "$work/g-orig") vs $(cat "$work/g-back")"
+  cmp -s "$work/g-orig" "$work/g-hf" || fail "tokens differ from the hf folder"
+
+  # bf16 and sharded output.
+  "$TESSERA" convert "$work/orig" "$work/hf16" --to hf --dtype bf16 --max-shard-size 100KB >/dev/null || fail "bf16 sharded"
+  [ -f "$work/hf16/model.safetensors.index.json" ] || fail "no shard index"
+  expect_in '"torch_dtype": "bfloat16"' "$work/hf16/config.json"
+  "$TESSERA" info "$work/hf16" --json >"$work/info16.json" || fail "info bf16"
+  expect_in '"bf16"' "$work/info16.json"
+  # --force replaces an existing conversion.
+  "$TESSERA" convert "$work/orig" "$work/hf" --to hf --dtype f16 --force >/dev/null || fail "convert --force"
+  expect_in '"torch_dtype": "float16"' "$work/hf/config.json"
+  ;;
+hf_convert_errors)
+  check_error() {  # expected-substring, then the command's arguments
+    local want=$1; shift
+    if "$TESSERA" "$@" >"$work/out" 2>"$work/err"; then fail "'$*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'$*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  "$TESSERA" init-random --manifest "$hetero" --seed 1 -o "$work/m" >/dev/null || fail "init-random"
+  # tiny-hetero's FFN widths (128 at hidden 64) have no DeciLM ffn_mult; the first layer is named.
+  check_error "layer 0: swiglu intermediate_size 128 cannot be written as a DeciLM ffn_mult" convert "$work/m" "$work/x" --to hf
+  [ -e "$work/x" ] && fail "a failed conversion left $work/x"
+  check_error "expected hf or manifest" convert "$work/m" "$work/x" --to onnx
+  check_error "expected bf16, f16 or f32" convert "$work/m" "$work/x" --to manifest --dtype f8
+  check_error "is not a positive number of bytes" convert "$work/m" "$work/x" --to hf --max-shard-size 5XB
+  mkdir -p "$work/full" && touch "$work/full/keep"
+  check_error "exists and is not empty" convert "$work/m" "$work/full" --to manifest
+  [ -f "$work/full/keep" ] || fail "the existing folder was touched"
+  check_error "does not exist" info "$work/missing"
+  mkdir -p "$work/bad-hf"
+  printf '{"architectures": ["MistralForCausalLM"], "hidden_size": 8}' >"$work/bad-hf/config.json"
+  check_error "MistralForCausalLM" info "$work/bad-hf"
+  printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 32, "hidden_act": "gelu"}' >"$work/bad-hf/config.json"
+  check_error "'hidden_act'" convert "$work/bad-hf" "$work/y" --to manifest
+  printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 32}' >"$work/bad-hf/config.json"
+  check_error "neither model.safetensors nor model.safetensors.index.json" info "$work/bad-hf"
   ;;
 *) fail "unknown case $1" ;;
 esac

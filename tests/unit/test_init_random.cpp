@@ -276,12 +276,12 @@ TEST(InitRandomTest, LoadWeightsPicksTheSource) {
             0);
   std::filesystem::remove(path);
 
-  m.weights.format = "gguf";
+  m.weights.format = "onnx";
   try {
     (void)load_weights(m);
     FAIL() << "expected a ModelError";
   } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find("'gguf'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'onnx'"), std::string::npos) << e.what();
   }
 }
 

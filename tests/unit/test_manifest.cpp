@@ -476,7 +476,8 @@ TEST(Manifest, UnknownKeysAtEveryLevel) {
                {"unknown key 'attn' in [[layers]]", "allowed keys: range, attention, ffn"});
   expect_error(with_layers(kFourDefaultLayers + "[runtime]\ndevices = \"cpu\"\n"), 17, 1,
                {"unknown key 'devices' in [runtime]", "did you mean 'device'",
-                "allowed keys: device, dtype, threads, plugin_paths, decoder, parallel"});
+                "allowed keys: device, dtype, weight_dtype, threads, plugin_paths, decoder, "
+                "parallel"});
   // Inside block and decoder tables extra keys are parameters, not errors.
   EXPECT_NO_THROW(
       parse(with_layers(kFourDefaultLayers + "[runtime.decoder]\nkind = \"x\"\nanything = 1\n")));
@@ -544,8 +545,8 @@ TEST(Manifest, ValueChecks) {
   expect_error(head + "bos_token_id = 3\n", 6, 16,
                {"bos_token_id is 3; expected a token id in [0, vocab_size = 3)"});
   expect_error(head + "eos_token_id = [0, -1]\n", 6, 20, {"eos_token_id -1"});
-  expect_error(head + "[weights]\nformat = \"gguf\"\n", 7, 10,
-               {"'format' in [weights] is \"gguf\"; expected one of \"safetensors\", \"random\""});
+  expect_error(head + "[weights]\nformat = \"onnx\"\n", 7, 10,
+               {"'format' in [weights] is \"onnx\"; expected one of \"safetensors\", \"gguf\""});
   expect_error(head + "[weights]\nseed = 1\n", 6, 1, {"missing required key 'format'"});
   expect_error(head + "[weights]\nformat = \"safetensors\"\n", 6, 1,
                {"format = \"safetensors\" needs a non-empty 'path'"});

@@ -30,6 +30,14 @@ class Generator {
   GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
                           const std::function<void(int32_t)>& on_token = {});
 
+  // Continues slot 0 instead of starting over: keeps the first `keep` tokens its KV cache holds
+  // (drops the rest), feeds `tokens` after them, then decodes as generate() does. A chat
+  // prefills only the new part of its conversation this way. The last generated token is not
+  // in the cache afterwards (it was never fed): the caller feeds it with the next turn.
+  GenerateResult generate_after(int32_t keep, const std::vector<int32_t>& tokens,
+                                const GenerateOptions& options,
+                                const std::function<void(int32_t)>& on_token = {});
+
  private:
   Model& model_;
   const PluginRegistry& registry_;

@@ -10,6 +10,7 @@
 
 #include <tessera/abi.h>
 #include <tessera/core/params.hpp>
+#include <tessera/core/rope_scaling.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -43,6 +44,7 @@ struct ModelSpec {
   int32_t intermediate_size = 0;  // default for swiglu blocks that give none
   int32_t vocab_size = 0;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;  // none unless [model] rope_scaling is given
   double rms_norm_eps = 1e-5;
   int32_t max_seq_len = 2048;
   bool tie_embeddings = false;
@@ -64,8 +66,9 @@ struct LayerSpec {
 
 struct RuntimeSpec {
   std::string device = "cpu";
-  ts_dtype dtype = TS_F32;
-  int32_t threads = 0;                              // 0: every core
+  ts_dtype dtype = TS_F32;         // activations (the CPU blocks need f32)
+  ts_dtype weight_dtype = TS_F32;  // block matrices, embedding and lm head; norms stay f32
+  int32_t threads = 0;             // 0: every core
   std::vector<std::filesystem::path> plugin_paths;  // resolved against the manifest's folder
   BlockSpec decoder;                                // kind defaults to "greedy"
   BlockSpec parallel;                               // kind defaults to "local"

@@ -36,6 +36,11 @@ struct LoadedModel {
   WeightStore weights;  // Hugging Face names, f32/f16/bf16 (quantised GGUF tensors dequantised)
   std::shared_ptr<const Tokenizer> tokenizer;  // null when the source has none
   std::string chat_template;                   // the model's Jinja template text; may be empty
+  // Why `tokenizer` is null (no tokenizer data, or one Tessera cannot use); empty otherwise.
+  std::string tokenizer_error;
+  // What the source calls its architecture ("LlamaForCausalLM", "DeciLMForCausalLM", GGUF's
+  // general.architecture); empty for manifests.
+  std::string architecture;
 };
 
 // Reads the model and its weights. Options the manifest's [runtime] section sets (threads,
@@ -45,5 +50,11 @@ LoadedModel open_model(const std::filesystem::path& path);
 // The format-specific readers open_model dispatches to.
 LoadedModel load_gguf_model(const std::filesystem::path& path);
 LoadedModel load_hf_model(const std::filesystem::path& path);  // folder or its config.json
+
+// Only the weights of a GGUF file, under Hugging Face names (a manifest's format = "gguf").
+WeightStore load_gguf_weights(const std::filesystem::path& path);
+// Only the weights of a Hugging Face folder (or its config.json), single file or sharded
+// (a manifest's format = "hf"); see hf_model.hpp.
+WeightStore load_hf_weights(const std::filesystem::path& path);
 
 }  // namespace tessera

@@ -3,6 +3,8 @@
 // compare plugins against these; nothing on a hot path uses them.
 #pragma once
 
+#include <tessera/core/rope_scaling.hpp>
+
 #include <cstdint>
 #include <vector>
 
@@ -17,6 +19,14 @@ void matmul_nt(const float* x, const float* w, int64_t m, int64_t n, int64_t k, 
 // Rotary embedding, Llama's "rotate half" layout: element i pairs with
 // i + head_dim/2, angle = position * theta^(-2i/head_dim). In place on n_heads heads.
 void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t position, double theta);
+
+// inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, then adjusted by the scaling
+// (rope_scaling.hpp; for "llama3" each frequency is classified by its wavelength 2 pi / f).
+std::vector<double> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& scaling);
+
+// The same rotation with explicit inverse frequencies: angle = position * inv_freq[i].
+void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t position,
+          const std::vector<double>& inv_freq);
 
 // y = down(silu(gate(x)) * up(x)); gate, up [inter, hidden]; down [hidden, inter].
 void swiglu(const float* x, const float* gate, const float* up, const float* down, int64_t n_tokens,
@@ -48,5 +58,9 @@ struct SequenceKv {
 // always visible. y: [n_new, hidden].
 void gqa_attention(const GqaShape& shape, const GqaWeights& w, const float* x, int64_t n_new,
                    const int32_t* positions, const uint8_t* tree_mask, SequenceKv& kv, float* y);
+// The same with RoPE frequencies adjusted by `rope_scaling` (see rope_inv_freq).
+void gqa_attention(const GqaShape& shape, const RopeScaling& rope_scaling, const GqaWeights& w,
+                   const float* x, int64_t n_new, const int32_t* positions,
+                   const uint8_t* tree_mask, SequenceKv& kv, float* y);
 
 }  // namespace tessera::reference

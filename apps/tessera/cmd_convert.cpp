@@ -1,0 +1,164 @@
+// tessera convert: read a model from any source open_model understands (manifest, GGUF file,
+// Hugging Face folder) and write it as a Hugging Face folder or as manifest.toml +
+// model.safetensors. Output goes to a staging folder first and is renamed into place, so a
+// failed conversion leaves nothing that looks like a model.
+#include <tessera/core/error.hpp>
+#include <tessera/core/hf_writer.hpp>
+#include <tessera/core/manifest.hpp>
+#include <tessera/core/model_source.hpp>
+#include <tessera/core/staging_folder.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "setup.hpp"
+
+namespace tessera::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ConvertArgs {
+  std::string source;
+  std::string destination;
+  std::string to;
+  std::string dtype;
+  std::string max_shard_size;
+  bool decilm = false;
+  bool force = false;
+};
+
+std::optional<ts_dtype> parse_dtype(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  if (text == "f32") return TS_F32;
+  if (text == "f16") return TS_F16;
+  if (text == "bf16") return TS_BF16;
+  throw Error("--dtype is '" + text + "'; expected bf16, f16 or f32");
+}
+
+// The folder whose tokenizer files travel with the model: a Hugging Face source's own folder,
+// or a manifest's folder when it holds tokenizer.json.
+fs::path tokenizer_folder(const LoadedModel& model) {
+  std::error_code ec;
+  if (model.format == ModelFormat::kHuggingFace) {
+    return fs::is_directory(model.path, ec) ? model.path : model.path.parent_path();
+  }
+  if (model.format == ModelFormat::kManifest) {
+    if (model.manifest.weights.format == "hf") return model.manifest.weights.path;
+    const fs::path folder = model.manifest.source.parent_path();
+    if (fs::exists(folder / "tokenizer.json", ec)) return folder;
+  }
+  return {};
+}
+
+void report_dropped(const std::vector<std::string>& dropped) {
+  if (dropped.empty()) return;
+  std::cerr << "note: " << dropped.size() << " tensor(s) no block uses were not written:";
+  for (size_t i = 0; i < dropped.size() && i < 5; ++i) std::cerr << " " << dropped[i];
+  std::cerr << (dropped.size() > 5 ? " ..." : "") << "\n";
+}
+
+void note_tokenizer(const LoadedModel& model, const fs::path& tokenizer_source) {
+  if (model.tokenizer && tokenizer_source.empty()) {
+    std::cerr << "note: the " << to_string(model.format)
+              << " tokenizer cannot be written as tokenizer.json; "
+              << (model.chat_template.empty() ? "nothing of it is written"
+                                              : "only its chat template is written")
+              << "\n";
+  }
+}
+
+int convert_to_hf(const ConvertArgs& args, const LoadedModel& model) {
+  HfWriteOptions options;
+  options.dtype = parse_dtype(args.dtype);
+  options.max_shard_bytes = args.max_shard_size.empty() ? 0 : parse_byte_size(args.max_shard_size);
+  options.always_decilm = args.decilm;
+  options.overwrite = args.force;
+  options.tokenizer_source = tokenizer_folder(model);
+  options.chat_template = model.chat_template;
+  note_tokenizer(model, options.tokenizer_source);
+  const HfWriteResult result =
+      write_hf_model(args.destination, model.manifest, model.weights, options);
+  report_dropped(result.dropped);
+  std::cout << "wrote " << args.destination << " (" << result.architecture << ", "
+            << result.tensor_bytes << " bytes of tensors in " << result.files.size() << " files)\n";
+  return 0;
+}
+
+int convert_to_manifest(const ConvertArgs& args, const LoadedModel& model) {
+  if (!args.max_shard_size.empty() || args.decilm) {
+    throw Error("--max-shard-size and --decilm apply only to --to hf");
+  }
+  const std::optional<ts_dtype> dtype = parse_dtype(args.dtype);
+  WeightStore weights;
+  uint64_t bytes = 0;
+  for (const auto& [name, tensor] : model.weights.all()) {
+    const bool convert = dtype && tensor.dtype() != *dtype;
+    weights.add(name, convert ? tensor.to(*dtype) : tensor);
+    bytes += weights.get(name).bytes();
+  }
+  Manifest manifest = model.manifest;
+  manifest.source.clear();
+  manifest.weights.format = "safetensors";
+  manifest.weights.path = "model.safetensors";  // relative: the folder can move
+  manifest.weights.seed = 0;
+
+  StagingFolder staging(args.destination, args.force);
+  write_safetensors(staging.path() / "model.safetensors", weights, {{"format", "pt"}});
+  {
+    std::ofstream out(staging.path() / "manifest.toml");
+    out << to_toml(manifest);
+    out.flush();
+    if (!out) throw Error("cannot write " + (staging.path() / "manifest.toml").string());
+  }
+  const fs::path tokenizer_source = tokenizer_folder(model);
+  note_tokenizer(model, tokenizer_source);
+  if (!tokenizer_source.empty()) {
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                             "chat_template.jinja"}) {
+      std::error_code ec;
+      if (!fs::is_regular_file(tokenizer_source / name, ec)) continue;
+      fs::copy_file(tokenizer_source / name, staging.path() / name, ec);
+      if (ec)
+        throw Error("cannot copy '" + (tokenizer_source / name).string() + "': " + ec.message());
+    }
+  }
+  staging.commit();
+  std::cout << "wrote " << (fs::path(args.destination) / "manifest.toml").string()
+            << " and model.safetensors (" << bytes << " bytes of tensors)\n";
+  return 0;
+}
+
+int run_convert(const ConvertArgs& args) {
+  if (args.to != "hf" && args.to != "manifest") {
+    throw Error("--to is '" + args.to + "'; expected hf or manifest");
+  }
+  (void)parse_dtype(args.dtype);  // refuse a bad --dtype before reading a large model
+  if (!args.max_shard_size.empty()) (void)parse_byte_size(args.max_shard_size);
+  const LoadedModel model = open_model(args.source);
+  return args.to == "hf" ? convert_to_hf(args, model) : convert_to_manifest(args, model);
+}
+
+}  // namespace
+
+Runner add_convert_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "convert",
+      "Write a model (manifest, GGUF or Hugging Face) as a Hugging Face folder or a "
+      "manifest with safetensors weights");
+  auto a = std::make_shared<ConvertArgs>();
+  cmd->add_option("source", a->source, "Manifest, .gguf file or Hugging Face folder")->required();
+  cmd->add_option("destination", a->destination, "Folder to write")->required();
+  cmd->add_option("--to", a->to, "Output format: hf or manifest")->required();
+  cmd->add_option("--dtype", a->dtype, "Convert every tensor: bf16, f16 or f32 (default: keep)");
+  cmd->add_option("--max-shard-size", a->max_shard_size,
+                  "hf: split the weights into shards of at most this size (e.g. 5GB, 500MB)");
+  cmd->add_flag("--decilm", a->decilm, "hf: DeciLMForCausalLM even when every layer is the same");
+  cmd->add_flag("-f,--force", a->force, "Replace an existing non-empty destination folder");
+  return [a] { return run_convert(*a); };
+}
+
+}  // namespace tessera::cli

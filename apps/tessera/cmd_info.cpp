@@ -1,0 +1,297 @@
+// tessera info: what a model is, without running it: its source and architecture, global
+// shape, per-layer blocks (equal neighbours merged into ranges), parameters by block kind,
+// bytes by dtype, KV-cache bytes, tokenizer and chat template. --json for tools.
+#include <tessera/core/error.hpp>
+#include <tessera/core/init_random.hpp>
+#include <tessera/core/manifest.hpp>
+#include <tessera/core/model_source.hpp>
+
+#include <charconv>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.hpp"
+#include "setup.hpp"
+
+namespace tessera::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+struct InfoArgs {
+  std::string model;
+  bool json = false;
+};
+
+struct TensorInfo {
+  std::string name;
+  int64_t elements = 0;
+  ts_dtype dtype = TS_F32;
+};
+
+// What info reports on: the loaded model, except that random weights are described from their
+// plan instead of being generated.
+struct Described {
+  LoadedModel model;
+  std::vector<TensorInfo> tensors;
+  bool random = false;
+};
+
+Described describe(const std::string& path) {
+  Described d;
+  if (detect_model_format(path) == ModelFormat::kManifest) {
+    const fs::path file =
+        fs::is_directory(path) ? fs::path(path) / "manifest.toml" : fs::path(path);
+    const Manifest manifest = load_manifest(file);
+    if (manifest.weights.format == "random") {
+      d.random = true;
+      d.model.format = ModelFormat::kManifest;
+      d.model.path = path;
+      d.model.manifest = manifest;
+      for (const auto& [name, shape] : planned_tensors(manifest)) {
+        int64_t n = 1;
+        for (const int64_t dim : shape) n *= dim;
+        d.tensors.push_back({name, n, TS_F32});
+      }
+      return d;
+    }
+  }
+  d.model = open_model(path);
+  for (const auto& [name, tensor] : d.model.weights.all()) {
+    d.tensors.push_back({name, tensor.numel(), tensor.dtype()});
+  }
+  return d;
+}
+
+// "gqa kv_heads=8": a block with the values it actually gets (model defaults filled in).
+std::string block_text(const Manifest& m, const BlockSpec& block) {
+  std::string text = block.kind;
+  const ParamList params = m.block_params(block);
+  auto add_int = [&](const char* key) {
+    if (const ParamValue* v = params.find(key)) {
+      if (const auto* i = std::get_if<int64_t>(v))
+        text += " " + std::string(key) + "=" + std::to_string(*i);
+    }
+  };
+  if (block.kind == "gqa") {
+    add_int("kv_heads");
+  } else if (block.kind == "swiglu") {
+    add_int("intermediate_size");
+  } else if (block.kind != "linear" && block.kind != "noop") {
+    for (const Param& p : block.params.items()) text += " " + p.key;  // a plugin's own kind
+  }
+  if (!block.plugin.empty()) text += " (plugin " + block.plugin + ")";
+  return text;
+}
+
+struct LayerRange {
+  int32_t first = 0;
+  int32_t last = 0;
+  std::string attention;
+  std::string ffn;
+};
+
+std::vector<LayerRange> layer_ranges(const Manifest& m) {
+  std::vector<LayerRange> ranges;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const std::string attention = block_text(m, m.layers[i].attention);
+    const std::string ffn = block_text(m, m.layers[i].ffn);
+    if (!ranges.empty() && ranges.back().attention == attention && ranges.back().ffn == ffn) {
+      ranges.back().last = static_cast<int32_t>(i);
+    } else {
+      ranges.push_back({static_cast<int32_t>(i), static_cast<int32_t>(i), attention, ffn});
+    }
+  }
+  return ranges;
+}
+
+// embedding, lm_head, norms, "attention gqa", "ffn swiglu", ...
+std::string tensor_group(const Manifest& m, const std::string& name) {
+  if (name == "model.embed_tokens.weight") return "embedding";
+  if (name == "lm_head.weight") return "lm_head";
+  if (name.ends_with("norm.weight")) return "norms";
+  const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) == 0) {
+    const size_t dot = name.find('.', prefix.size());
+    const char* first = name.data() + prefix.size();
+    const char* last = dot == std::string::npos ? name.data() + name.size() : name.data() + dot;
+    size_t layer = 0;
+    const auto [end, ec] = std::from_chars(first, last, layer);
+    if (ec == std::errc() && end == last && layer < m.layers.size()) {
+      if (name.find(".self_attn.", dot) != std::string::npos) {
+        return "attention " + m.layers[layer].attention.kind;
+      }
+      if (name.find(".mlp.", dot) != std::string::npos) return "ffn " + m.layers[layer].ffn.kind;
+    }
+  }
+  return "other";
+}
+
+// KV bytes per token: K and V rows of every gqa layer, in f32 as the CPU blocks keep them.
+int64_t kv_bytes_per_token(const Manifest& m) {
+  int64_t bytes = 0;
+  for (const LayerSpec& layer : m.layers) {
+    if (layer.attention.kind != "gqa") continue;
+    const ParamList p = m.block_params(layer.attention);
+    bytes += 2 * std::get<int64_t>(*p.find("kv_heads")) * std::get<int64_t>(*p.find("head_dim")) *
+             static_cast<int64_t>(sizeof(float));
+  }
+  return bytes;
+}
+
+std::string number(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+Json to_json(const Described& d) {
+  const Manifest& m = d.model.manifest;
+  const ModelSpec& s = m.model;
+  Json j;
+  j["path"] = d.model.path.string();
+  j["format"] = std::string(to_string(d.model.format));
+  j["architecture"] = d.model.architecture.empty() ? Json(nullptr) : Json(d.model.architecture);
+  j["weights"] = {{"format", m.weights.format}, {"materialised", !d.random}};
+  j["name"] = s.name;
+  j["hidden_size"] = s.hidden_size;
+  j["num_layers"] = s.num_layers;
+  j["num_heads"] = s.num_heads;
+  j["head_dim"] = s.head_dim;
+  j["num_kv_heads"] = s.num_kv_heads;
+  j["intermediate_size"] = s.intermediate_size;
+  j["vocab_size"] = s.vocab_size;
+  j["rope_theta"] = s.rope_theta;
+  j["rope_scaling"] = s.rope_scaling.enabled()
+                          ? Json{{"type", s.rope_scaling.type},
+                                 {"factor", s.rope_scaling.factor},
+                                 {"low_freq_factor", s.rope_scaling.low_freq_factor},
+                                 {"high_freq_factor", s.rope_scaling.high_freq_factor},
+                                 {"original_max_position_embeddings",
+                                  s.rope_scaling.original_max_position_embeddings}}
+                          : Json(nullptr);
+  j["rms_norm_eps"] = s.rms_norm_eps;
+  j["max_seq_len"] = s.max_seq_len;
+  j["tie_embeddings"] = s.tie_embeddings;
+  j["bos_token_id"] = s.bos_token_id >= 0 ? Json(s.bos_token_id) : Json(nullptr);
+  j["eos_token_ids"] = s.eos_token_ids;
+
+  Json layers = Json::array();
+  for (const LayerRange& r : layer_ranges(m)) {
+    layers.push_back(
+        {{"first", r.first}, {"last", r.last}, {"attention", r.attention}, {"ffn", r.ffn}});
+  }
+  j["layers"] = std::move(layers);
+
+  std::map<std::string, int64_t> groups;
+  std::map<std::string, int64_t> dtype_bytes;
+  int64_t total = 0;
+  for (const TensorInfo& t : d.tensors) {
+    groups[tensor_group(m, t.name)] += t.elements;
+    dtype_bytes[dtype_name(t.dtype)] += t.elements * static_cast<int64_t>(dtype_size(t.dtype));
+    total += t.elements;
+  }
+  j["parameters"] = {{"total", total}, {"by_group", groups}};
+  j["bytes_by_dtype"] = dtype_bytes;
+  const int64_t kv = kv_bytes_per_token(m);
+  j["kv_cache"] = {{"dtype", "f32"},
+                   {"bytes_per_token", kv},
+                   {"max_seq_len", s.max_seq_len},
+                   {"bytes_at_max_seq_len", kv * s.max_seq_len}};
+  j["tokenizer"] = d.model.tokenizer
+                       ? Json{{"present", true}, {"vocab_size", d.model.tokenizer->vocab_size()}}
+                       : Json{{"present", false}, {"reason", d.model.tokenizer_error}};
+  j["chat_template"] = !d.model.chat_template.empty();
+  return j;
+}
+
+void print_text(const Json& j) {
+  auto line = [](const std::string& label, const std::string& value) {
+    std::cout << label << std::string(label.size() < 14 ? 14 - label.size() : 1, ' ') << value
+              << "\n";
+  };
+  const std::string architecture =
+      j["architecture"].is_null() ? "" : " (" + j["architecture"].get<std::string>() + ")";
+  line("model", j["name"].get<std::string>().empty() ? "(unnamed)" : j["name"].get<std::string>());
+  line("source",
+       j["format"].get<std::string>() + architecture + ", " + j["path"].get<std::string>());
+  line("weights",
+       j["weights"]["format"].get<std::string>() +
+           (j["weights"]["materialised"].get<bool>() ? "" : " (not generated; f32 when they are)"));
+  line("shape", "hidden " + j["hidden_size"].dump() + ", " + j["num_layers"].dump() + " layers, " +
+                    j["num_heads"].dump() + " heads x " + j["head_dim"].dump() + ", vocab " +
+                    j["vocab_size"].dump());
+  std::string rope = "theta " + number(j["rope_theta"].get<double>());
+  if (!j["rope_scaling"].is_null()) {
+    const Json& s = j["rope_scaling"];
+    rope += ", " + s["type"].get<std::string>() + " scaling (factor " +
+            number(s["factor"].get<double>()) + ", low " +
+            number(s["low_freq_factor"].get<double>()) + ", high " +
+            number(s["high_freq_factor"].get<double>()) + ", original context " +
+            s["original_max_position_embeddings"].dump() + ")";
+  }
+  line("rope", rope);
+  std::string eos;
+  for (const Json& id : j["eos_token_ids"]) eos += (eos.empty() ? "" : ", ") + id.dump();
+  line("tokens", "bos " + (j["bos_token_id"].is_null() ? "none" : j["bos_token_id"].dump()) +
+                     ", eos " + (eos.empty() ? "none" : eos) + ", max_seq_len " +
+                     j["max_seq_len"].dump() + ", rms_norm_eps " +
+                     number(j["rms_norm_eps"].get<double>()) +
+                     (j["tie_embeddings"].get<bool>() ? ", tied embeddings" : ""));
+  std::cout << "layers\n";
+  for (const Json& r : j["layers"]) {
+    const std::string range =
+        r["first"] == r["last"] ? r["first"].dump() : r["first"].dump() + "-" + r["last"].dump();
+    std::cout << "  " << range << std::string(range.size() < 8 ? 8 - range.size() : 1, ' ')
+              << "attention " << r["attention"].get<std::string>() << " | ffn "
+              << r["ffn"].get<std::string>() << "\n";
+  }
+  line("parameters", j["parameters"]["total"].dump() + " total");
+  for (const auto& [group, count] : j["parameters"]["by_group"].items()) {
+    std::cout << "  " << group << std::string(group.size() < 18 ? 18 - group.size() : 1, ' ')
+              << count.dump() << "\n";
+  }
+  std::string bytes;
+  for (const auto& [dtype, count] : j["bytes_by_dtype"].items()) {
+    bytes += (bytes.empty() ? "" : ", ") + count.dump() + " " + dtype;
+  }
+  line("bytes", bytes.empty() ? "none" : bytes);
+  const Json& kv = j["kv_cache"];
+  line("kv cache", kv["bytes_per_token"].dump() + " bytes per token (f32), " +
+                       kv["bytes_at_max_seq_len"].dump() + " bytes at max_seq_len " +
+                       kv["max_seq_len"].dump());
+  const Json& tokenizer = j["tokenizer"];
+  line("tokenizer", tokenizer["present"].get<bool>()
+                        ? "yes (" + tokenizer["vocab_size"].dump() + " tokens)"
+                        : "no" + (tokenizer["reason"].get<std::string>().empty()
+                                      ? std::string()
+                                      : " (" + tokenizer["reason"].get<std::string>() + ")"));
+  line("chat template", j["chat_template"].get<bool>() ? "yes" : "no");
+}
+
+int run_info(const InfoArgs& args) {
+  const Json j = to_json(describe(args.model));
+  if (args.json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    print_text(j);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_info_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Describe a model: shape, layers, parameters, memory");
+  auto a = std::make_shared<InfoArgs>();
+  cmd->add_option("model", a->model, "Manifest, .gguf file or Hugging Face folder")->required();
+  cmd->add_flag("--json", a->json, "Machine-readable output");
+  return [a] { return run_info(*a); };
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,54 @@
+#include "run_options.hpp"
+
+#include <tessera/core/error.hpp>
+
+namespace tessera::cli {
+
+void add_run_options(CLI::App& cmd, RunOptions& o) {
+  cmd.add_option("--decoder", o.decoder, "Decoder provider: greedy, sampling, ...");
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature (> 0)");
+  cmd.add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 = all)");
+  cmd.add_option("--top-p", o.top_p, "Keep the smallest set with this probability mass");
+  cmd.add_option("--seed", o.seed, "Sampling seed: same seed, same tokens");
+  cmd.add_option("--threads", o.threads, "CPU threads (0 = every core)")
+      ->check(CLI::Range(0, 1024));
+  cmd.add_option("--device", o.device, "cpu or cuda (overrides the manifest)");
+  cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins");
+  cmd.add_flag("-q,--quiet", o.quiet, "No statistics on stderr");
+}
+
+LoadedModel open_model_for_run(const std::string& path, const RunOptions& o) {
+  if (!o.device.empty() && o.device != "cpu" && o.device != "cuda")
+    throw Error("--device must be cpu or cuda, not '" + o.device + "'");
+  LoadedModel model = open_model(path);
+  if (!o.device.empty()) model.manifest.runtime.device = o.device;
+  if (o.threads) model.manifest.runtime.threads = *o.threads;
+  return model;
+}
+
+GenerateOptions generate_options(const Manifest& manifest, const RunOptions& o,
+                                 int32_t max_new_tokens) {
+  GenerateOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.decoder = manifest.runtime.decoder;
+  if (!o.decoder.empty()) {
+    options.decoder = BlockSpec{};
+    options.decoder.kind = o.decoder;
+  }
+  if (options.decoder.kind.empty()) options.decoder.kind = "greedy";
+  if (o.temperature) options.decoder.params.set("temperature", *o.temperature);
+  if (o.top_k) options.decoder.params.set("top_k", *o.top_k);
+  if (o.top_p) options.decoder.params.set("top_p", *o.top_p);
+  if (o.seed) options.decoder.params.set("seed", *o.seed);
+  return options;
+}
+
+std::string no_tokenizer_message(const std::string& path, const LoadedModel& model,
+                                 const std::string& what_instead) {
+  const std::string why = model.tokenizer_error.empty()
+                              ? std::string("tokenizers come with GGUF and Hugging Face models")
+                              : model.tokenizer_error;
+  return "model '" + path + "' has no tokenizer (" + why + "); " + what_instead;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,44 @@
+// The options `tessera generate` and `tessera chat` share: where the model runs (device,
+// threads, plugin folders) and how tokens are chosen (decoder and sampling flags).
+#pragma once
+
+#include <tessera/core/generator.hpp>
+#include <tessera/core/model_source.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tessera::cli {
+
+struct RunOptions {
+  std::vector<std::string> plugin_paths;
+  std::string decoder;
+  std::optional<double> temperature;
+  std::optional<int64_t> top_k;
+  std::optional<double> top_p;
+  std::optional<int64_t> seed;
+  std::optional<int32_t> threads;
+  std::string device;
+  bool quiet = false;
+};
+
+// Registers --decoder, --temperature, --top-k, --top-p, --seed, --threads, --device,
+// --plugin-path and --quiet on the command.
+void add_run_options(CLI::App& cmd, RunOptions& options);
+
+// open_model(path) with --device and --threads applied to its manifest.
+LoadedModel open_model_for_run(const std::string& path, const RunOptions& options);
+
+// The manifest's decoder, or --decoder, with the sampling flags as its parameters.
+GenerateOptions generate_options(const Manifest& manifest, const RunOptions& options,
+                                 int32_t max_new_tokens);
+
+// "model 'PATH' has no tokenizer: WHY; WHAT" for a model without a usable tokenizer.
+std::string no_tokenizer_message(const std::string& path, const LoadedModel& model,
+                                 const std::string& what_instead);
+
+}  // namespace tessera::cli
