@@ -3,18 +3,16 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/model.hpp>
 #include <tessera/core/single_rank_comm.hpp>
+#include <tessera/cpu/matmul.hpp>
 #include <tessera/plugin.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <string>
 #include <utility>
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 namespace tessera {
 namespace {
@@ -56,31 +54,20 @@ void rmsnorm_rows(const float* x, const float* w, double eps, int64_t rows, int6
   }
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  int64_t k = 0;
-  float sum = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (; k + 16 <= n; k += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
-  }
-  const __m256 acc = _mm256_add_ps(acc0, acc1);
-  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
-#else
-  float acc[8] = {};
-  for (; k + 8 <= n; k += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[k + j] * b[k + j];
-  for (int j = 0; j < 8; ++j) sum += acc[j];
-#endif
-  for (; k < n; ++k) sum += a[k] * b[k];
-  return sum;
-}
-
 bool is_float_dtype(ts_dtype d) {
   return d == TS_F32 || d == TS_F16 || d == TS_BF16;
+}
+
+// The dtype the model keeps a weight in: matrices (embedding, lm head, block
+// weights) in [runtime] weight_dtype, vectors (norms) in f32.
+ts_dtype stored_dtype(const Tensor& t, ts_dtype weight_dtype) {
+  if (!is_float_dtype(t.dtype())) return t.dtype();
+  return t.ndim() >= 2 ? weight_dtype : TS_F32;
+}
+
+Tensor to_stored_dtype(const Tensor& t, ts_dtype weight_dtype) {
+  const ts_dtype want = stored_dtype(t, weight_dtype);
+  return t.dtype() == want ? t : t.to(want);
 }
 
 KvLayerShape kv_shape_of(const Block& block) {
@@ -178,13 +165,15 @@ struct Model::Impl {
   std::vector<int32_t> positions;
 
   const Tensor& require(const WeightStore& store, const std::string& name,
-                        const std::vector<int64_t>& shape, const std::string& purpose) const {
+                        const std::vector<int64_t>& shape, const std::string& purpose,
+                        ts_dtype dtype) const {
     if (!store.has(name))
       throw ModelError("missing weight '" + name + "' (" + purpose + ") in " + source);
     const Tensor& t = store.get(name);
-    if (t.dtype() != TS_F32)
+    if (t.dtype() != dtype)
       throw ModelError("weight '" + name + "' (" + purpose + ") in " + source + " has dtype " +
-                       dtype_name(t.dtype()) + ", expected a float dtype (f32, f16 or bf16)");
+                       dtype_name(t.dtype()) + ", expected " + dtype_name(dtype) +
+                       " (f32, f16 and bf16 weights are converted to [runtime] weight_dtype)");
     if (t.shape() != shape)
       throw ModelError("weight '" + name + "' (" + purpose + ") in " + source + " has shape " +
                        t.shape_string() + ", expected " + shape_text(shape));
@@ -232,7 +221,7 @@ struct Model::Impl {
       const std::string norm_name =
           "model.layers." + std::to_string(layer) +
           (is_attention ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
-      sub.norm = require(m.weights_, norm_name, {m.hidden()}, owner + " norm");
+      sub.norm = require(m.weights_, norm_name, {m.hidden()}, owner + " norm", TS_F32);
     }
     if (is_attention) {
       sub.kv = kv_shape_of(*sub.block);
@@ -262,6 +251,9 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
     throw Error(name + ": runtime dtype " + dtype_name(manifest_.runtime.dtype) +
                 " is not supported yet: the CPU blocks compute activations in f32; set [runtime] "
                 "dtype = \"f32\"");
+  if (!is_float_dtype(manifest_.runtime.weight_dtype))
+    throw Error(name + ": runtime weight_dtype " + dtype_name(manifest_.runtime.weight_dtype) +
+                " is not supported; expected f32, f16 or bf16");
   if (manifest_.runtime.device != "cpu")
     throw Error(name + ": runtime device '" + manifest_.runtime.device +
                 "' is not supported by the model runtime yet; expected \"cpu\"");
@@ -294,20 +286,22 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   else
     im.source = "the weight store";
 
-  // Activations are f32 and so, for now, are the weights the blocks read.
+  // Activations are f32; the matrices the blocks, the embedding and the lm head
+  // read are kept in weight_dtype (decode reads every one of them per token).
+  const ts_dtype weight_dtype = manifest_.runtime.weight_dtype;
   WeightStore converted;
   converted.source = weights_.source;
   for (const auto& [tensor_name, t] : weights_.all())
-    converted.add(tensor_name, is_float_dtype(t.dtype()) && t.dtype() != TS_F32 ? t.to(TS_F32) : t);
+    converted.add(tensor_name, to_stored_dtype(t, weight_dtype));
   weights_ = std::move(converted);
 
   const int64_t vocab_rows = spec.vocab_size, hidden_size = spec.hidden_size;
   im.embed = im.require(weights_, "model.embed_tokens.weight", {vocab_rows, hidden_size},
-                        "token embedding");
-  im.final_norm = im.require(weights_, "model.norm.weight", {hidden_size}, "final norm");
-  im.lm_head = spec.tie_embeddings
-                   ? im.embed
-                   : im.require(weights_, "lm_head.weight", {vocab_rows, hidden_size}, "lm head");
+                        "token embedding", weight_dtype);
+  im.final_norm = im.require(weights_, "model.norm.weight", {hidden_size}, "final norm", TS_F32);
+  im.lm_head = spec.tie_embeddings ? im.embed
+                                   : im.require(weights_, "lm_head.weight",
+                                                {vocab_rows, hidden_size}, "lm head", weight_dtype);
 
   im.local_comm = single_rank_comm();
   im.comm = options_.comm != nullptr ? options_.comm : &im.local_comm;
@@ -339,15 +333,16 @@ const Block& Model::ffn(int32_t layer) const {
 
 void Model::embed(const std::vector<int32_t>& tokens, float* x) const {
   const int64_t h = hidden();
-  const float* table = impl_->embed.data<float>();
+  const Tensor& table = impl_->embed;
+  const size_t row_bytes = static_cast<size_t>(h) * dtype_size(table.dtype());
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t token = tokens[i];
     if (token < 0 || token >= vocab())
       throw Error("token id " + std::to_string(token) + " at position " + std::to_string(i) +
                   " of the batch is out of range: expected 0 <= id < vocab_size " +
                   std::to_string(vocab()));
-    std::memcpy(x + static_cast<int64_t>(i) * h, table + token * h,
-                static_cast<size_t>(h) * sizeof(float));
+    convert(static_cast<const char*>(table.raw()) + static_cast<size_t>(token) * row_bytes,
+            table.dtype(), x + static_cast<int64_t>(i) * h, TS_F32, h);
   }
 }
 
@@ -362,9 +357,21 @@ void Model::run_layer(int32_t layer, const ts_batch& batch, float* x, int32_t n_
   if (im.y.size() < n) im.y.resize(n);
   const double eps = manifest_.model.rms_norm_eps;
 
+  // The norm and the residual add are row-wise: split long prefills over the
+  // pool (a decode row stays on this thread, with no parallel region).
+  constexpr int64_t kRowsPerChunk = 32;
+  auto for_rows = [&](const auto& fn) {
+    if (n_tokens <= kRowsPerChunk)
+      fn(int64_t{0}, int64_t{n_tokens});
+    else
+      pool_.parallel_for(n_tokens, kRowsPerChunk, std::function<void(int64_t, int64_t)>(fn));
+  };
   auto run = [&](SubBlock& sub, ts_kv_layer* kv) {
     if (sub.block->identity()) return;  // adds nothing: skip its norm, call and residual
-    rmsnorm_rows(x, sub.norm.data<float>(), eps, n_tokens, h, im.normed.data());
+    const float* norm = sub.norm.data<float>();
+    for_rows([&](int64_t r0, int64_t r1) {
+      rmsnorm_rows(x + r0 * h, norm, eps, r1 - r0, h, im.normed.data() + r0 * h);
+    });
     const ts_tensor xv = f32_view(im.normed.data(), n_tokens, h);
     ts_tensor yv = f32_view(im.y.data(), n_tokens, h);
     ts_block_io io{};
@@ -375,7 +382,9 @@ void Model::run_layer(int32_t layer, const ts_batch& batch, float* x, int32_t n_
     io.kv = kv;
     sub.block->forward(io);
     const float* y = im.y.data();
-    for (size_t i = 0; i < n; ++i) x[i] += y[i];
+    for_rows([&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * h; i < r1 * h; ++i) x[i] += y[i];
+    });
   };
 
   SubBlock& attention = im.attention[static_cast<size_t>(layer)];
@@ -403,19 +412,8 @@ void Model::final_norm_and_head(const float* x, int32_t n_tokens, float* logits,
   if (logits == nullptr) return;
 
   const int64_t v_rows = vocab();
-  const float* w = im.lm_head.data<float>();
-  // Split over vocab rows; within a chunk, a block of W rows is reused for every token.
-  constexpr int64_t kRowsPerBlock = 64;
-  pool_.parallel_for(v_rows, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t v0 = begin; v0 < end; v0 += kRowsPerBlock) {
-      const int64_t v1 = std::min(end, v0 + kRowsPerBlock);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const float* ht = normed + t * h;
-        float* out = logits + t * v_rows;
-        for (int64_t v = v0; v < v1; ++v) out[v] = dot(ht, w + v * h, h);
-      }
-    }
-  });
+  const cpu::MatrixView head{im.lm_head.raw(), im.lm_head.dtype(), v_rows, h, h};
+  cpu::matmul_nt(pool_.host(), normed, n_tokens, h, head, logits, v_rows);
 }
 
 void Model::forward(const ForwardBatch& batch, float* logits, float* hidden_out) {
@@ -540,7 +538,7 @@ void Model::swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec) {
 }
 
 void Model::add_weights(const std::string& name, Tensor t) {
-  if (is_float_dtype(t.dtype()) && t.dtype() != TS_F32) t = t.to(TS_F32);
+  t = to_stored_dtype(t, manifest_.runtime.weight_dtype);
   // Rebuilt rather than added in place so that replacing a name works whatever
   // WeightStore::add does with duplicates; tensors share storage, so this is cheap.
   WeightStore next;

@@ -129,6 +129,43 @@ TEST(ThreadPoolTest, ConcurrentCallersEachGetTheirWork) {
   for (auto& s : sums) EXPECT_EQ(s.load(), 20 * 4950);
 }
 
+TEST(ThreadPoolTest, ManyShortJobsBackToBackEachRunOnce) {
+  // Decode's pattern: thousands of tiny regions in a row, workers spinning
+  // between them. A chunk run twice, lost, or run with the previous job's
+  // function shows up as a wrong count.
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int64_t>> hits(8);
+    for (int job = 0; job < 20000; ++job) {
+      const int64_t n = 1 + job % 8;
+      for (auto& h : hits) h.store(0);
+      pool.parallel_for(n, 1, [&, job](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(job + 1);
+      });
+      for (int64_t i = 0; i < 8; ++i)
+        ASSERT_EQ(hits[static_cast<size_t>(i)].load(), i < n ? job + 1 : 0)
+            << "job " << job << " index " << i << " threads " << threads;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, WorkersThatFellAsleepStillTakeWork) {
+  ThreadPool pool(2);
+  for (int round = 0; round < 3; ++round) {
+    // Longer than the spin window: the worker goes to sleep and must be woken.
+    std::this_thread::sleep_for(std::chrono::microseconds(ThreadPool::kSpinMicroseconds * 4));
+    std::mutex m;
+    std::vector<std::thread::id> ids;
+    pool.parallel_for(2, 1, [&](int64_t, int64_t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard<std::mutex> lock(m);
+      ids.push_back(std::this_thread::get_id());
+    });
+    ASSERT_EQ(ids.size(), 2u);
+    EXPECT_NE(ids[0], ids[1]) << "round " << round << ": the sleeping worker took no chunk";
+  }
+}
+
 struct HostArgs {
   std::vector<std::atomic<int>>* hits;
 };

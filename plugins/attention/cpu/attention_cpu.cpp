@@ -5,15 +5,18 @@
 //   q, k, v projections (one GEMM/GEMV each over all tokens of the batch)
 //   -> RoPE on q and k at each token's position
 //   -> new K/V rows written to the cache at rows length .. length + n_new - 1
-//   -> per (sequence, KV head): every query head of the group attends the cached
-//      rows plus the visible new rows (causal, or the sequence's tree mask)
+//   -> per (sequence, query head, tile of 64 new tokens): the queries attend the
+//      cached rows plus the visible new rows (causal, or the sequence's tree
+//      mask); see tessera/cpu/attention.hpp
 //   -> o projection, then all-reduce of the partial sum when sharded.
 #include <tessera/abi.h>
+#include <tessera/cpu/attention.hpp>
 #include <tessera/cpu/block_support.hpp>
 #include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
 #include <tessera/plugin.hpp>
+#include <tessera/rope_scaling.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -53,6 +56,7 @@ class GqaAttention {
       head_dim_ = params.get_int("head_dim", n_heads_ > 0 ? hidden_ / n_heads_ : 0);
       kv_heads_ = params.get_int("kv_heads", n_heads_);
       rope_theta_ = params.get_float("rope_theta", 10000.0);
+      rope_scaling_ = tessera::sdk::rope_scaling_from_params(params);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(label_ + ": " + e.what());
     }
@@ -94,6 +98,7 @@ class GqaAttention {
     wo_ = tessera::cpu::fetch_weight(w, label_, "o_proj.weight", hidden_, q_rows)
               .col_slice(heads_.begin * head_dim_, heads_.end * head_dim_);
     inv_freq_ = tessera::cpu::rope_inv_freq(head_dim_, rope_theta_);
+    tessera::sdk::apply_rope_scaling(inv_freq_, rope_scaling_);
   }
 
   ts_block_info info() const {
@@ -154,11 +159,17 @@ class GqaAttention {
       std::memcpy(cache.v + row, v_.data() + first * kv_width, bytes);
     }
 
-    // Attention, one work item per (sequence, query head).
-    const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl;
+    // Attention, one work item per (sequence, query head, tile of queries), so
+    // that a long prefill spreads evenly over the threads.
+    int64_t tiles = 1;
+    for (int32_t s = 0; s < batch.n_seqs; ++s)
+      tiles = std::max<int64_t>(
+          tiles, (batch.offsets[s + 1] - batch.offsets[s] + kQueryTile - 1) / kQueryTile);
+    const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl * tiles;
     tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t item = i0; item < i1; ++item)
-        attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / hl), item % hl);
+        attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / (hl * tiles)),
+               item / tiles % hl, item % tiles * kQueryTile);
     });
 
     tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
@@ -271,43 +282,38 @@ class GqaAttention {
     }
   }
 
-  // Query head `head` (local index) of sequence s, for each of its new tokens.
+  // Query head `head` (local index) of sequence s, for its new tokens
+  // [first, first + kQueryTile) (none when the sequence has fewer).
   void attend(const ts_batch& batch, const Cache& cache, const int32_t* lengths, int32_t s,
-              int64_t head) {
-    thread_local std::vector<float> scores;
+              int64_t head, int64_t first) {
     const int64_t hd = head_dim_, hl = heads_.size(), kvl = kv_.size();
-    const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
-    const int64_t slot = batch.slots[s], len = lengths[slot];
     const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
-    const uint8_t* mask = batch.tree_masks != nullptr ? batch.tree_masks[s] : nullptr;
-    if (scores.size() < static_cast<size_t>(len + n_new))
-      scores.resize(static_cast<size_t>(len + n_new));
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-    const float* k_base = cache.k + (slot * cache.capacity * kvl + kv_local) * hd;
-    const float* v_base = cache.v + (slot * cache.capacity * kvl + kv_local) * hd;
-    const int64_t row_stride = kvl * hd;
-    const float neg_inf = -std::numeric_limits<float>::infinity();
-
-    for (int64_t i = 0; i < n_new; ++i) {
-      const float* q = q_.data() + (t0 + i) * hl * hd + head * hd;
-      float* out = attn_.data() + (t0 + i) * hl * hd + head * hd;
-      // Cached rows are all visible; among the new ones, causal or per the mask.
-      const int64_t rows = mask != nullptr ? len + n_new : len + i + 1;
-      float* sc = scores.data();
-      tessera::cpu::attention_scores(q, k_base, row_stride, rows, hd, scale, sc);
-      if (mask != nullptr)
-        for (int64_t j = 0; j < n_new; ++j)
-          if (mask[i * n_new + j] == 0) sc[len + j] = neg_inf;
-      tessera::cpu::softmax_inplace(sc, rows);
-      tessera::cpu::attention_values(sc, v_base, row_stride, rows, hd, out);
-    }
+    if (first >= n_new) return;
+    const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
+    const int64_t slot = batch.slots[s];
+    tessera::cpu::AttentionHead h;
+    h.k = cache.k + (slot * cache.capacity * kvl + kv_local) * hd;
+    h.v = cache.v + (slot * cache.capacity * kvl + kv_local) * hd;
+    h.row_stride = kvl * hd;
+    h.head_dim = hd;
+    h.cached = lengths[slot];
+    h.n_new = n_new;
+    h.mask = batch.tree_masks != nullptr ? batch.tree_masks[s] : nullptr;
+    h.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    const int64_t offset = (t0 + first) * hl * hd + head * hd;
+    tessera::cpu::attention_queries(h, q_.data() + offset, hl * hd, first,
+                                    std::min(kQueryTile, n_new - first), attn_.data() + offset,
+                                    hl * hd);
   }
+
+  static constexpr int64_t kQueryTile = 64;  // queries per work item
 
   std::string label_;
   const ts_host* host_ = nullptr;
   const ts_comm* comm_ = nullptr;
   int64_t hidden_ = 0, n_heads_ = 0, kv_heads_ = 0, head_dim_ = 0, group_ = 1;
   double rope_theta_ = 10000.0;
+  tessera::sdk::RopeScalingParams rope_scaling_;
   int32_t rank_ = 0, world_ = 1;
   ShardRange heads_, kv_;
   MatrixView wq_, wk_, wv_, wo_;

@@ -79,7 +79,9 @@ class SwigluFfn {
     const int64_t split = tessera::cpu::matmul_split_rows();
     const int64_t units = (width + split - 1) / split;
     const int64_t grain = std::max<int64_t>(1, tessera::cpu::matmul_grain(n, hidden_) / 2);
-    tessera::sdk::parallel_for(host_, units, grain, [&](int64_t u0, int64_t u1) {
+    // Each claim covers rows of two matrices (gate and up): half the usual units.
+    const int64_t step = std::max<int64_t>(1, tessera::cpu::matmul_claim_units() / 2);
+    tessera::cpu::parallel_claims(host_, units, step, grain, [&](int64_t u0, int64_t u1) {
       const int64_t r0 = u0 * split, r1 = std::min(width, u1 * split);
       tessera::cpu::matmul_nt_range(x, n, hidden_, gate_, r0, r1, gate_out_.data(), width);
       tessera::cpu::matmul_nt_range(x, n, hidden_, up_, r0, r1, up_out_.data(), width);

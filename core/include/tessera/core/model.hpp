@@ -69,7 +69,8 @@ class Model {
   // (the cached rows of the other layers no longer match a consistent prefix).
   // manifest() is updated to describe the new block.
   void swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec);
-  // Adds or replaces a weight (converted to f32). Blocks built earlier keep the
+  // Adds or replaces a weight (matrices converted to [runtime] weight_dtype,
+  // vectors to f32, like the model's own). Blocks built earlier keep the
   // tensor they were given until they are swapped out.
   void add_weights(const std::string& name, Tensor t);
 

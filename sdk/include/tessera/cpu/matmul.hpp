@@ -1,10 +1,17 @@
 // y = x W^T on the CPU, W stored [out, in] like nn.Linear, in f32, bf16 or f16
-// (converted on the fly). Two regimes:
-//  - GEMV (one row of x): memory-bound, so W is streamed once, four rows at a
-//    time, and the output rows are split over the host's threads.
-//  - GEMM (several rows): W is read in panels of kPanelRows rows (converted to
-//    f32 once per panel), and each panel is applied to a block of up to kRowBlock
-//    rows of x with a 2x4 register tile, so W crosses memory once per block.
+// (converted to f32 on the fly). Two regimes:
+//  - GEMV (one row of x, i.e. decode): memory-bound. W is streamed once, four
+//    rows at a time, one cache line per row per step, with 8 accumulators and a
+//    software prefetch of the next four rows (each row is only a few KiB, too
+//    short a stream for the hardware prefetcher to ramp up). Threads take
+//    contiguous chunks of rows.
+//  - GEMM (several rows, i.e. prefill): compute-bound. Blocks of W are packed
+//    once per call, converted to f32, into panels of 16 rows laid out [k][16];
+//    a 6x16 register tile (12 accumulators) multiplies a panel by six rows of x,
+//    broadcasting one x element at a time. Cache blocking: kc columns of W
+//    (<= kMaxDepth) so that six x rows stay in L1, kNcRows rows of W so that the
+//    packed block stays in L2.
+// reference_matmul_nt is the plain loop that the tests hold every path to.
 #pragma once
 
 #include <tessera/abi.h>
@@ -13,11 +20,13 @@
 #include <tessera/plugin.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 namespace tessera::cpu {
 
@@ -47,65 +56,92 @@ inline MatrixView matrix_view(const float* data, int64_t rows, int64_t cols) {
   return {data, TS_F32, rows, cols, cols};
 }
 
+// Element j of row i of w as a float.
+inline float matrix_element(const MatrixView& w, int64_t i, int64_t j) {
+  const char* p = w.elem_ptr(i, j);
+  switch (w.dtype) {
+    case TS_BF16:
+      return bf16_to_f32(*reinterpret_cast<const uint16_t*>(p));
+    case TS_F16:
+      return f16_to_f32(*reinterpret_cast<const uint16_t*>(p));
+    default:
+      return *reinterpret_cast<const float*>(p);
+  }
+}
+
+// The naive product every fast path is tested against: y[i, j] = sum_c x[i, c] w[j, c],
+// accumulated in double.
+inline void reference_matmul_nt(const float* x, int64_t m, int64_t ldx, const MatrixView& w,
+                                float* y, int64_t ldy) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < w.rows; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < w.cols; ++c)
+        s += static_cast<double>(x[i * ldx + c]) * matrix_element(w, j, c);
+      y[i * ldy + j] = static_cast<float>(s);
+    }
+}
+
 namespace detail {
 
-constexpr int64_t kPanelRows = 16;          // W rows converted / kept hot together
-constexpr int64_t kRowBlock = 128;          // x rows that share one pass over a panel
-constexpr int64_t kSplitRows = 16;          // unit of work handed to a thread
+constexpr int64_t kSplitRows = 16;          // unit of work: rows of W (one GEMM panel)
+constexpr int64_t kClaimUnits = 4;          // units a thread takes at a time
 constexpr int64_t kMinChunkMacs = 1 << 15;  // below this, threading costs more than it saves
+constexpr int64_t kTileRows = 6;            // GEMM register tile: 6 rows of x ...
+constexpr int64_t kTileCols = 16;           // ... by 16 rows of W (two vectors)
+constexpr int64_t kMaxDepth = 384;          // columns of W per packed block (x tile in L1)
+constexpr int64_t kNcRows = 128;            // rows of W per packed block (block in L2)
 
-// y[r] = dot(x, w[r]) for rows [r0, r1): streams W once, four rows at a time.
+// ------------------------------------------------------------------- GEMV
+
+// y[r] = dot(x, w[r]) for rows [r0, r1): four rows at a time, one 64-byte line
+// per row per step.
 template <class L>
 void gemv_rows(const float* x, const typename L::Elem* w, int64_t ldw, int64_t k, int64_t r0,
                int64_t r1, float* y) {
+  using Elem = typename L::Elem;
   int64_t r = r0;
 #if TESSERA_CPU_AVX2
-  const int64_t k16 = k & ~int64_t{15};
+  constexpr int kVecs = 64 / (8 * static_cast<int>(sizeof(Elem)));  // 8-float vectors per line
+  constexpr int64_t kStep = 8 * kVecs;
+  const int64_t k_lines = k - k % kStep;
   const int64_t k8 = k & ~int64_t{7};
   for (; r + 4 <= r1; r += 4) {
-    const typename L::Elem* w0 = w + r * ldw;
-    const typename L::Elem* w1 = w0 + ldw;
-    const typename L::Elem* w2 = w1 + ldw;
-    const typename L::Elem* w3 = w2 + ldw;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps();
-    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(),
-           b3 = _mm256_setzero_ps();
+    const Elem* wr[4] = {w + r * ldw, w + (r + 1) * ldw, w + (r + 2) * ldw, w + (r + 3) * ldw};
+    // The next group's rows, or this group's again at the end of the range.
+    const int64_t ahead = r + 8 <= r1 ? 4 * ldw : 0;
+    // Every loop over the rows is unrolled so that acc stays in registers.
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     int64_t c = 0;
-    for (; c < k16; c += 16) {
-      const __m256 xa = _mm256_loadu_ps(x + c), xb = _mm256_loadu_ps(x + c + 8);
-      a0 = _mm256_fmadd_ps(L::load8(w0 + c), xa, a0);
-      a1 = _mm256_fmadd_ps(L::load8(w1 + c), xa, a1);
-      a2 = _mm256_fmadd_ps(L::load8(w2 + c), xa, a2);
-      a3 = _mm256_fmadd_ps(L::load8(w3 + c), xa, a3);
-      b0 = _mm256_fmadd_ps(L::load8(w0 + c + 8), xb, b0);
-      b1 = _mm256_fmadd_ps(L::load8(w1 + c + 8), xb, b1);
-      b2 = _mm256_fmadd_ps(L::load8(w2 + c + 8), xb, b2);
-      b3 = _mm256_fmadd_ps(L::load8(w3 + c + 8), xb, b3);
+    for (; c < k_lines; c += kStep) {
+      __m256 xv[kVecs];
+#pragma GCC unroll 4
+      for (int v = 0; v < kVecs; ++v) xv[v] = _mm256_loadu_ps(x + c + 8 * v);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(wr[i] + c + ahead), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int v = 0; v < kVecs; ++v)
+          acc[i][v & 1] = _mm256_fmadd_ps(L::load8(wr[i] + c + 8 * v), xv[v], acc[i][v & 1]);
+      }
     }
     for (; c < k8; c += 8) {
-      const __m256 xa = _mm256_loadu_ps(x + c);
-      a0 = _mm256_fmadd_ps(L::load8(w0 + c), xa, a0);
-      a1 = _mm256_fmadd_ps(L::load8(w1 + c), xa, a1);
-      a2 = _mm256_fmadd_ps(L::load8(w2 + c), xa, a2);
-      a3 = _mm256_fmadd_ps(L::load8(w3 + c), xa, a3);
+      const __m256 xv = _mm256_loadu_ps(x + c);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[i][0] = _mm256_fmadd_ps(L::load8(wr[i] + c), xv, acc[i][0]);
     }
-    float s0 = hsum(_mm256_add_ps(a0, b0)), s1 = hsum(_mm256_add_ps(a1, b1));
-    float s2 = hsum(_mm256_add_ps(a2, b2)), s3 = hsum(_mm256_add_ps(a3, b3));
-    for (; c < k; ++c) {
-      s0 += L::scalar(w0 + c) * x[c];
-      s1 += L::scalar(w1 + c) * x[c];
-      s2 += L::scalar(w2 + c) * x[c];
-      s3 += L::scalar(w3 + c) * x[c];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      float s = hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
+      for (int64_t t = c; t < k; ++t) s += L::scalar(wr[i] + t) * x[t];
+      y[r + i] = s;
     }
-    y[r] = s0;
-    y[r + 1] = s1;
-    y[r + 2] = s2;
-    y[r + 3] = s3;
   }
 #endif
   for (; r < r1; ++r) {
-    const typename L::Elem* wr = w + r * ldw;
+    const Elem* wr = w + r * ldw;
     int64_t c = 0;
     float s = 0.0f;
 #if TESSERA_CPU_AVX2
@@ -118,107 +154,179 @@ void gemv_rows(const float* x, const typename L::Elem* w, int64_t ldw, int64_t k
   }
 }
 
-// y[i, j] = dot(x[i], w[j]) for i < m, j < n; w is f32 (a converted panel or f32 weights).
-inline void gemm_f32_block(const float* x, int64_t ldx, int64_t m, const float* w, int64_t ldw,
-                           int64_t n, int64_t k, float* y, int64_t ldy) {
-  int64_t i = 0;
+// ------------------------------------------------------------------- GEMM
+
+// c[i, 0 .. cols) (+)= sum_p a[i * lda + p * a_step] * b[p * ldb + 0 .. 16) for
+// i < MR: an MR x 16 tile of the output, b a panel of 16 columns (each row p is
+// 16 floats; a packed panel has ldb = 16). a_step is 1 for a row-major a; the
+// attention kernels also read a transposed. Columns [0, cols) (cols <= 16) are
+// stored; accumulate adds to c instead of overwriting it.
+template <int MR>
+void gemm_tile(const float* a, int64_t lda, int64_t a_step, const float* b, int64_t ldb, int64_t k,
+               float* c, int64_t ldc, int64_t cols, bool accumulate) {
 #if TESSERA_CPU_AVX2
-  const int64_t k8 = k & ~int64_t{7};
-  for (; i + 2 <= m; i += 2) {
-    const float* x0 = x + i * ldx;
-    const float* x1 = x0 + ldx;
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      const float* w0 = w + j * ldw;
-      const float* w1 = w0 + ldw;
-      const float* w2 = w1 + ldw;
-      const float* w3 = w2 + ldw;
-      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps(),
-             c03 = _mm256_setzero_ps();
-      __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(), c12 = _mm256_setzero_ps(),
-             c13 = _mm256_setzero_ps();
-      int64_t c = 0;
-      for (; c < k8; c += 8) {
-        const __m256 xa = _mm256_loadu_ps(x0 + c), xb = _mm256_loadu_ps(x1 + c);
-        __m256 wv = _mm256_loadu_ps(w0 + c);
-        c00 = _mm256_fmadd_ps(xa, wv, c00);
-        c10 = _mm256_fmadd_ps(xb, wv, c10);
-        wv = _mm256_loadu_ps(w1 + c);
-        c01 = _mm256_fmadd_ps(xa, wv, c01);
-        c11 = _mm256_fmadd_ps(xb, wv, c11);
-        wv = _mm256_loadu_ps(w2 + c);
-        c02 = _mm256_fmadd_ps(xa, wv, c02);
-        c12 = _mm256_fmadd_ps(xb, wv, c12);
-        wv = _mm256_loadu_ps(w3 + c);
-        c03 = _mm256_fmadd_ps(xa, wv, c03);
-        c13 = _mm256_fmadd_ps(xb, wv, c13);
-      }
-      float s[2][4] = {{hsum(c00), hsum(c01), hsum(c02), hsum(c03)},
-                       {hsum(c10), hsum(c11), hsum(c12), hsum(c13)}};
-      for (; c < k; ++c) {
-        for (int jj = 0; jj < 4; ++jj) {
-          s[0][jj] += x0[c] * w[(j + jj) * ldw + c];
-          s[1][jj] += x1[c] * w[(j + jj) * ldw + c];
-        }
-      }
-      for (int jj = 0; jj < 4; ++jj) {
-        y[i * ldy + j + jj] = s[0][jj];
-        y[(i + 1) * ldy + j + jj] = s[1][jj];
-      }
-    }
-    for (; j < n; ++j) {
-      y[i * ldy + j] = dot(x0, w + j * ldw, k);
-      y[(i + 1) * ldy + j] = dot(x1, w + j * ldw, k);
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < k; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b + p * ldb), b1 = _mm256_loadu_ps(b + p * ldb + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i * lda + p * a_step);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
     }
   }
+  if (cols == kTileCols) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * ldc;
+      if (accumulate) {
+        acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
+        acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
+      }
+      _mm256_storeu_ps(ci, acc[i][0]);
+      _mm256_storeu_ps(ci + 8, acc[i][1]);
+    }
+    return;
+  }
+  // Every loop over i is unrolled: indexing acc with a run-time i would keep
+  // the accumulators in memory instead of registers.
+  alignas(32) float part[kTileCols];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    _mm256_store_ps(part, acc[i][0]);
+    _mm256_store_ps(part + 8, acc[i][1]);
+    float* ci = c + i * ldc;
+    for (int64_t j = 0; j < cols; ++j) ci[j] = accumulate ? ci[j] + part[j] : part[j];
+  }
+#else
+  for (int i = 0; i < MR; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = 0.0f;
+      for (int64_t p = 0; p < k; ++p) s += a[i * lda + p * a_step] * b[p * ldb + j];
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + s : s;
+    }
 #endif
-  for (; i < m; ++i) gemv_rows<F32Elems>(x + i * ldx, w, ldw, k, 0, n, y + i * ldy);
 }
 
-// Converts rows [r0, r0 + n) of w (k columns) into a dense f32 panel.
+// gemm_tile for rows < kTileRows (the last rows of x).
+inline void gemm_tile_rows(int64_t rows, const float* a, int64_t lda, int64_t a_step,
+                           const float* b, int64_t ldb, int64_t k, float* c, int64_t ldc,
+                           int64_t cols, bool accumulate) {
+  switch (rows) {
+    case 1:
+      gemm_tile<1>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+    case 2:
+      gemm_tile<2>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+    case 3:
+      gemm_tile<3>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+    case 4:
+      gemm_tile<4>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+    case 5:
+      gemm_tile<5>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+    default:
+      gemm_tile<6>(a, lda, a_step, b, ldb, k, c, ldc, cols, accumulate);
+      break;
+  }
+}
+
+// Rows [r0, r0 + rows) (rows <= 16) and columns [c0, c0 + depth) of w, as f32
+// in the panel layout dst[p * 16 + i]; rows beyond `rows` are zero.
 template <class L>
-void convert_panel(const typename L::Elem* w, int64_t ldw, int64_t r0, int64_t n, int64_t k,
-                   float* panel) {
-  for (int64_t r = 0; r < n; ++r) {
-    const typename L::Elem* src = w + (r0 + r) * ldw;
-    float* dst = panel + r * k;
-    int64_t c = 0;
+void pack_panel(const typename L::Elem* w, int64_t ldw, int64_t r0, int64_t rows, int64_t c0,
+                int64_t depth, float* dst) {
+  int64_t i0 = 0;
 #if TESSERA_CPU_AVX2
-    for (; c + 8 <= k; c += 8) _mm256_storeu_ps(dst + c, L::load8(src + c));
+  // Full groups of 8 rows: 8x8 transposes of converted vectors.
+  for (; i0 + 8 <= rows; i0 += 8) {
+    const typename L::Elem* src = w + (r0 + i0) * ldw + c0;
+    int64_t p = 0;
+    for (; p + 8 <= depth; p += 8) {
+      __m256 v[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) v[i] = L::load8(src + i * ldw + p);
+      transpose8(v);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (p + j) * kTileCols + i0, v[j]);
+    }
+    for (; p < depth; ++p)
+      for (int64_t i = 0; i < 8; ++i) dst[p * kTileCols + i0 + i] = L::scalar(src + i * ldw + p);
+  }
 #endif
-    for (; c < k; ++c) dst[c] = L::scalar(src + c);
+  for (int64_t i = i0; i < kTileCols; ++i) {
+    if (i < rows) {
+      const typename L::Elem* src = w + (r0 + i) * ldw + c0;
+      for (int64_t p = 0; p < depth; ++p) dst[p * kTileCols + i] = L::scalar(src + p);
+    } else {
+      for (int64_t p = 0; p < depth; ++p) dst[p * kTileCols + i] = 0.0f;
+    }
   }
 }
 
-// Output columns [n0, n1) of y for all m rows of x.
+// Per-thread, 64-byte aligned scratch buffers that only grow; `slot` tells
+// apart the buffers a kernel needs at the same time (< kScratchSlots).
+constexpr int kScratchSlots = 4;
+inline float* scratch_floats(size_t n, int slot = 0) {
+  struct Buffer {
+    std::unique_ptr<float[], void (*)(float*)> data{
+        nullptr, [](float* p) { ::operator delete[](p, std::align_val_t{64}); }};
+    size_t size = 0;
+  };
+  thread_local Buffer buffers[kScratchSlots];
+  Buffer& buffer = buffers[slot];
+  if (buffer.size < n) {
+    buffer.data.reset(
+        static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t{64})));
+    buffer.size = n;
+  }
+  return buffer.data.get();
+}
+
+// Output columns [n0, n1) of y for all m rows of x (m >= 1, any k >= 0).
+template <class L>
+void gemm_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* w, int64_t ldw,
+                int64_t k, int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
+    return;
+  }
+  // Equal depth blocks of at most kMaxDepth columns.
+  const int64_t depth_blocks = (k + kMaxDepth - 1) / kMaxDepth;
+  const int64_t kc = (k + depth_blocks - 1) / depth_blocks;
+  float* packed = scratch_floats(static_cast<size_t>(kNcRows * kc));
+  for (int64_t j0 = n0; j0 < n1; j0 += kNcRows) {
+    const int64_t nb = std::min(kNcRows, n1 - j0);
+    const int64_t panels = (nb + kTileCols - 1) / kTileCols;
+    for (int64_t p0 = 0; p0 < k; p0 += kc) {
+      const int64_t depth = std::min(kc, k - p0);
+      for (int64_t q = 0; q < panels; ++q)
+        pack_panel<L>(w, ldw, j0 + q * kTileCols, std::min(kTileCols, nb - q * kTileCols), p0,
+                      depth, packed + q * kTileCols * depth);
+      for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+        const int64_t rows = std::min(kTileRows, m - i0);
+        for (int64_t q = 0; q < panels; ++q)
+          gemm_tile_rows(rows, x + i0 * ldx + p0, ldx, 1, packed + q * kTileCols * depth, kTileCols,
+                         depth, y + i0 * ldy + j0 + q * kTileCols, ldy,
+                         std::min(kTileCols, nb - q * kTileCols), p0 > 0);
+      }
+    }
+  }
+}
+
 template <class L>
 void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* w, int64_t ldw,
                   int64_t k, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  if (m == 1) {
+  if (m == 1)
     gemv_rows<L>(x, w, ldw, k, n0, n1, y);
-    return;
-  }
-  // One panel per thread, reused across calls: no allocation on the hot path.
-  thread_local std::vector<float> panel_storage;
-  for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
-    const int64_t mb = std::min(kRowBlock, m - i0);
-    for (int64_t j0 = n0; j0 < n1; j0 += kPanelRows) {
-      const int64_t nb = std::min(kPanelRows, n1 - j0);
-      const float* panel;
-      int64_t ld_panel;
-      if constexpr (std::is_same_v<L, F32Elems>) {
-        panel = w + j0 * ldw;
-        ld_panel = ldw;
-      } else {
-        if (panel_storage.size() < static_cast<size_t>(kPanelRows * k))
-          panel_storage.resize(static_cast<size_t>(kPanelRows * k));
-        convert_panel<L>(w, ldw, j0, nb, k, panel_storage.data());
-        panel = panel_storage.data();
-        ld_panel = k;
-      }
-      gemm_f32_block(x + i0 * ldx, ldx, mb, panel, ld_panel, nb, k, y + i0 * ldy + j0, ldy);
-    }
-  }
+  else
+    gemm_range<L>(x, ldx, m, w, ldw, k, n0, n1, y, ldy);
 }
 
 }  // namespace detail
@@ -258,6 +366,31 @@ inline int64_t matmul_grain(int64_t m, int64_t k) {
   return std::max<int64_t>(1, detail::kMinChunkMacs / unit_macs);
 }
 
+// Runs fn(u0, u1) over [0, units) in claims of `step` units that one task per
+// thread takes from a shared counter until none is left. The balance is as
+// fine as `step` whatever chunks the host's pool would cut, and a thread that
+// starts late (a worker waking up) simply takes fewer claims. With units <=
+// grain, one task runs everything on the calling thread.
+template <class F>
+void parallel_claims(const ts_host* host, int64_t units, int64_t step, int64_t grain, F&& fn) {
+  if (units <= 0) return;
+  step = std::max<int64_t>(1, step);
+  const int64_t claims = (units + step - 1) / step;
+  const int64_t threads = host != nullptr ? std::max<int32_t>(1, host->n_threads) : 1;
+  const int64_t tasks = units <= grain ? 1 : std::min(threads, claims);
+  std::atomic<int64_t> next{0};
+  sdk::parallel_for(host, tasks, 1, [&](int64_t, int64_t) {
+    for (int64_t u0 = next.fetch_add(step, std::memory_order_relaxed); u0 < units;
+         u0 = next.fetch_add(step, std::memory_order_relaxed))
+      fn(u0, std::min(units, u0 + step));
+  });
+}
+
+// Units (of matmul_split_rows() rows) a thread claims at a time.
+inline int64_t matmul_claim_units() {
+  return detail::kClaimUnits;
+}
+
 // One product y = x W^T of a batch of products sharing x.
 struct MatmulTarget {
   MatrixView w;
@@ -282,7 +415,8 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
                                   " is not supported (expected f32, bf16 or f16)");
     units += (targets[t].w.rows + split - 1) / split;
   }
-  sdk::parallel_for(host, units, matmul_grain(m, targets[0].w.cols), [&](int64_t u0, int64_t u1) {
+  const int64_t grain = matmul_grain(m, targets[0].w.cols);
+  parallel_claims(host, units, detail::kClaimUnits, grain, [&](int64_t u0, int64_t u1) {
     int64_t first = 0;  // first unit of target t
     for (int t = 0; t < n_targets && first < u1; ++t) {
       const MatmulTarget& tg = targets[t];

@@ -1,0 +1,287 @@
+// tessera bench: prefill and decode speed of a model, and how close decode gets
+// to the memory-bandwidth roofline measured in the same run.
+//
+// Decode at batch 1 reads every block matrix and the lm head once per token,
+// plus the KV cache up to the current context, so
+//   share = decode tok/s x bytes read per token / read bandwidth
+// is the fraction of the physical limit reached (1.0 = at the limit).
+#include <tessera/core/bandwidth_probe.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/init_random.hpp>
+#include <tessera/core/manifest.hpp>
+#include <tessera/core/model.hpp>
+#include <tessera/core/model_source.hpp>
+#include <tessera/core/thread_pool.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "setup.hpp"
+
+namespace tessera::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string weight_dtype;  // empty: the manifest's
+  std::optional<int32_t> threads;
+  int32_t prompt_len = 512;
+  int32_t gen = 128;
+  int32_t repetitions = 2;
+  int32_t probe_mib = 256;
+  bool json = false;
+  std::vector<std::string> plugin_paths;
+};
+
+struct Stats {
+  double mean = 0;
+  double stddev = 0;
+};
+
+Stats stats_of(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+  s.stddev = v.size() > 1 ? std::sqrt(s.stddev / static_cast<double>(v.size() - 1)) : 0.0;
+  return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+ts_dtype parse_dtype(const std::string& name) {
+  if (name == "f32") return TS_F32;
+  if (name == "bf16") return TS_BF16;
+  if (name == "f16") return TS_F16;
+  throw Error("--weight-dtype must be f32, bf16 or f16, not '" + name + "'");
+}
+
+bool is_builtin_shape(const std::string& name) {
+  const std::vector<std::string> names = builtin_shape_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_list(const std::vector<double>& v) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < v.size(); ++i) out << (i ? ", " : "") << v[i];
+  return out.str() + "]";
+}
+
+// Bytes of weights one decoded token reads: every tensor of the layers (block
+// matrices and their norms) and the lm head once; the embedding contributes one
+// row, which is negligible, unless it is the (tied) lm head.
+size_t weight_bytes_per_token(const Model& model) {
+  size_t total = 0;
+  const bool tied = model.manifest().model.tie_embeddings;
+  for (const auto& [name, t] : model.weights().all()) {
+    const bool layer = name.rfind("model.layers.", 0) == 0;
+    const bool head = name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight");
+    if (layer || head || name == "model.norm.weight") total += t.bytes();
+  }
+  return total;
+}
+
+int64_t block_parameters(const Model& model) {
+  int64_t p = 0;
+  for (int32_t i = 0; i < model.num_layers(); ++i)
+    p += model.attention(i).info().parameters + model.ffn(i).info().parameters;
+  return p;
+}
+
+int32_t argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+int run_bench(const BenchArgs& args) {
+  Manifest manifest;
+  WeightStore weights;
+  std::string source;
+  if (is_builtin_shape(args.model)) {
+    manifest = builtin_shape(args.model);
+    source = args.model + " (built-in shape, random weights)";
+  } else {
+    LoadedModel loaded = open_model(args.model);
+    manifest = std::move(loaded.manifest);
+    weights = std::move(loaded.weights);
+    source = args.model;
+  }
+  if (!args.weight_dtype.empty()) manifest.runtime.weight_dtype = parse_dtype(args.weight_dtype);
+  if (args.threads) manifest.runtime.threads = *args.threads;
+  const int32_t capacity = args.prompt_len + args.gen;
+  if (capacity > manifest.model.max_seq_len)
+    throw Error("--prompt-len " + std::to_string(args.prompt_len) + " + --gen " +
+                std::to_string(args.gen) + " exceeds the model's max_seq_len " +
+                std::to_string(manifest.model.max_seq_len));
+
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &manifest);
+  ThreadPool pool(manifest.runtime.threads);
+  if (is_builtin_shape(args.model)) weights = init_random_weights(manifest, manifest.weights.seed);
+  Model model(manifest, registry, std::move(weights), pool, ModelOptions{1, capacity, nullptr});
+
+  // The same pseudo-random prompt every run.
+  std::vector<int32_t> prompt(static_cast<size_t>(args.prompt_len));
+  Rng rng(1);
+  for (int32_t& t : prompt)
+    t = static_cast<int32_t>(rng.next() % static_cast<uint64_t>(model.vocab()));
+  std::vector<float> logits(static_cast<size_t>(model.vocab()));
+  ForwardBatch step;
+  step.slots = {0};
+  step.offsets = {0, 1};
+  step.tokens = {0};
+  step.last_only = true;
+
+  auto run_once = [&](int32_t prompt_len, int32_t gen, double& prefill_s, double& decode_s) {
+    model.reset(0);
+    ForwardBatch prefill;
+    prefill.slots = {0};
+    prefill.offsets = {0, prompt_len};
+    prefill.tokens.assign(prompt.begin(), prompt.begin() + prompt_len);
+    prefill.last_only = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    model.forward(prefill, logits.data(), nullptr);
+    prefill_s = seconds_since(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    for (int32_t i = 0; i < gen; ++i) {
+      step.tokens[0] = argmax(logits);
+      model.forward(step, logits.data(), nullptr);
+    }
+    decode_s = seconds_since(t1);
+  };
+
+  // The probe runs before and after the model (best of both): on a shared
+  // machine the bandwidth available changes from one second to the next.
+  const size_t probe_bytes = static_cast<size_t>(args.probe_mib) << 20;
+  ReadBandwidth bandwidth = measure_read_bandwidth(pool, probe_bytes, 5);
+  double prefill_s = 0, decode_s = 0;
+  run_once(std::min(args.prompt_len, 8), std::min(args.gen, 4), prefill_s, decode_s);  // warm-up
+  std::vector<double> prefill_tps, decode_tps;
+  for (int32_t rep = 0; rep < args.repetitions; ++rep) {
+    run_once(args.prompt_len, args.gen, prefill_s, decode_s);
+    prefill_tps.push_back(prefill_s > 0 ? args.prompt_len / prefill_s : 0.0);
+    decode_tps.push_back(decode_s > 0 ? args.gen / decode_s : 0.0);
+  }
+  const ReadBandwidth after = measure_read_bandwidth(pool, probe_bytes, 5);
+  if (after.bytes_per_second > bandwidth.bytes_per_second) bandwidth = after;
+  bandwidth.repetitions += 5;
+
+  const Stats prefill = stats_of(prefill_tps), decode = stats_of(decode_tps);
+  // Decode step i (0-based) attends prompt_len + i + 1 rows.
+  const double mean_context = args.prompt_len + (args.gen + 1) / 2.0;
+  const double weight_bytes = static_cast<double>(weight_bytes_per_token(model));
+  const double kv_bytes = static_cast<double>(model.kv_cache().bytes_per_token()) * mean_context;
+  const double bytes_per_token = weight_bytes + kv_bytes;
+  const double roofline_tps = bandwidth.bytes_per_second / bytes_per_token;
+  const double share = decode.mean / roofline_tps;
+  const double prefill_gflops =
+      2.0 * static_cast<double>(block_parameters(model)) * prefill.mean / 1e9;
+  const char* dtype = dtype_name(manifest.runtime.weight_dtype);
+
+  if (args.json) {
+    std::cout << std::setprecision(6) << "{\"model\": " << json_string(source)
+              << ", \"weight_dtype\": " << json_string(dtype) << ", \"threads\": " << pool.size()
+              << ", \"layers\": " << model.num_layers() << ", \"prompt_len\": " << args.prompt_len
+              << ", \"gen\": " << args.gen << ", \"repetitions\": " << args.repetitions
+              << ", \"prefill_tok_s\": " << prefill.mean
+              << ", \"prefill_tok_s_stddev\": " << prefill.stddev
+              << ", \"prefill_tok_s_runs\": " << json_list(prefill_tps)
+              << ", \"prefill_matrix_gflop_s\": " << prefill_gflops
+              << ", \"decode_tok_s\": " << decode.mean
+              << ", \"decode_tok_s_stddev\": " << decode.stddev
+              << ", \"decode_tok_s_runs\": " << json_list(decode_tps)
+              << ", \"weight_bytes_per_token\": " << weight_bytes
+              << ", \"kv_bytes_per_token\": " << kv_bytes << ", \"mean_context\": " << mean_context
+              << ", \"bytes_per_token\": " << bytes_per_token
+              << ", \"bandwidth_bytes_per_s\": " << bandwidth.bytes_per_second
+              << ", \"bandwidth_probe_threads\": " << bandwidth.threads
+              << ", \"bandwidth_probe_bytes\": " << bandwidth.bytes
+              << ", \"roofline_tok_s\": " << roofline_tps << ", \"roofline_share\": " << share
+              << "}\n";
+    return 0;
+  }
+  char line[256];
+  std::cout << "model " << source << ": " << model.num_layers() << " layers, weights " << dtype
+            << ", " << pool.size() << " threads, " << args.repetitions << " repetitions\n";
+  std::snprintf(line, sizeof line,
+                "prefill %6d tokens: %9.2f tok/s (sd %.2f), block matrices %.1f GFLOP/s\n",
+                args.prompt_len, prefill.mean, prefill.stddev, prefill_gflops);
+  std::cout << line;
+  std::snprintf(line, sizeof line, "decode  %6d tokens: %9.2f tok/s (sd %.2f)\n", args.gen,
+                decode.mean, decode.stddev);
+  std::cout << line;
+  std::snprintf(line, sizeof line,
+                "bytes per decoded token: %.1f MB weights + %.1f MB KV cache (mean context "
+                "%.1f) = %.1f MB\n",
+                weight_bytes / 1e6, kv_bytes / 1e6, mean_context, bytes_per_token / 1e6);
+  std::cout << line;
+  std::snprintf(
+      line, sizeof line,
+      "read bandwidth: %.2f GB/s (probe: %d threads, %zu MiB, best of %d runs around the model)\n",
+      bandwidth.bytes_per_second / 1e9, bandwidth.threads, bandwidth.bytes >> 20,
+      bandwidth.repetitions);
+  std::cout << line;
+  std::snprintf(line, sizeof line, "roofline: %.2f tok/s; decode reaches %.1f %% of it\n",
+                roofline_tps, 100.0 * share);
+  std::cout << line;
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "bench", "Measure prefill and decode speed against the memory-bandwidth roofline");
+  auto a = std::make_shared<BenchArgs>();
+  cmd->add_option("model", a->model,
+                  "Built-in shape (smollm2-135m, llama-3.1-8b; random weights), manifest, GGUF "
+                  "file or Hugging Face folder")
+      ->required();
+  cmd->add_option("--weight-dtype", a->weight_dtype,
+                  "Keep the weights in f32, bf16 or f16 (default: the manifest's)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--prompt-len", a->prompt_len, "Prompt tokens to prefill")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen", a->gen, "Tokens to decode one at a time")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--repetitions", a->repetitions, "Times to repeat prefill + decode")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--probe-mib", a->probe_mib, "MiB the bandwidth probe reads per repetition")
+      ->check(CLI::Range(1, 1 << 16));
+  cmd->add_flag("--json", a->json, "One JSON object instead of text");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  return [a] { return run_bench(*a); };
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,287 @@
+// The fast CPU matmul paths (GEMV for one row, packed 6x16 GEMM for more) against
+// the naive reference_matmul_nt, for f32/bf16/f16 weights, on shapes that are
+// not multiples of the register tile (6 x 16), of the depth block (384) or of
+// the packed row block (128); attention_queries (one-by-one and 16-query tiles)
+// against reference_attention; and the bandwidth probe.
+#include <tessera/core/bandwidth_probe.hpp>
+#include <tessera/core/thread_pool.hpp>
+#include <tessera/core/weights.hpp>
+#include <tessera/cpu/attention.hpp>
+#include <tessera/cpu/matmul.hpp>
+#include <tessera/dtype.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using tessera::cpu::MatrixView;
+
+std::vector<float> normal_floats(size_t n, uint64_t seed) {
+  tessera::Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& f : v) f = rng.normal();
+  return v;
+}
+
+// A [rows, cols] weight in `dtype` with row stride `stride` >= cols.
+struct Weight {
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
+  MatrixView view;
+};
+
+Weight make_weight(ts_dtype dtype, int64_t rows, int64_t cols, int64_t stride, uint64_t seed) {
+  Weight w;
+  w.f32 = normal_floats(static_cast<size_t>(rows * stride), seed);
+  if (dtype != TS_F32) {
+    w.half.resize(w.f32.size());
+    for (size_t i = 0; i < w.f32.size(); ++i)
+      w.half[i] = dtype == TS_BF16 ? tessera::f32_to_bf16(w.f32[i]) : tessera::f32_to_f16(w.f32[i]);
+  }
+  const void* data = dtype == TS_F32 ? static_cast<const void*>(w.f32.data()) : w.half.data();
+  w.view = MatrixView{data, dtype, rows, cols, stride};
+  return w;
+}
+
+// Every element within 2e-6 * k of sum_c |x_c w_c| (float rounding of a k-term
+// sum in any order stays far inside), and the result not all zeros.
+void expect_matches_reference(const std::vector<float>& x, int64_t m, int64_t ldx,
+                              const MatrixView& w, const std::vector<float>& got, int64_t ldy,
+                              const std::string& what) {
+  std::vector<float> want(got.size(), 0.0f);
+  tessera::cpu::reference_matmul_nt(x.data(), m, ldx, w, want.data(), ldy);
+  double worst = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < w.rows; ++j) {
+      double magnitude = 0;
+      for (int64_t c = 0; c < w.cols; ++c)
+        magnitude += std::fabs(x[i * ldx + c] * tessera::cpu::matrix_element(w, j, c));
+      const double err = std::fabs(got[i * ldy + j] - want[i * ldy + j]);
+      const double bound =
+          2e-6 * static_cast<double>(std::max<int64_t>(w.cols, 8)) * magnitude + 1e-30;
+      worst = std::max(worst, err / bound);
+      ASSERT_LE(err, bound) << what << " at [" << i << ", " << j << "]: got " << got[i * ldy + j]
+                            << ", want " << want[i * ldy + j];
+    }
+  EXPECT_LE(worst, 1.0) << what;
+}
+
+TEST(CpuKernels, MatmulPathsMatchReferenceOnOddShapesForEveryDtype) {
+  tessera::ThreadPool pool(2);
+  for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
+    for (const int64_t m : {1, 2, 5, 6, 7, 13}) {
+      for (const int64_t n : {1, 15, 17, 33, 130}) {
+        for (const int64_t k : {1, 7, 9, 37, 385, 800}) {
+          const std::string what = std::string(tessera::dtype_name(dtype)) + " m " +
+                                   std::to_string(m) + " n " + std::to_string(n) + " k " +
+                                   std::to_string(k);
+          // Padded strides: the kernels must honour them.
+          const int64_t ldx = k + 3, ldy = n + 5;
+          const Weight w = make_weight(dtype, n, k, k + 2, static_cast<uint64_t>(m * 1000 + n + k));
+          const std::vector<float> x = normal_floats(static_cast<size_t>(m * ldx), 7);
+          for (const tessera::ThreadPool* p : {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
+            std::vector<float> y(static_cast<size_t>(m * ldy), NAN);
+            tessera::cpu::matmul_nt(p ? p->host() : nullptr, x.data(), m, ldx, w.view, y.data(),
+                                    ldy);
+            expect_matches_reference(x, m, ldx, w.view, y, ldy,
+                                     what + (p ? " (2 threads)" : " (1 thread)"));
+            // The padding between rows of y is left alone.
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = n; j < ldy; ++j)
+                ASSERT_TRUE(std::isnan(y[static_cast<size_t>(i * ldy + j)])) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, PrefillSizedGemmMatchesReference) {
+  // Several packed row blocks, two depth blocks and a partial last tile.
+  tessera::ThreadPool pool(2);
+  const int64_t m = 67, n = 300, k = 576;
+  for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
+    const Weight w = make_weight(dtype, n, k, k, 3);
+    const std::vector<float> x = normal_floats(static_cast<size_t>(m * k), 4);
+    std::vector<float> y(static_cast<size_t>(m * n));
+    tessera::cpu::matmul_nt(pool.host(), x.data(), m, k, w.view, y.data(), n);
+    expect_matches_reference(x, m, k, w.view, y, n, tessera::dtype_name(dtype));
+  }
+}
+
+TEST(CpuKernels, ZeroDepthGivesZerosAndEmptyProductsWriteNothing) {
+  const Weight w = make_weight(TS_BF16, 20, 0, 0, 1);
+  std::vector<float> x(3, 1.0f), y(60, NAN);
+  tessera::cpu::matmul_nt(nullptr, x.data(), 3, 0, w.view, y.data(), 20);
+  for (float v : y) EXPECT_EQ(v, 0.0f);
+  std::vector<float> untouched(4, NAN);
+  tessera::cpu::matmul_nt(nullptr, x.data(), 0, 1, make_weight(TS_F32, 4, 1, 1, 2).view,
+                          untouched.data(), 4);
+  for (float v : untouched) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST(CpuKernels, ManyProductsInOneRegionEqualEachAlone) {
+  tessera::ThreadPool pool(2);
+  const int64_t k = 70;
+  const Weight a = make_weight(TS_F32, 50, k, k, 1), b = make_weight(TS_BF16, 17, k, k, 2),
+               c = make_weight(TS_F16, 33, k, k, 3);
+  for (const int64_t m : {1, 9}) {
+    const std::vector<float> x = normal_floats(static_cast<size_t>(m * k), 5);
+    std::vector<float> ya(static_cast<size_t>(m * 50)), yb(static_cast<size_t>(m * 17)),
+        yc(static_cast<size_t>(m * 33));
+    const tessera::cpu::MatmulTarget targets[3] = {
+        {a.view, ya.data(), 50}, {b.view, yb.data(), 17}, {c.view, yc.data(), 33}};
+    tessera::cpu::matmul_nt_many(pool.host(), x.data(), m, k, targets, 3);
+    for (const auto& [w, y, n] :
+         {std::tuple{&a, &ya, int64_t{50}}, std::tuple{&b, &yb, int64_t{17}},
+          std::tuple{&c, &yc, int64_t{33}}}) {
+      std::vector<float> alone(y->size());
+      tessera::cpu::matmul_nt(nullptr, x.data(), m, k, w->view, alone.data(), n);
+      EXPECT_EQ(*y, alone) << "m " << m << " n " << n;
+    }
+  }
+}
+
+TEST(CpuKernels, ParallelClaimsCoverEveryUnitOnceInStepsOnEveryThread) {
+  tessera::ThreadPool pool(2);
+  for (const tessera::ThreadPool* p : {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
+    for (const int64_t units : {1, 7, 64, 1001}) {
+      for (const int64_t step : {1, 4, 5}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(units));
+        std::atomic<int> bad_claims{0};
+        tessera::cpu::parallel_claims(p ? p->host() : nullptr, units, step, 1,
+                                      [&](int64_t u0, int64_t u1) {
+                                        if (u1 - u0 > step || u0 % step != 0)
+                                          bad_claims.fetch_add(1);
+                                        for (int64_t u = u0; u < u1; ++u)
+                                          hits[static_cast<size_t>(u)].fetch_add(1);
+                                      });
+        EXPECT_EQ(bad_claims.load(), 0);
+        for (int64_t u = 0; u < units; ++u)
+          ASSERT_EQ(hits[static_cast<size_t>(u)].load(), 1)
+              << "unit " << u << " of " << units << ", step " << step;
+      }
+    }
+  }
+  // Below the grain everything runs on the calling thread.
+  const auto caller = std::this_thread::get_id();
+  tessera::cpu::parallel_claims(pool.host(), 10, 1, 10, [&](int64_t, int64_t) {
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+  });
+}
+
+TEST(CpuKernels, UnsupportedWeightDtypeIsRefused) {
+  const int32_t data[4] = {1, 2, 3, 4};
+  const MatrixView w{data, TS_I32, 2, 2, 2};
+  std::vector<float> x(2, 1.0f), y(2);
+  EXPECT_THROW(tessera::cpu::matmul_nt(nullptr, x.data(), 1, 2, w, y.data(), 2),
+               std::invalid_argument);
+}
+
+// Random K/V rows (row stride wider than a head, like a cache of several KV
+// heads) and queries; compares the fast path with the reference for the new
+// tokens [first, first + count).
+void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t first, int64_t count,
+                     bool tree_mask, uint64_t seed) {
+  const int64_t stride = head_dim * 3 + 1, rows = cached + n_new;
+  const std::vector<float> k = normal_floats(static_cast<size_t>(rows * stride), seed);
+  const std::vector<float> v = normal_floats(static_cast<size_t>(rows * stride), seed + 1);
+  const int64_t ldq = head_dim + 5;
+  const std::vector<float> q = normal_floats(static_cast<size_t>(count * ldq), seed + 2);
+  std::vector<uint8_t> mask;
+  tessera::cpu::AttentionHead h;
+  if (tree_mask) {
+    // Each token sees itself and, pseudo-randomly, about half of the others.
+    tessera::Rng rng(seed + 3);
+    mask.resize(static_cast<size_t>(n_new * n_new));
+    for (int64_t i = 0; i < n_new; ++i)
+      for (int64_t j = 0; j < n_new; ++j)
+        mask[static_cast<size_t>(i * n_new + j)] = i == j || rng.uniform() < 0.5f ? 1 : 0;
+    h.mask = mask.data();
+  }
+  h.k = k.data();
+  h.v = v.data();
+  h.row_stride = stride;
+  h.head_dim = head_dim;
+  h.cached = cached;
+  h.n_new = n_new;
+  h.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const int64_t ldo = head_dim + 2;
+  std::vector<float> want(static_cast<size_t>(count * ldo), NAN), got(want.size(), NAN);
+  tessera::cpu::reference_attention(h, q.data(), ldq, first, count, want.data(), ldo);
+  tessera::cpu::attention_queries(h, q.data(), ldq, first, count, got.data(), ldo);
+  const std::string what = "head_dim " + std::to_string(head_dim) + " cached " +
+                           std::to_string(cached) + " n_new " + std::to_string(n_new) + " first " +
+                           std::to_string(first) + " count " + std::to_string(count) +
+                           (tree_mask ? " tree mask" : " causal");
+  for (int64_t t = 0; t < count; ++t) {
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const float w = want[static_cast<size_t>(t * ldo + d)],
+                  g = got[static_cast<size_t>(t * ldo + d)];
+      // Outputs are convex combinations of N(0, 1) values: O(1).
+      ASSERT_NEAR(g, w, 2e-5f) << what << " token " << t << " dim " << d;
+    }
+    for (int64_t d = head_dim; d < ldo; ++d)
+      ASSERT_TRUE(std::isnan(got[static_cast<size_t>(t * ldo + d)])) << what << ": wrote padding";
+  }
+}
+
+TEST(CpuKernels, AttentionMatchesReferenceCausalAndTreeMasked) {
+  for (const bool tree : {false, true})
+    for (const int64_t head_dim : {64, 20, 7})
+      for (const int64_t cached : {0, 5, 130}) {
+        check_attention(head_dim, cached, 1, 0, 1, tree, 1);     // decode
+        check_attention(head_dim, cached, 3, 0, 3, tree, 2);     // below the tile threshold
+        check_attention(head_dim, cached, 4, 0, 4, tree, 3);     // smallest tile
+        check_attention(head_dim, cached, 37, 0, 37, tree, 4);   // 16 + 16 + 5
+        check_attention(head_dim, cached, 90, 64, 26, tree, 5);  // a later range of a prefill
+        check_attention(head_dim, cached, 90, 16, 18, tree, 6);  // 16 + 2 (one-by-one tail)
+      }
+}
+
+TEST(CpuKernels, AttentionOfATokenThatSeesNothingIsZero) {
+  // A tree mask row of zeros with no cache: no visible row at all.
+  const int64_t hd = 8, n = 5;
+  const std::vector<float> kv = normal_floats(static_cast<size_t>(n * hd), 9);
+  std::vector<uint8_t> mask(static_cast<size_t>(n * n), 1);
+  for (int64_t j = 0; j < n; ++j) mask[static_cast<size_t>(2 * n + j)] = 0;
+  tessera::cpu::AttentionHead h;
+  h.k = kv.data();
+  h.v = kv.data();
+  h.row_stride = hd;
+  h.head_dim = hd;
+  h.n_new = n;
+  h.mask = mask.data();
+  const std::vector<float> q = normal_floats(static_cast<size_t>(n * hd), 10);
+  for (const int64_t count : {int64_t{1}, n}) {  // one-by-one and tiled
+    std::vector<float> out(static_cast<size_t>(n * hd), NAN);
+    const int64_t first = count == 1 ? 2 : 0;
+    tessera::cpu::attention_queries(h, q.data() + first * hd, hd, first, count, out.data(), hd);
+    const int64_t row = count == 1 ? 0 : 2;
+    for (int64_t d = 0; d < hd; ++d) EXPECT_EQ(out[static_cast<size_t>(row * hd + d)], 0.0f);
+  }
+}
+
+TEST(BandwidthProbe, ReturnsAPositiveFigureReadByEveryThread) {
+  tessera::ThreadPool pool(2);
+  const tessera::ReadBandwidth bw = tessera::measure_read_bandwidth(pool, size_t{32} << 20, 3);
+  EXPECT_TRUE(std::isfinite(bw.bytes_per_second));
+  EXPECT_GT(bw.bytes_per_second, 1e6);  // any real machine reads more than 1 MB/s
+  EXPECT_EQ(bw.bytes, size_t{32} << 20);
+  EXPECT_EQ(bw.repetitions, 3);
+  EXPECT_EQ(bw.threads, 2) << "the probe must read with every thread of the pool";
+
+  tessera::ThreadPool single(1);
+  EXPECT_EQ(tessera::measure_read_bandwidth(single, size_t{1} << 20, 1).threads, 1);
+  EXPECT_THROW(tessera::measure_read_bandwidth(pool, 0, 1), std::invalid_argument);
+  EXPECT_THROW(tessera::measure_read_bandwidth(pool, 1 << 20, 0), std::invalid_argument);
+}
+
+}  // namespace
