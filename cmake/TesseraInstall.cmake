@@ -24,6 +24,13 @@ if(_tessera_sdk_cpu_headers)
   install(FILES ${_tessera_sdk_cpu_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tessera/cpu
     COMPONENT sdk)
 endif()
+# Host-side helpers for CUDA plugins (they need the CUDA toolkit's headers to compile).
+file(GLOB _tessera_sdk_cuda_headers CONFIGURE_DEPENDS
+  ${PROJECT_SOURCE_DIR}/sdk/include/tessera/cuda/*.hpp)
+if(_tessera_sdk_cuda_headers)
+  install(FILES ${_tessera_sdk_cuda_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tessera/cuda
+    COMPONENT sdk)
+endif()
 
 install(TARGETS tessera_sdk EXPORT TesseraTargets COMPONENT sdk)
 install(EXPORT TesseraTargets

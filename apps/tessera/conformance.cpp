@@ -1,5 +1,7 @@
 #include "conformance.hpp"
 
+#include "conformance_device.hpp"
+
 #include <tessera/core/block.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/kv_cache.hpp>
@@ -358,11 +360,10 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
   ThreadPool pool(0);
   const double tol = options.tolerance_f32;
   uint64_t seed = 1;
+  std::vector<const ts_provider*> device_providers;
   for (const ts_provider* p : plugin.providers) {
-    const std::string what = std::string(kind_name(p->kind)) + " '" + p->name + "'";
     if (p->device != TS_DEVICE_CPU) {
-      report.skipped.push_back(what + " on " + device_name(p->device) +
-                               ": plugin-check runs CPU providers only in this build");
+      device_providers.push_back(p);  // checked through a backend, below
       continue;
     }
     const ProviderRef ref = registry.find(static_cast<ts_kind>(p->kind), p->name,
@@ -396,9 +397,11 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
     } else if (name == "noop" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {
       report.cases.push_back(check_noop(ref, static_cast<ts_kind>(p->kind), pool));
     } else {
-      report.skipped.push_back(what + ": no reference implementation for this provider");
+      report.skipped.push_back(std::string(kind_name(p->kind)) + " '" + p->name +
+                               "': no reference implementation for this provider");
     }
   }
+  run_device_conformance(registry, plugin, device_providers, options, report);
   return report;
 }
 

@@ -5,6 +5,7 @@
 
 #include <tessera/core/plugin_registry.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,11 +22,15 @@ struct CaseResult {
 
 struct ConformanceReport {
   std::vector<CaseResult> cases;
-  std::vector<std::string> skipped;  // providers with no reference, with the reason
+  std::vector<std::string> skipped;        // providers with no reference, with the reason
+  int32_t unchecked_device_providers = 0;  // device providers skipped: no device (or backend)
+  std::string device;                      // the device the device providers ran on, if any
 };
 
 struct ConformanceOptions {
   double tolerance_f32 = 1e-4;
+  // Device providers run bf16 activations, weights and KV cache with f32 accumulation.
+  double tolerance_bf16 = 3e-2;
   bool quick = false;  // a smaller grid
 };
 

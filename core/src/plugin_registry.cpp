@@ -67,6 +67,8 @@ const char* kind_name(int32_t kind) {
       return "parallel";
     case TS_KIND_SEARCH:
       return "search";
+    case TS_KIND_BACKEND:
+      return "backend";
     default:
       return "unknown";
   }
@@ -109,6 +111,9 @@ constexpr size_t kMinParallelVtableSize =
     offsetof(ts_parallel_vtable, communicator) + sizeof(ts_parallel_vtable::communicator);
 constexpr size_t kMinSearchVtableSize =
     offsetof(ts_search_vtable, free_string) + sizeof(ts_search_vtable::free_string);
+// The backend kind arrived in ABI 1.1 with all of these entries.
+constexpr size_t kMinBackendVtableSize =
+    offsetof(ts_backend_vtable, sample) + sizeof(ts_backend_vtable::sample);
 
 // Libraries that loaded and passed every check are never unloaded: a plugin may
 // leave thread-local destructors or atexit handlers pointing into its code, and
@@ -180,6 +185,8 @@ size_t min_vtable_size(int32_t kind) {
       return kMinParallelVtableSize;
     case TS_KIND_SEARCH:
       return kMinSearchVtableSize;
+    case TS_KIND_BACKEND:
+      return kMinBackendVtableSize;
     default:
       return 0;
   }
@@ -221,6 +228,27 @@ std::vector<std::string> missing_functions(const ts_provider& p) {
       need(reinterpret_cast<const void*>(v->destroy), "destroy");
       need(reinterpret_cast<const void*>(v->solve), "solve");
       need(reinterpret_cast<const void*>(v->free_string), "free_string");
+      break;
+    }
+    case TS_KIND_BACKEND: {
+      const auto* v = static_cast<const ts_backend_vtable*>(p.vtable);
+      const std::pair<const void*, const char*> entries[] = {
+          {reinterpret_cast<const void*>(v->create), "create"},
+          {reinterpret_cast<const void*>(v->destroy), "destroy"},
+          {reinterpret_cast<const void*>(v->device_info), "device_info"},
+          {reinterpret_cast<const void*>(v->stream), "stream"},
+          {reinterpret_cast<const void*>(v->alloc), "alloc"},
+          {reinterpret_cast<const void*>(v->free), "free"},
+          {reinterpret_cast<const void*>(v->copy), "copy"},
+          {reinterpret_cast<const void*>(v->synchronize), "synchronize"},
+          {reinterpret_cast<const void*>(v->convert), "convert"},
+          {reinterpret_cast<const void*>(v->rmsnorm), "rmsnorm"},
+          {reinterpret_cast<const void*>(v->add), "add"},
+          {reinterpret_cast<const void*>(v->embed), "embed"},
+          {reinterpret_cast<const void*>(v->matmul), "matmul"},
+          {reinterpret_cast<const void*>(v->argmax), "argmax"},
+          {reinterpret_cast<const void*>(v->sample), "sample"}};
+      for (const auto& [fn, name] : entries) need(fn, name);
       break;
     }
     default:
@@ -289,10 +317,14 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
                     " and the same for every provider)",
                 plugin_abi);
     }
-    if (p->kind < TS_KIND_ATTENTION || p->kind > TS_KIND_SEARCH) {
+    if (p->kind < TS_KIND_ATTENTION || p->kind > TS_KIND_BACKEND) {
       fail_load(path,
                 where + " has unknown kind " + std::to_string(p->kind) +
-                    " (expected 0..4: attention, ffn, decoder, parallel, search)",
+                    " (expected 0..5: attention, ffn, decoder, parallel, search, backend)",
+                plugin_abi);
+    }
+    if (p->kind == TS_KIND_BACKEND && d->abi_minor < 1) {
+      fail_load(path, where + " is a backend, a kind that needs plugin ABI 1.1 or later",
                 plugin_abi);
     }
     if (p->name == nullptr || p->name[0] == '\0') {

@@ -22,7 +22,8 @@ extern "C" {
 #endif
 
 #define TS_ABI_MAJOR 1
-#define TS_ABI_MINOR 0
+/* 1.1 added TS_KIND_BACKEND and ts_backend_vtable (device runtimes). */
+#define TS_ABI_MINOR 1
 #define TS_PLUGIN_ENTRY "tessera_plugin"
 
 /* ---------------------------------------------------------------- status */
@@ -133,7 +134,8 @@ typedef enum ts_kind {
   TS_KIND_FFN = 1,
   TS_KIND_DECODER = 2,
   TS_KIND_PARALLEL = 3,
-  TS_KIND_SEARCH = 4
+  TS_KIND_SEARCH = 4,
+  TS_KIND_BACKEND = 5 /* ABI 1.1: ts_backend_vtable */
 } ts_kind;
 
 typedef struct ts_block_config {
@@ -301,6 +303,79 @@ typedef struct ts_search_vtable {
   void (*free_string)(void* self, char* text);
 } ts_search_vtable;
 
+/* ---------------------------------------------------------------- backends */
+
+/* ABI 1.1. A device runtime: memory on one device, copies, and the operations
+ * of the forward pass that are not blocks (RMSNorm, residual add, embedding
+ * gather, the lm head, choosing tokens). The core stays free of device code:
+ * it drives a model on a device through this table and lends device blocks the
+ * backend's stream as ts_host.cuda_stream.
+ *
+ * Order: every call is queued on the backend's one stream in call order, as
+ * is the work of blocks given that stream. Calls that leave results in host
+ * memory (copy to TS_DEVICE_CPU, argmax, sample) return once they are there.
+ * Tensors are on the backend's device unless a comment says host memory.
+ * Every entry of 1.1 is mandatory; later minors append optional ones. */
+
+typedef struct ts_backend_config {
+  uint32_t struct_size;
+  int32_t device_index;
+  ts_params params; /* backend options (none defined yet) */
+  const ts_host* host;
+} ts_backend_config;
+
+typedef struct ts_backend_device_info {
+  uint32_t struct_size;
+  char name[256];
+  int32_t device; /* ts_device */
+  int32_t device_index;
+  int32_t compute_major; /* compute capability on CUDA, else 0 */
+  int32_t compute_minor;
+  int32_t multiprocessors;
+  uint64_t total_memory; /* bytes */
+  uint64_t free_memory;  /* bytes, when device_info was called */
+} ts_backend_device_info;
+
+typedef struct ts_backend_vtable {
+  uint32_t struct_size;
+  /* TS_UNSUPPORTED when the device is absent (no GPU, no driver). */
+  int (*create)(const ts_backend_config* config, void** self, ts_error* err);
+  void (*destroy)(void* self);
+  int (*device_info)(void* self, ts_backend_device_info* out, ts_error* err);
+  /* The native queue (a cudaStream_t), lent to device blocks as ts_host.cuda_stream. */
+  void* (*stream)(void* self);
+
+  int (*alloc)(void* self, size_t bytes, void** out, ts_error* err);
+  void (*free)(void* self, void* ptr);
+  /* bytes from src to dst; each side is TS_DEVICE_CPU (host memory) or the
+   * backend's device. */
+  int (*copy)(void* self, void* dst, int32_t dst_device, const void* src, int32_t src_device,
+              size_t bytes, ts_error* err);
+  int (*synchronize)(void* self, ts_error* err);
+
+  /* dst = src converted between f32, f16 and bf16; same shape. */
+  int (*convert)(void* self, const ts_tensor* src, ts_tensor* dst, ts_error* err);
+  /* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight; x, y [rows, dim], weight [dim]. */
+  int (*rmsnorm)(void* self, const ts_tensor* x, const ts_tensor* weight, double eps, ts_tensor* y,
+                 ts_error* err);
+  /* inout += addend, same shape (the residual add). */
+  int (*add)(void* self, ts_tensor* inout, const ts_tensor* addend, ts_error* err);
+  /* out[i] = table[tokens[i]]; table [vocab, hidden], out [n_tokens, hidden];
+   * tokens in host memory. */
+  int (*embed)(void* self, const ts_tensor* table, const int32_t* tokens, int32_t n_tokens,
+               ts_tensor* out, ts_error* err);
+  /* y = x w^T; x [m, k], w [n, k], y [m, n] (the lm head). */
+  int (*matmul)(void* self, const ts_tensor* x, const ts_tensor* w, ts_tensor* y, ts_error* err);
+  /* tokens[r] = the first index of the largest logit of row r; logits [rows, vocab];
+   * tokens in host memory. */
+  int (*argmax)(void* self, const ts_tensor* logits, int32_t* tokens, ts_error* err);
+  /* tokens[r] drawn from softmax(logits[r] / temperature) by inverting its
+   * cumulative sum at uniforms[r] in [0, 1), a number from the host's generator;
+   * uniforms and tokens in host memory; temperature > 0. */
+  int (*sample)(void* self, const ts_tensor* logits, float temperature, const float* uniforms,
+                int32_t* tokens, ts_error* err);
+} ts_backend_vtable;
+
 /* -------------------------------------------------------------- descriptor */
 
 typedef struct ts_provider {
@@ -312,7 +387,7 @@ typedef struct ts_provider {
    * on this machine. May be NULL: a score of 1. */
   int32_t (*score)(void);
   /* ts_block_vtable for ATTENTION and FFN, ts_decoder_vtable, ts_parallel_vtable,
-   * ts_search_vtable. */
+   * ts_search_vtable, ts_backend_vtable (ABI 1.1). */
   const void* vtable;
 } ts_provider;
 

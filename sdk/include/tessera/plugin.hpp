@@ -292,6 +292,73 @@ ts_parallel_vtable parallel_vtable() {
   return v;
 }
 
+// A ts_backend_vtable (ABI 1.1) over a class with
+//   explicit Backend(const ts_backend_config&);   // throw Unsupported when the device is absent
+//   ts_backend_device_info device_info(); void* stream();
+//   void* alloc(size_t); void free(void*) noexcept;
+//   void copy(void* dst, int32_t dst_device, const void* src, int32_t src_device, size_t);
+//   void synchronize(); void convert(const ts_tensor&, ts_tensor&);
+//   void rmsnorm(const ts_tensor& x, const ts_tensor& w, double eps, ts_tensor& y);
+//   void add(ts_tensor& inout, const ts_tensor& addend);
+//   void embed(const ts_tensor& table, const int32_t* tokens, int32_t n, ts_tensor& out);
+//   void matmul(const ts_tensor& x, const ts_tensor& w, ts_tensor& y);
+//   void argmax(const ts_tensor& logits, int32_t* tokens);
+//   void sample(const ts_tensor& logits, float t, const float* uniforms, int32_t* tokens);
+template <class Backend>
+ts_backend_vtable backend_vtable() {
+  ts_backend_vtable v{};
+  v.struct_size = sizeof(ts_backend_vtable);
+  v.create = [](const ts_backend_config* config, void** self, ts_error* err) {
+    return guard(err, [&] { *self = new Backend(*config); });
+  };
+  v.destroy = [](void* self) { delete static_cast<Backend*>(self); };
+  v.device_info = [](void* self, ts_backend_device_info* out, ts_error* err) {
+    return guard(err, [&] {
+      *out = static_cast<Backend*>(self)->device_info();
+      out->struct_size = sizeof(ts_backend_device_info);
+    });
+  };
+  v.stream = [](void* self) { return static_cast<Backend*>(self)->stream(); };
+  v.alloc = [](void* self, size_t bytes, void** out, ts_error* err) {
+    return guard(err, [&] { *out = static_cast<Backend*>(self)->alloc(bytes); });
+  };
+  v.free = [](void* self, void* ptr) { static_cast<Backend*>(self)->free(ptr); };
+  v.copy = [](void* self, void* dst, int32_t dst_device, const void* src, int32_t src_device,
+              size_t bytes, ts_error* err) {
+    return guard(
+        err, [&] { static_cast<Backend*>(self)->copy(dst, dst_device, src, src_device, bytes); });
+  };
+  v.synchronize = [](void* self, ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->synchronize(); });
+  };
+  v.convert = [](void* self, const ts_tensor* src, ts_tensor* dst, ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->convert(*src, *dst); });
+  };
+  v.rmsnorm = [](void* self, const ts_tensor* x, const ts_tensor* w, double eps, ts_tensor* y,
+                 ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->rmsnorm(*x, *w, eps, *y); });
+  };
+  v.add = [](void* self, ts_tensor* inout, const ts_tensor* addend, ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->add(*inout, *addend); });
+  };
+  v.embed = [](void* self, const ts_tensor* table, const int32_t* tokens, int32_t n, ts_tensor* out,
+               ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->embed(*table, tokens, n, *out); });
+  };
+  v.matmul = [](void* self, const ts_tensor* x, const ts_tensor* w, ts_tensor* y, ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->matmul(*x, *w, *y); });
+  };
+  v.argmax = [](void* self, const ts_tensor* logits, int32_t* tokens, ts_error* err) {
+    return guard(err, [&] { static_cast<Backend*>(self)->argmax(*logits, tokens); });
+  };
+  v.sample = [](void* self, const ts_tensor* logits, float temperature, const float* uniforms,
+                int32_t* tokens, ts_error* err) {
+    return guard(
+        err, [&] { static_cast<Backend*>(self)->sample(*logits, temperature, uniforms, tokens); });
+  };
+  return v;
+}
+
 constexpr ts_provider provider(ts_kind kind, const char* name, ts_device device, const void* vtable,
                                int32_t (*score)() = nullptr) {
   return ts_provider{sizeof(ts_provider), kind, name, device, score, vtable};
