@@ -48,7 +48,8 @@ fi
 mapfile -t core_sources < <(ls core/src/*.cpp)
 echo "==> clang-tidy: ${#core_sources[@]} core sources (compile commands from $build_dir)"
 for f in "${core_sources[@]}"; do
-  if ! clang-tidy --quiet -p "$build_dir" "$f" 2>/dev/null; then
+  # GCC-only flags in the compile commands (-Wno-restrict) are not clang-tidy findings.
+  if ! clang-tidy --quiet --extra-arg=-Wno-unknown-warning-option -p "$build_dir" "$f" 2>/dev/null; then
     echo "clang-tidy: $f has findings" >&2
     failed=1
   fi

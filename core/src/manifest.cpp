@@ -229,8 +229,8 @@ fs::path resolve(const fs::path& base_dir, const std::string& path) {
 // ------------------------------------------------------------------ [model]
 
 const std::vector<std::string> kModelKeys = {
-    "name",         "hidden_size",       "num_layers",   "num_heads",   "head_dim",
-    "num_kv_heads", "intermediate_size", "vocab_size",   "rope_theta",  "rms_norm_eps",
+    "name",         "hidden_size",       "num_layers",   "num_heads",    "head_dim",
+    "num_kv_heads", "intermediate_size", "vocab_size",   "rope_theta",   "rms_norm_eps",
     "max_seq_len",  "tie_embeddings",    "bos_token_id", "eos_token_id", "rope_scaling"};
 
 const std::vector<std::string> kRopeScalingKeys = {
@@ -252,7 +252,8 @@ RopeScaling parse_rope_scaling(const Reader& r, const toml::table& t) {
   s.type = *type;
   auto required_number = [&](std::string_view key) {
     const std::optional<double> value = get_positive_number(r, t, key, where);
-    if (!value) r.fail(t.source(), "missing required key '" + std::string(key) + "' in " + where + needs);
+    if (!value)
+      r.fail(t.source(), "missing required key '" + std::string(key) + "' in " + where + needs);
     return *value;
   };
   s.factor = required_number("factor");
@@ -313,8 +314,8 @@ ModelSpec parse_model(const Reader& r, const toml::table& root) {
   m.intermediate_size = get_int32(r, *t, "intermediate_size", where, 1).value_or(0);
   m.rope_theta = get_positive_number(r, *t, "rope_theta", where).value_or(m.rope_theta);
   m.rms_norm_eps = get_positive_number(r, *t, "rms_norm_eps", where).value_or(m.rms_norm_eps);
-  if (const toml::table* scaling =
-          get_table(r, *t, "rope_scaling", where, " like { type = \"llama3\", factor = 8.0, ... }")) {
+  if (const toml::table* scaling = get_table(r, *t, "rope_scaling", where,
+                                             " like { type = \"llama3\", factor = 8.0, ... }")) {
     m.rope_scaling = parse_rope_scaling(r, *scaling);
   }
   m.max_seq_len = get_int32(r, *t, "max_seq_len", where, 1).value_or(m.max_seq_len);
@@ -898,8 +899,7 @@ std::string to_toml(const Manifest& manifest) {
         << ", high_freq_factor = " << float_text(s.high_freq_factor)
         << ", original_max_position_embeddings = " << s.original_max_position_embeddings << " }\n";
   }
-  out
-      << "rms_norm_eps = " << float_text(m.rms_norm_eps) << "\n"
+  out << "rms_norm_eps = " << float_text(m.rms_norm_eps) << "\n"
       << "max_seq_len = " << m.max_seq_len << "\n"
       << "tie_embeddings = " << (m.tie_embeddings ? "true" : "false") << "\n";
   if (m.bos_token_id >= 0) out << "bos_token_id = " << m.bos_token_id << "\n";

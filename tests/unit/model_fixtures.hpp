@@ -164,8 +164,8 @@ class ReferenceModel {
           gw.k = f(prefix + "self_attn.k_proj.weight");
           gw.v = f(prefix + "self_attn.v_proj.weight");
           gw.o = f(prefix + "self_attn.o_proj.weight");
-          reference::gqa_attention(shape, m_.model.rope_scaling, gw, xn.data(), n,
-                                   positions.data(), nullptr, kv_[layer], y.data());
+          reference::gqa_attention(shape, m_.model.rope_scaling, gw, xn.data(), n, positions.data(),
+                                   nullptr, kv_[layer], y.data());
         } else if (attn.kind == "linear") {
           reference::matmul_nt(xn.data(), f(prefix + "self_attn.linear_attn.weight"), n, h, h,
                                y.data());

@@ -225,7 +225,8 @@ TEST_F(HfModelTest, ShardedRoundTrip) {
   // A manifest pointing at the folder (format "hf") reads the same weights.
   const Manifest m = parse_manifest(
       "[model]\nhidden_size = 64\nnum_layers = 1\nnum_heads = 4\nvocab_size = 640\n"
-      "intermediate_size = 256\n[[layers]]\nrange = 0\n[weights]\nformat = \"hf\"\npath = \"sharded\"\n",
+      "intermediate_size = 256\n[[layers]]\nrange = 0\n[weights]\nformat = \"hf\"\npath = "
+      "\"sharded\"\n",
       "uses-hf.toml", dir_);
   expect_same_tensors(load_weights(m), weights_);
 }
