@@ -1,12 +1,15 @@
 // The fast CPU matmul paths (GEMV for one row, packed 6x16 GEMM for more) against
 // the naive reference_matmul_nt, for f32/bf16/f16 weights, on shapes that are
-// not multiples of the register tile (6 x 16), of the depth block (384) or of
-// the packed row block (128); attention_queries (one-by-one and 16-query tiles)
+// not multiples of the register tile (6 x 16, or 12 x 16 with AVX-512), of the
+// vector width (8 or 16), of the depth block (384) or of
+// the packed row block (128), on every instruction set the CPU has (AVX2, and
+// AVX-512 where present); attention_queries (one-by-one and 16-query tiles)
 // against reference_attention; and the bandwidth probe.
 #include <tessera/core/bandwidth_probe.hpp>
 #include <tessera/core/thread_pool.hpp>
 #include <tessera/core/weights.hpp>
 #include <tessera/cpu/attention.hpp>
+#include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/dtype.hpp>
 
@@ -21,7 +24,23 @@
 
 namespace {
 
+using tessera::cpu::Isa;
 using tessera::cpu::MatrixView;
+
+// Every instruction set this CPU runs: the kernels are tested on each.
+std::vector<Isa> isas_to_test() {
+  std::vector<Isa> isas = {Isa::avx2};
+  if (tessera::cpu::supported_isa() == Isa::avx512) isas.push_back(Isa::avx512);
+  return isas;
+}
+
+// Caps the kernels at one instruction set for a scope.
+struct IsaScope {
+  explicit IsaScope(Isa isa) { tessera::cpu::set_isa_limit(isa); }
+  ~IsaScope() { tessera::cpu::set_isa_limit(Isa::avx512); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
 
 std::vector<float> normal_floats(size_t n, uint64_t seed) {
   tessera::Rng rng(seed);
@@ -73,47 +92,66 @@ void expect_matches_reference(const std::vector<float>& x, int64_t m, int64_t ld
   EXPECT_LE(worst, 1.0) << what;
 }
 
+TEST(CpuKernels, IsaLimitCapsTheActiveInstructionSet) {
+  EXPECT_EQ(tessera::cpu::active_isa(), tessera::cpu::supported_isa());
+  {
+    const IsaScope scope(Isa::avx2);
+    EXPECT_EQ(tessera::cpu::active_isa(), Isa::avx2);
+  }
+  EXPECT_EQ(tessera::cpu::active_isa(), tessera::cpu::supported_isa());
+  EXPECT_STREQ(tessera::cpu::isa_name(Isa::avx512), "avx512");
+  EXPECT_STREQ(tessera::cpu::isa_name(Isa::avx2), "avx2");
+}
+
 TEST(CpuKernels, MatmulPathsMatchReferenceOnOddShapesForEveryDtype) {
   tessera::ThreadPool pool(2);
-  for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
-    for (const int64_t m : {1, 2, 5, 6, 7, 13}) {
-      for (const int64_t n : {1, 15, 17, 33, 130}) {
-        for (const int64_t k : {1, 7, 9, 37, 385, 800}) {
-          const std::string what = std::string(tessera::dtype_name(dtype)) + " m " +
-                                   std::to_string(m) + " n " + std::to_string(n) + " k " +
-                                   std::to_string(k);
-          // Padded strides: the kernels must honour them.
-          const int64_t ldx = k + 3, ldy = n + 5;
-          const Weight w = make_weight(dtype, n, k, k + 2, static_cast<uint64_t>(m * 1000 + n + k));
-          const std::vector<float> x = normal_floats(static_cast<size_t>(m * ldx), 7);
-          for (const tessera::ThreadPool* p : {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
-            std::vector<float> y(static_cast<size_t>(m * ldy), NAN);
-            tessera::cpu::matmul_nt(p ? p->host() : nullptr, x.data(), m, ldx, w.view, y.data(),
-                                    ldy);
-            expect_matches_reference(x, m, ldx, w.view, y, ldy,
-                                     what + (p ? " (2 threads)" : " (1 thread)"));
-            // The padding between rows of y is left alone.
-            for (int64_t i = 0; i < m; ++i)
-              for (int64_t j = n; j < ldy; ++j)
-                ASSERT_TRUE(std::isnan(y[static_cast<size_t>(i * ldy + j)])) << what;
+  for (const Isa isa : isas_to_test())
+    for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
+      const IsaScope scope(isa);
+      for (const int64_t m : {1, 2, 5, 6, 7, 12, 13, 25}) {
+        for (const int64_t n : {1, 15, 17, 33, 130}) {
+          for (const int64_t k : {1, 7, 9, 37, 50, 385, 800}) {
+            const std::string what = std::string(tessera::cpu::isa_name(isa)) + " " +
+                                     tessera::dtype_name(dtype) + " m " + std::to_string(m) +
+                                     " n " + std::to_string(n) + " k " + std::to_string(k);
+            // Padded strides: the kernels must honour them.
+            const int64_t ldx = k + 3, ldy = n + 5;
+            const Weight w =
+                make_weight(dtype, n, k, k + 2, static_cast<uint64_t>(m * 1000 + n + k));
+            const std::vector<float> x = normal_floats(static_cast<size_t>(m * ldx), 7);
+            for (const tessera::ThreadPool* p :
+                 {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
+              std::vector<float> y(static_cast<size_t>(m * ldy), NAN);
+              tessera::cpu::matmul_nt(p ? p->host() : nullptr, x.data(), m, ldx, w.view, y.data(),
+                                      ldy);
+              expect_matches_reference(x, m, ldx, w.view, y, ldy,
+                                       what + (p ? " (2 threads)" : " (1 thread)"));
+              // The padding between rows of y is left alone.
+              for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = n; j < ldy; ++j)
+                  ASSERT_TRUE(std::isnan(y[static_cast<size_t>(i * ldy + j)])) << what;
+            }
           }
         }
       }
     }
-  }
 }
 
 TEST(CpuKernels, PrefillSizedGemmMatchesReference) {
   // Several packed row blocks, two depth blocks and a partial last tile.
   tessera::ThreadPool pool(2);
   const int64_t m = 67, n = 300, k = 576;
-  for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
-    const Weight w = make_weight(dtype, n, k, k, 3);
-    const std::vector<float> x = normal_floats(static_cast<size_t>(m * k), 4);
-    std::vector<float> y(static_cast<size_t>(m * n));
-    tessera::cpu::matmul_nt(pool.host(), x.data(), m, k, w.view, y.data(), n);
-    expect_matches_reference(x, m, k, w.view, y, n, tessera::dtype_name(dtype));
-  }
+  for (const Isa isa : isas_to_test())
+    for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
+      const IsaScope scope(isa);
+      const Weight w = make_weight(dtype, n, k, k, 3);
+      const std::vector<float> x = normal_floats(static_cast<size_t>(m * k), 4);
+      std::vector<float> y(static_cast<size_t>(m * n));
+      tessera::cpu::matmul_nt(pool.host(), x.data(), m, k, w.view, y.data(), n);
+      expect_matches_reference(
+          x, m, k, w.view, y, n,
+          std::string(tessera::cpu::isa_name(isa)) + " " + tessera::dtype_name(dtype));
+    }
 }
 
 TEST(CpuKernels, ZeroDepthGivesZerosAndEmptyProductsWriteNothing) {

@@ -1,6 +1,7 @@
 // y = x W^T on the CPU, W stored [out, in] like nn.Linear, in f32, bf16 or f16
 // (converted to f32 on the fly). Two regimes:
-//  - GEMV (one row of x, i.e. decode): memory-bound. W is streamed once, four
+//  - GEMV (one row of x, i.e. decode): memory-bound (AVX-512 variant in
+//    gemv_avx512.hpp, chosen at run time). W is streamed once, four
 //    rows at a time, one cache line per row per step, with 8 accumulators and a
 //    software prefetch of the next four rows (each row is only a few KiB, too
 //    short a stream for the hardware prefetcher to ramp up). Threads take
@@ -8,13 +9,17 @@
 //  - GEMM (several rows, i.e. prefill): compute-bound. Blocks of W are packed
 //    once per call, converted to f32, into panels of 16 rows laid out [k][16];
 //    a 6x16 register tile (12 accumulators) multiplies a panel by six rows of x,
-//    broadcasting one x element at a time. Cache blocking: kc columns of W
+//    broadcasting one x element at a time (gemm_avx512.hpp: 12x16 with
+//    AVX-512, chosen at run time). Cache blocking: kc columns of W
 //    (<= kMaxDepth) so that six x rows stay in L1, kNcRows rows of W so that the
 //    packed block stays in L2.
 // reference_matmul_nt is the plain loop that the tests hold every path to.
 #pragma once
 
 #include <tessera/abi.h>
+#include <tessera/cpu/gemm_avx512.hpp>
+#include <tessera/cpu/gemv_avx512.hpp>
+#include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/simd.hpp>
 #include <tessera/dtype.hpp>
 #include <tessera/plugin.hpp>
@@ -301,6 +306,12 @@ void gemm_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* 
   const int64_t depth_blocks = (k + kMaxDepth - 1) / kMaxDepth;
   const int64_t kc = (k + depth_blocks - 1) / depth_blocks;
   float* packed = scratch_floats(static_cast<size_t>(kNcRows * kc));
+#if TESSERA_CPU_AVX512
+  const bool avx512 = active_isa() == Isa::avx512;
+  const int64_t tile_rows = avx512 ? kTileRows512 : kTileRows;
+#else
+  const int64_t tile_rows = kTileRows;
+#endif
   for (int64_t j0 = n0; j0 < n1; j0 += kNcRows) {
     const int64_t nb = std::min(kNcRows, n1 - j0);
     const int64_t panels = (nb + kTileCols - 1) / kTileCols;
@@ -309,12 +320,21 @@ void gemm_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* 
       for (int64_t q = 0; q < panels; ++q)
         pack_panel<L>(w, ldw, j0 + q * kTileCols, std::min(kTileCols, nb - q * kTileCols), p0,
                       depth, packed + q * kTileCols * depth);
-      for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
-        const int64_t rows = std::min(kTileRows, m - i0);
-        for (int64_t q = 0; q < panels; ++q)
-          gemm_tile_rows(rows, x + i0 * ldx + p0, ldx, 1, packed + q * kTileCols * depth, kTileCols,
-                         depth, y + i0 * ldy + j0 + q * kTileCols, ldy,
-                         std::min(kTileCols, nb - q * kTileCols), p0 > 0);
+      for (int64_t i0 = 0; i0 < m; i0 += tile_rows) {
+        const int64_t rows = std::min(tile_rows, m - i0);
+        for (int64_t q = 0; q < panels; ++q) {
+          const float* a = x + i0 * ldx + p0;
+          const float* b = packed + q * kTileCols * depth;
+          float* c = y + i0 * ldy + j0 + q * kTileCols;
+          const int64_t cols = std::min(kTileCols, nb - q * kTileCols);
+#if TESSERA_CPU_AVX512
+          if (avx512) {
+            gemm_tile_rows_avx512(rows, a, ldx, 1, b, kTileCols, depth, c, ldy, cols, p0 > 0);
+            continue;
+          }
+#endif
+          gemm_tile_rows(rows, a, ldx, 1, b, kTileCols, depth, c, ldy, cols, p0 > 0);
+        }
       }
     }
   }
@@ -323,10 +343,17 @@ void gemm_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* 
 template <class L>
 void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* w, int64_t ldw,
                   int64_t k, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  if (m == 1)
+  if (m == 1) {
+#if TESSERA_CPU_AVX512
+    if (active_isa() == Isa::avx512) {
+      gemv_rows_avx512<L>(x, w, ldw, k, n0, n1, y);
+      return;
+    }
+#endif
     gemv_rows<L>(x, w, ldw, k, n0, n1, y);
-  else
+  } else {
     gemm_range<L>(x, ldx, m, w, ldw, k, n0, n1, y, ldy);
+  }
 }
 
 }  // namespace detail
