@@ -12,6 +12,7 @@
 #include <tessera/core/model.hpp>
 #include <tessera/core/model_source.hpp>
 #include <tessera/core/thread_pool.hpp>
+#include <tessera/cpu/isa.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -56,6 +57,13 @@ Stats stats_of(const std::vector<double>& v) {
   for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
   s.stddev = v.size() > 1 ? std::sqrt(s.stddev / static_cast<double>(v.size() - 1)) : 0.0;
   return s;
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t mid = v.size() / 2;
+  return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2.0;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -180,21 +188,28 @@ int run_bench(const BenchArgs& args) {
     decode_s = seconds_since(t1);
   };
 
-  // The probe runs before and after the model (best of both): on a shared
-  // machine the bandwidth available changes from one second to the next.
+  // On a shared machine the bandwidth available changes from one second to the
+  // next, so the probe runs right before and right after every repetition: the
+  // roofline of a repetition uses the better of its two neighbours, and the
+  // overall roofline the best probe of the whole run (the conservative figure).
   const size_t probe_bytes = static_cast<size_t>(args.probe_mib) << 20;
-  ReadBandwidth bandwidth = measure_read_bandwidth(pool, probe_bytes, 5);
+  constexpr int kProbeRuns = 3;
+  ReadBandwidth bandwidth = measure_read_bandwidth(pool, probe_bytes, kProbeRuns);
   double prefill_s = 0, decode_s = 0;
   run_once(std::min(args.prompt_len, 8), std::min(args.gen, 4), prefill_s, decode_s);  // warm-up
-  std::vector<double> prefill_tps, decode_tps;
+  std::vector<double> prefill_tps, decode_tps, rep_bandwidth;
+  double before = measure_read_bandwidth(pool, probe_bytes, kProbeRuns).bytes_per_second;
   for (int32_t rep = 0; rep < args.repetitions; ++rep) {
     run_once(args.prompt_len, args.gen, prefill_s, decode_s);
     prefill_tps.push_back(prefill_s > 0 ? args.prompt_len / prefill_s : 0.0);
     decode_tps.push_back(decode_s > 0 ? args.gen / decode_s : 0.0);
+    const ReadBandwidth after = measure_read_bandwidth(pool, probe_bytes, kProbeRuns);
+    rep_bandwidth.push_back(std::max(before, after.bytes_per_second));
+    bandwidth.bytes_per_second =
+        std::max({bandwidth.bytes_per_second, before, after.bytes_per_second});
+    before = after.bytes_per_second;
   }
-  const ReadBandwidth after = measure_read_bandwidth(pool, probe_bytes, 5);
-  if (after.bytes_per_second > bandwidth.bytes_per_second) bandwidth = after;
-  bandwidth.repetitions += 5;
+  bandwidth.repetitions = kProbeRuns * (args.repetitions + 2);
 
   const Stats prefill = stats_of(prefill_tps), decode = stats_of(decode_tps);
   // Decode step i (0-based) attends prompt_len + i + 1 rows.
@@ -204,6 +219,20 @@ int run_bench(const BenchArgs& args) {
   const double bytes_per_token = weight_bytes + kv_bytes;
   const double roofline_tps = bandwidth.bytes_per_second / bytes_per_token;
   const double share = decode.mean / roofline_tps;
+  // Each repetition against the bandwidth measured next to it.
+  std::vector<double> rep_shares;
+  for (size_t i = 0; i < decode_tps.size(); ++i)
+    rep_shares.push_back(rep_bandwidth[i] > 0 ? decode_tps[i] * bytes_per_token / rep_bandwidth[i]
+                                              : 0.0);
+  const double median_share = median_of(rep_shares);
+  // A probe buffer that fits in the caches measures the caches, not memory: its
+  // roofline would be far above what decode can reach.
+  if (static_cast<double>(bandwidth.bytes) < bytes_per_token)
+    std::cerr << "bench: warning: the probe reads " << (bandwidth.bytes >> 20)
+              << " MiB, less than the " << static_cast<int64_t>(bytes_per_token / (1 << 20))
+              << " MiB decode reads per token; a buffer that fits in the caches overstates the "
+                 "bandwidth (raise --probe-mib)\n";
+  const char* kernels = cpu::isa_name(cpu::active_isa());
   const double prefill_gflops =
       2.0 * static_cast<double>(block_parameters(model)) * prefill.mean / 1e9;
   const char* dtype = dtype_name(manifest.runtime.weight_dtype);
@@ -227,12 +256,16 @@ int run_bench(const BenchArgs& args) {
               << ", \"bandwidth_probe_threads\": " << bandwidth.threads
               << ", \"bandwidth_probe_bytes\": " << bandwidth.bytes
               << ", \"roofline_tok_s\": " << roofline_tps << ", \"roofline_share\": " << share
-              << "}\n";
+              << ", \"bandwidth_runs\": " << json_list(rep_bandwidth)
+              << ", \"roofline_share_runs\": " << json_list(rep_shares)
+              << ", \"roofline_share_median\": " << median_share
+              << ", \"kernels\": " << json_string(kernels) << "}\n";
     return 0;
   }
   char line[256];
   std::cout << "model " << source << ": " << model.num_layers() << " layers, weights " << dtype
-            << ", " << pool.size() << " threads, " << args.repetitions << " repetitions\n";
+            << ", " << pool.size() << " threads, " << args.repetitions << " repetitions, "
+            << kernels << " kernels\n";
   std::snprintf(line, sizeof line,
                 "prefill %6d tokens: %9.2f tok/s (sd %.2f), block matrices %.1f GFLOP/s\n",
                 args.prompt_len, prefill.mean, prefill.stddev, prefill_gflops);
@@ -245,14 +278,19 @@ int run_bench(const BenchArgs& args) {
                 "%.1f) = %.1f MB\n",
                 weight_bytes / 1e6, kv_bytes / 1e6, mean_context, bytes_per_token / 1e6);
   std::cout << line;
-  std::snprintf(
-      line, sizeof line,
-      "read bandwidth: %.2f GB/s (probe: %d threads, %zu MiB, best of %d runs around the model)\n",
-      bandwidth.bytes_per_second / 1e9, bandwidth.threads, bandwidth.bytes >> 20,
-      bandwidth.repetitions);
+  std::snprintf(line, sizeof line,
+                "read bandwidth: %.2f GB/s (probe: %d threads, %zu MiB, best of %d runs around the "
+                "repetitions)\n",
+                bandwidth.bytes_per_second / 1e9, bandwidth.threads, bandwidth.bytes >> 20,
+                bandwidth.repetitions);
   std::cout << line;
   std::snprintf(line, sizeof line, "roofline: %.2f tok/s; decode reaches %.1f %% of it\n",
                 roofline_tps, 100.0 * share);
+  std::cout << line;
+  const auto [low, high] = std::minmax_element(rep_shares.begin(), rep_shares.end());
+  std::snprintf(line, sizeof line,
+                "each repetition against the probe next to it: median %.1f %% (%.1f-%.1f %%)\n",
+                100.0 * median_share, 100.0 * *low, 100.0 * *high);
   std::cout << line;
   return 0;
 }

@@ -110,8 +110,9 @@ range = "0-2"
 TOML
   "$TESSERA" bench "$work/big.toml" --prompt-len 16 --gen 8 --repetitions 2 --probe-mib 64 --json \
     >"$work/f32.json" 2>"$work/err" || { cat "$work/err"; fail "bench exited non-zero"; }
-  "$TESSERA" bench "$work/big.toml" --weight-dtype bf16 --prompt-len 16 --gen 8 --repetitions 1 \
-    --probe-mib 64 --json >"$work/bf16.json" || fail "bench --weight-dtype bf16 exited non-zero"
+  TESSERA_CPU_ISA=avx2 "$TESSERA" bench "$work/big.toml" --weight-dtype bf16 --prompt-len 16 \
+    --gen 8 --repetitions 1 --probe-mib 64 --json >"$work/bf16.json" ||
+    fail "bench --weight-dtype bf16 exited non-zero"
   python3 - "$work/f32.json" "$work/bf16.json" <<'PY' || fail "bench --json output is inconsistent"
 import json, sys
 f32, bf16 = (json.load(open(p)) for p in sys.argv[1:3])
@@ -124,6 +125,15 @@ for r in (f32, bf16):
     assert close(r["roofline_share"], share, 1e-3), (r["roofline_share"], share)
     assert 0 < r["roofline_share"] < 1.5, r["roofline_share"]
     assert r["bandwidth_probe_threads"] >= 1, r
+    # One share per repetition, each against the probe next to it, none above the
+    # best probe's bandwidth.
+    runs = r["roofline_share_runs"]
+    assert len(runs) == r["repetitions"] == len(r["bandwidth_runs"]), r
+    assert min(runs) <= r["roofline_share_median"] <= max(runs), r
+    assert all(0 < b <= r["bandwidth_bytes_per_s"] for b in r["bandwidth_runs"]), r
+    assert r["kernels"] in ("avx2", "avx512"), r
+# TESSERA_CPU_ISA=avx2 keeps the kernels on AVX2 whatever the CPU has.
+assert bf16["kernels"] == "avx2", bf16["kernels"]
 assert f32["weight_dtype"] == "f32" and bf16["weight_dtype"] == "bf16"
 # bf16 halves every matrix; the f32 norms are a tiny remainder.
 ratio = bf16["weight_bytes_per_token"] / f32["weight_bytes_per_token"]
@@ -131,7 +141,8 @@ assert 0.5 < ratio < 0.501, ratio
 PY
   "$TESSERA" bench "$hetero" --prompt-len 8 --gen 4 --repetitions 1 --probe-mib 16 >"$work/text" 2>&1 ||
     { cat "$work/text"; fail "bench (text) exited non-zero"; }
-  for field in "prefill" "decode" "bytes per decoded token" "read bandwidth" "roofline"; do
+  for field in "prefill" "decode" "bytes per decoded token" "read bandwidth" "roofline" \
+    "each repetition against the probe next to it" "kernels"; do
     expect_in "$field" "$work/text"
   done
   ;;
