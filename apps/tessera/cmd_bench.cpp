@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "run_options.hpp"
 #include "setup.hpp"
 
 namespace tessera::cli {
@@ -35,6 +38,7 @@ namespace {
 struct BenchArgs {
   std::string model;
   std::string weight_dtype;  // empty: the manifest's
+  std::string kv_dtype;      // empty: the manifest's
   std::optional<int32_t> threads;
   int32_t prompt_len = 512;
   int32_t gen = 128;
@@ -57,6 +61,29 @@ Stats stats_of(const std::vector<double>& v) {
   for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
   s.stddev = v.size() > 1 ? std::sqrt(s.stddev / static_cast<double>(v.size() - 1)) : 0.0;
   return s;
+}
+
+// The last-level cache's size as Linux's sysfs gives it for cpu0 (the cache
+// one core shares, which sysconf may overstate as a whole socket's), or 32 MiB
+// where it says nothing.
+size_t last_level_cache_bytes() {
+  size_t best = 0;
+  int best_level = 0;
+  for (int index = 0; index < 8; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+    std::ifstream level_file(dir + "/level"), size_file(dir + "/size");
+    int level = 0;
+    std::string size;
+    if (!(level_file >> level) || !(size_file >> size) || size.empty()) continue;
+    size_t bytes = std::strtoull(size.c_str(), nullptr, 10);
+    if (size.back() == 'K') bytes <<= 10;
+    if (size.back() == 'M') bytes <<= 20;
+    if (level > best_level) {
+      best_level = level;
+      best = bytes;
+    }
+  }
+  return best > 0 ? best : size_t{32} << 20;
 }
 
 double median_of(std::vector<double> v) {
@@ -146,6 +173,7 @@ int run_bench(const BenchArgs& args) {
   }
   if (!args.weight_dtype.empty()) manifest.runtime.weight_dtype = parse_dtype(args.weight_dtype);
   if (args.threads) manifest.runtime.threads = *args.threads;
+  apply_kv_dtype(manifest, args.kv_dtype);
   const int32_t capacity = args.prompt_len + args.gen;
   if (capacity > manifest.model.max_seq_len)
     throw Error("--prompt-len " + std::to_string(args.prompt_len) + " + --gen " +
@@ -227,12 +255,20 @@ int run_bench(const BenchArgs& args) {
   const double median_share = median_of(rep_shares);
   // A probe buffer that fits in the caches measures the caches, not memory: its
   // roofline would be far above what decode can reach.
-  if (static_cast<double>(bandwidth.bytes) < bytes_per_token)
+  const size_t llc = last_level_cache_bytes();
+  if (bandwidth.bytes < 4 * llc)
     std::cerr << "bench: warning: the probe reads " << (bandwidth.bytes >> 20)
-              << " MiB, less than the " << static_cast<int64_t>(bytes_per_token / (1 << 20))
-              << " MiB decode reads per token; a buffer that fits in the caches overstates the "
-                 "bandwidth (raise --probe-mib)\n";
+              << " MiB, less than 4x the " << (llc >> 20)
+              << " MiB last-level cache; it measures the caches and overstates the bandwidth "
+                 "(raise --probe-mib)\n";
   const char* kernels = cpu::isa_name(cpu::active_isa());
+  // The KV cache's dtype: that of its layers when they agree, else "mixed".
+  std::string kv_dtype = "none";
+  for (int32_t layer = 0; layer < model.num_layers(); ++layer) {
+    if (!model.kv_cache().has_layer(layer)) continue;
+    const std::string d = dtype_name(model.kv_cache().layer_shape(layer).dtype);
+    kv_dtype = kv_dtype == "none" || kv_dtype == d ? d : "mixed";
+  }
   const double prefill_gflops =
       2.0 * static_cast<double>(block_parameters(model)) * prefill.mean / 1e9;
   const char* dtype = dtype_name(manifest.runtime.weight_dtype);
@@ -259,7 +295,8 @@ int run_bench(const BenchArgs& args) {
               << ", \"bandwidth_runs\": " << json_list(rep_bandwidth)
               << ", \"roofline_share_runs\": " << json_list(rep_shares)
               << ", \"roofline_share_median\": " << median_share
-              << ", \"kernels\": " << json_string(kernels) << "}\n";
+              << ", \"kernels\": " << json_string(kernels)
+              << ", \"kv_dtype\": " << json_string(kv_dtype) << "}\n";
     return 0;
   }
   char line[256];
@@ -274,9 +311,10 @@ int run_bench(const BenchArgs& args) {
                 decode.mean, decode.stddev);
   std::cout << line;
   std::snprintf(line, sizeof line,
-                "bytes per decoded token: %.1f MB weights + %.1f MB KV cache (mean context "
+                "bytes per decoded token: %.1f MB weights + %.1f MB KV cache (%s, mean context "
                 "%.1f) = %.1f MB\n",
-                weight_bytes / 1e6, kv_bytes / 1e6, mean_context, bytes_per_token / 1e6);
+                weight_bytes / 1e6, kv_bytes / 1e6, kv_dtype.c_str(), mean_context,
+                bytes_per_token / 1e6);
   std::cout << line;
   std::snprintf(line, sizeof line,
                 "read bandwidth: %.2f GB/s (probe: %d threads, %zu MiB, best of %d runs around the "
@@ -308,6 +346,7 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--weight-dtype", a->weight_dtype,
                   "Keep the weights in f32, bf16 or f16 (default: the manifest's)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_kv_dtype_option(*cmd, a->kv_dtype);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--prompt-len", a->prompt_len, "Prompt tokens to prefill")

@@ -103,6 +103,12 @@ void finish(CaseResult& r, double max_abs, double max_ref) {
   r.passed = r.error.empty() && r.max_rel <= r.tolerance;
 }
 
+// A block that keeps its cache in another dtype than its kv_dtype parameter
+// asks: not a failure of the case (the parameter is optional), but reported.
+struct KvDtypeIgnored : Error {
+  using Error::Error;
+};
+
 // Runs body, recording a thrown error as the case's failure.
 template <class F>
 CaseResult run_case(std::string name, double tolerance, F&& body) {
@@ -112,6 +118,8 @@ CaseResult run_case(std::string name, double tolerance, F&& body) {
   double max_abs = 0, max_ref = 0;
   try {
     body(max_abs, max_ref);
+  } catch (const KvDtypeIgnored&) {
+    throw;  // reported as skipped by the caller
   } catch (const std::exception& e) {
     r.error = e.what();
   }
@@ -124,6 +132,7 @@ CaseResult run_case(std::string name, double tolerance, F&& body) {
 struct GqaCase {
   int32_t hidden, heads, kv, head_dim, batch, decode_steps;
   bool tree;
+  std::string kv_dtype;  // the block's kv_dtype parameter; empty: its default
 };
 
 // A five-node tree: 0 is the root, 1 and 2 its children, 3 under 1, 4 under 2.
@@ -157,7 +166,8 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
   std::ostringstream name;
   name << "attention " << provider.provider->name << " hidden=" << c.hidden << " heads=" << c.heads
        << " kv_heads=" << c.kv << " head_dim=" << c.head_dim << " batch=" << c.batch
-       << " decode_steps=" << c.decode_steps << (c.tree ? " tree_mask" : "");
+       << " decode_steps=" << c.decode_steps << (c.tree ? " tree_mask" : "")
+       << (c.kv_dtype.empty() ? "" : " kv_dtype=" + c.kv_dtype);
   return run_case(name.str(), tol, [&](double& max_abs, double& max_ref) {
     constexpr int32_t capacity = 64;
     Rng rng(seed);
@@ -170,8 +180,14 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
     b.weights["o_proj.weight"] =
         random_tensor(rng, {c.hidden, qdim}, 1.0 / std::sqrt(double(qdim)));
     set_common_params(b.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
+    if (!c.kv_dtype.empty()) b.params.set("kv_dtype", c.kv_dtype);
     make_block(b, provider, TS_KIND_ATTENTION, c.hidden, pool, "conformance " + name.str());
     const ts_block_info& info = b.block->info();
+    if (!c.kv_dtype.empty() && c.kv_dtype != dtype_name(info.kv_dtype))
+      throw KvDtypeIgnored(std::string("attention '") + provider.provider->name + "' kv_dtype " +
+                           c.kv_dtype + ": the block keeps its cache in " +
+                           dtype_name(info.kv_dtype) + " (a model asking kv_dtype " + c.kv_dtype +
+                           " refuses it)");
     if (info.kv_heads != c.kv || info.head_dim != c.head_dim)
       throw Error("info() reports kv_heads=" + std::to_string(info.kv_heads) +
                   " head_dim=" + std::to_string(info.head_dim) + ", expected " +
@@ -383,7 +399,21 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
               for (bool tree : {false, true})
                 grid.push_back({hidden, heads, kv, head_dim, batch, decode, tree});
         }
-      for (const GqaCase& c : grid) report.cases.push_back(check_gqa(ref, c, tol, pool, seed++));
+      // 16-bit caches (the kv_dtype parameter) on the SmolLM2 shape, within their rounding.
+      for (const char* kv_dtype : {"f16", "bf16"})
+        for (bool tree : {false, true}) grid.push_back({576, 9, 3, 64, 3, 3, tree, kv_dtype});
+      for (const GqaCase& c : grid) {
+        const double case_tol = c.kv_dtype == "f16"    ? options.tolerance_f16_kv
+                                : c.kv_dtype == "bf16" ? options.tolerance_bf16
+                                                       : tol;
+        try {
+          report.cases.push_back(check_gqa(ref, c, case_tol, pool, seed++));
+        } catch (const KvDtypeIgnored& e) {
+          if (std::find(report.skipped.begin(), report.skipped.end(), e.what()) ==
+              report.skipped.end())
+            report.skipped.push_back(e.what());
+        }
+      }
     } else if (name == "linear" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {
       for (int32_t hidden : {64, 576})
         for (int32_t tokens : {1, 7})

@@ -31,6 +31,9 @@ struct ConformanceOptions {
   double tolerance_f32 = 1e-4;
   // Device providers run bf16 activations, weights and KV cache with f32 accumulation.
   double tolerance_bf16 = 3e-2;
+  // A CPU block with an f16 KV cache (kv_dtype = "f16"): keys and values rounded
+  // to 11 significant bits.
+  double tolerance_f16_kv = 2e-3;
   bool quick = false;  // a smaller grid
 };
 

@@ -4,6 +4,18 @@
 
 namespace tessera::cli {
 
+void add_kv_dtype_option(CLI::App& cmd, std::string& kv_dtype) {
+  cmd.add_option("--kv-dtype", kv_dtype,
+                 "KV cache dtype: f32, bf16 or f16 (overrides [runtime] kv_dtype; 16-bit halves "
+                 "the cache)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+}
+
+void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype) {
+  if (kv_dtype.empty()) return;
+  manifest.runtime.kv_dtype = kv_dtype == "f32" ? TS_F32 : kv_dtype == "bf16" ? TS_BF16 : TS_F16;
+}
+
 void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--decoder", o.decoder, "Decoder provider: greedy, sampling, ...");
   cmd.add_option("--temperature", o.temperature, "Sampling temperature (> 0)");
@@ -13,6 +25,7 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--threads", o.threads, "CPU threads (0 = every core)")
       ->check(CLI::Range(0, 1024));
   cmd.add_option("--device", o.device, "cpu or cuda (overrides the manifest)");
+  add_kv_dtype_option(cmd, o.kv_dtype);
   cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins");
   cmd.add_flag("-q,--quiet", o.quiet, "No statistics on stderr");
 }
@@ -23,6 +36,7 @@ LoadedModel open_model_for_run(const std::string& path, const RunOptions& o) {
   LoadedModel model = open_model(path);
   if (!o.device.empty()) model.manifest.runtime.device = o.device;
   if (o.threads) model.manifest.runtime.threads = *o.threads;
+  apply_kv_dtype(model.manifest, o.kv_dtype);
   return model;
 }
 

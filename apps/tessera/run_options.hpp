@@ -23,14 +23,19 @@ struct RunOptions {
   std::optional<int64_t> seed;
   std::optional<int32_t> threads;
   std::string device;
+  std::string kv_dtype;  // empty: the manifest's
   bool quiet = false;
 };
 
 // Registers --decoder, --temperature, --top-k, --top-p, --seed, --threads, --device,
-// --plugin-path and --quiet on the command.
+// --kv-dtype, --plugin-path and --quiet on the command.
 void add_run_options(CLI::App& cmd, RunOptions& options);
 
-// open_model(path) with --device and --threads applied to its manifest.
+// --kv-dtype f32|bf16|f16, and setting it on a manifest (empty: leave it).
+void add_kv_dtype_option(CLI::App& cmd, std::string& kv_dtype);
+void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype);
+
+// open_model(path) with --device, --threads and --kv-dtype applied to its manifest.
 LoadedModel open_model_for_run(const std::string& path, const RunOptions& options);
 
 // The manifest's decoder, or --decoder, with the sampling flags as its parameters.

@@ -661,7 +661,8 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
   if (t == nullptr) return rt;
   const std::string where = "[runtime]";
   check_keys(r, *t, where,
-             {"device", "dtype", "weight_dtype", "threads", "plugin_paths", "decoder", "parallel"});
+             {"device", "dtype", "weight_dtype", "kv_dtype", "threads", "plugin_paths", "decoder",
+              "parallel"});
   rt.device = get_choice(r, *t, "device", where, {"cpu", "cuda"}).value_or("cpu");
   if (std::optional<std::string> dtype =
           get_choice(r, *t, "dtype", where, {"f32", "f16", "bf16"})) {
@@ -670,6 +671,10 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
   if (std::optional<std::string> dtype =
           get_choice(r, *t, "weight_dtype", where, {"f32", "f16", "bf16"})) {
     rt.weight_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
+  }
+  if (std::optional<std::string> dtype =
+          get_choice(r, *t, "kv_dtype", where, {"f32", "f16", "bf16"})) {
+    rt.kv_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
   }
   rt.threads = get_int32(r, *t, "threads", where, 0).value_or(0);
   if (const toml::node* node = t->get("plugin_paths")) {
@@ -836,6 +841,7 @@ ParamList Manifest::block_params(const BlockSpec& block) const {
   params.set("rms_norm_eps", model.rms_norm_eps);
   params.set("max_seq_len", int64_t{model.max_seq_len});
   params.set("vocab_size", int64_t{model.vocab_size});
+  if (runtime.kv_dtype) params.set("kv_dtype", std::string(dtype_text(*runtime.kv_dtype)));
   params.merge(block.params);
   return params;
 }
@@ -920,8 +926,9 @@ std::string to_toml(const Manifest& manifest) {
   const RuntimeSpec& rt = manifest.runtime;
   out << "\n[runtime]\ndevice = " << toml_string(rt.device)
       << "\ndtype = " << toml_string(dtype_text(rt.dtype))
-      << "\nweight_dtype = " << toml_string(dtype_text(rt.weight_dtype))
-      << "\nthreads = " << rt.threads << "\n";
+      << "\nweight_dtype = " << toml_string(dtype_text(rt.weight_dtype));
+  if (rt.kv_dtype) out << "\nkv_dtype = " << toml_string(dtype_text(*rt.kv_dtype));
+  out << "\nthreads = " << rt.threads << "\n";
   if (!rt.plugin_paths.empty()) {
     out << "plugin_paths = [";
     for (size_t i = 0; i < rt.plugin_paths.size(); ++i) {

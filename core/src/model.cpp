@@ -225,6 +225,12 @@ struct Model::Impl {
     }
     if (is_attention) {
       sub.kv = kv_shape_of(*sub.block);
+      // A plugin that ignores kv_dtype would otherwise go unnoticed.
+      const ParamValue* asked = params.find("kv_dtype");
+      const std::string* asked_name = asked ? std::get_if<std::string>(asked) : nullptr;
+      if (sub.kv.kv_heads > 0 && asked_name != nullptr && *asked_name != dtype_name(sub.kv.dtype))
+        throw Error(sub.block->label() + ": keeps its KV cache in " + dtype_name(sub.kv.dtype) +
+                    ", but kv_dtype \"" + *asked_name + "\" was asked for");
     } else if (sub.block->info().kv_heads != 0) {
       throw Error(sub.block->label() + ": an FFN block asks for a KV cache (kv_heads " +
                   std::to_string(sub.block->info().kv_heads) + "); expected 0");

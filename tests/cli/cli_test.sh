@@ -89,6 +89,7 @@ error_messages)
   check_error "smollm2-135m" init-random --shape nope -o "$work/x"
   check_error "does not exist" bench "$work/missing.toml"
   check_error "max_seq_len" bench "$hetero" --prompt-len 250 --gen 10
+  check_error "--kv-dtype: f8 not in {f32,bf16,f16}" generate "$hetero" --tokens 1 --kv-dtype f8
   ;;
 bench_reports_roofline)
   # Bigger than a last-level cache (256 MB of f32 weights), so that decode reads memory.
@@ -113,9 +114,16 @@ TOML
   TESSERA_CPU_ISA=avx2 "$TESSERA" bench "$work/big.toml" --weight-dtype bf16 --prompt-len 16 \
     --gen 8 --repetitions 1 --probe-mib 64 --json >"$work/bf16.json" ||
     fail "bench --weight-dtype bf16 exited non-zero"
-  python3 - "$work/f32.json" "$work/bf16.json" <<'PY' || fail "bench --json output is inconsistent"
+  "$TESSERA" bench "$work/big.toml" --kv-dtype f16 --prompt-len 16 --gen 8 --repetitions 1 \
+    --probe-mib 64 --json >"$work/kv16.json" 2>"$work/err" ||
+    { cat "$work/err"; fail "bench --kv-dtype f16 exited non-zero"; }
+  python3 - "$work/f32.json" "$work/bf16.json" "$work/kv16.json" <<'PY' ||
 import json, sys
-f32, bf16 = (json.load(open(p)) for p in sys.argv[1:3])
+f32, bf16, kv16 = (json.load(open(p)) for p in sys.argv[1:4])
+# --kv-dtype f16 halves the cache's bytes and leaves the weights alone.
+assert f32["kv_dtype"] == "f32" and kv16["kv_dtype"] == "f16", (f32["kv_dtype"], kv16["kv_dtype"])
+assert abs(2 * kv16["kv_bytes_per_token"] - f32["kv_bytes_per_token"]) < 1e-6, kv16
+assert kv16["weight_bytes_per_token"] == f32["weight_bytes_per_token"], kv16
 def close(a, b, rel): return abs(a - b) <= rel * max(abs(a), abs(b))
 for r in (f32, bf16):
     assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["bandwidth_bytes_per_s"] > 0, r
@@ -139,6 +147,7 @@ assert f32["weight_dtype"] == "f32" and bf16["weight_dtype"] == "bf16"
 ratio = bf16["weight_bytes_per_token"] / f32["weight_bytes_per_token"]
 assert 0.5 < ratio < 0.501, ratio
 PY
+    fail "bench --json output is inconsistent"
   "$TESSERA" bench "$hetero" --prompt-len 8 --gen 4 --repetitions 1 --probe-mib 16 >"$work/text" 2>&1 ||
     { cat "$work/text"; fail "bench (text) exited non-zero"; }
   for field in "prefill" "decode" "bytes per decoded token" "read bandwidth" "roofline" \

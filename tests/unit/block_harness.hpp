@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -188,6 +189,14 @@ class ParamList {
     items_.push_back(p);
     return *this;
   }
+  ParamList& set_string(const std::string& key, const std::string& v) {
+    ts_param p{};
+    p.key = store(key);
+    p.type = TS_PARAM_STRING;
+    p.s = store(v);
+    items_.push_back(p);
+    return *this;
+  }
   ts_params abi() const { return ts_params{items_.data(), static_cast<int32_t>(items_.size())}; }
 
  private:
@@ -298,8 +307,11 @@ class BlockRunner {
     if (create_status_ != TS_OK) return;
     if (vt_->info(self_, &info_, &err) != TS_OK) throw std::runtime_error(err.message);
     if (info_.kv_heads > 0) {
+      // The cache in the dtype the block asks for, zeroed.
       row_width_ = static_cast<int64_t>(info_.kv_heads) * info_.head_dim;
-      k_.assign(static_cast<size_t>(setup.slots * setup.capacity * row_width_), 0.0f);
+      const size_t bytes = static_cast<size_t>(setup.slots * setup.capacity * row_width_) *
+                           tessera::dtype_size(info_.kv_dtype);
+      k_.assign(bytes, 0);
       v_ = k_;
     }
     lengths_.assign(static_cast<size_t>(setup.slots), 0);
@@ -315,14 +327,15 @@ class BlockRunner {
   const std::string& create_error() const { return create_error_; }
   const ts_block_info& info() const { return info_; }
   std::vector<int32_t>& lengths() { return lengths_; }
-  std::vector<float>& k_cache() { return k_; }
-  std::vector<float>& v_cache() { return v_; }
+  // The caches' contents as floats (a copy, whatever dtype they are kept in).
+  std::vector<float> k_cache() const { return as_floats(k_); }
+  std::vector<float> v_cache() const { return as_floats(v_); }
 
   ts_kv_layer kv_view() {
     ts_kv_layer kv{};
-    auto fill = [&](ts_tensor& t, std::vector<float>& data) {
+    auto fill = [&](ts_tensor& t, std::vector<unsigned char>& data) {
       t.data = data.data();
-      t.dtype = TS_F32;
+      t.dtype = info_.kv_dtype;
       t.device = TS_DEVICE_CPU;
       t.ndim = 4;
       const int64_t shape[4] = {setup_.slots, setup_.capacity, info_.kv_heads, info_.head_dim};
@@ -400,6 +413,21 @@ class BlockRunner {
     return status;
   }
 
+  std::vector<float> as_floats(const std::vector<unsigned char>& bytes) const {
+    const size_t n = bytes.size() / std::max<size_t>(1, tessera::dtype_size(info_.kv_dtype));
+    std::vector<float> out(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (info_.kv_dtype == TS_F32) {
+        std::memcpy(&out[i], bytes.data() + 4 * i, 4);
+      } else {
+        uint16_t h = 0;
+        std::memcpy(&h, bytes.data() + 2 * i, 2);
+        out[i] = info_.kv_dtype == TS_BF16 ? tessera::bf16_to_f32(h) : tessera::f16_to_f32(h);
+      }
+    }
+    return out;
+  }
+
   ts_tensor matrix(float* data, int64_t rows) const {
     ts_tensor t{};
     t.data = data;
@@ -430,7 +458,7 @@ class BlockRunner {
   std::string create_error_;
   ts_block_info info_{};
   int64_t row_width_ = 0;
-  std::vector<float> k_, v_;
+  std::vector<unsigned char> k_, v_;  // elements of info_.kv_dtype
   std::vector<int32_t> lengths_;
 };
 

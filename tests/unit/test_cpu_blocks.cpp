@@ -273,8 +273,9 @@ TEST_P(CpuBlockAttention, PrefillAndDecodeMatchReferenceAndFullRecomputation) {
   EXPECT_EQ(block.lengths()[1], total);
   // The cache holds the reference's K/V rows (after RoPE) for slot 1.
   const int64_t width = int64_t{c.kv_heads} * c.head_dim;
-  std::vector<float> k_slot(block.k_cache().begin() + 1 * 64 * width,
-                            block.k_cache().begin() + (1 * 64 + total) * width);
+  const std::vector<float> k_all = block.k_cache();
+  std::vector<float> k_slot(k_all.begin() + 1 * 64 * width,
+                            k_all.begin() + (1 * 64 + total) * width);
   expect_close(k_slot, ref_kv.k, kTol, "cached keys");
 
   BlockRunner whole(attention_vtable("gqa"), model.setup(nullptr), model.params());
@@ -290,6 +291,77 @@ INSTANTIATE_TEST_SUITE_P(Heads, CpuBlockAttention,
                            return "h" + std::to_string(g.heads) + "_kv" +
                                   std::to_string(g.kv_heads) + "_d" + std::to_string(g.head_dim);
                          });
+
+// A 16-bit KV cache: the block reports it, stores the reference's K/V rows
+// rounded to it, decodes incrementally as it recomputes, and stays within the
+// rounding of the f32-cache block's outputs.
+TEST(CpuBlockAttentionKvDtype, HalfCachesHoldRoundedRowsAndTrackTheF32Cache) {
+  const GqaConfig c{84, 9, 3, 64};
+  GqaModel model(c, 150);
+  TwoThreadHost threads;
+  const int32_t prefill = 20, decode_steps = 4, total = prefill + decode_steps;
+  const auto x = random_vector(static_cast<size_t>(total * c.hidden), 8);
+  BlockRunner f32(attention_vtable("gqa"), model.setup(threads.abi()), model.params());
+  ASSERT_TRUE(f32.ok()) << f32.create_error();
+  std::vector<float> y32, y;
+  ASSERT_EQ(f32.forward({feed(0, rows_of(x, 0, prefill, c.hidden))}, y32), TS_OK);
+  std::vector<float> f32_rows = y32;
+  for (int32_t step = 0; step < decode_steps; ++step) {
+    ASSERT_EQ(f32.forward({feed(0, rows_of(x, prefill + step, 1, c.hidden))}, y32), TS_OK);
+    f32_rows.insert(f32_rows.end(), y32.begin(), y32.end());
+  }
+  const float scale = max_abs(f32_rows);
+  const int64_t width = int64_t{c.kv_heads} * c.head_dim;
+  for (const auto& [name, dtype, rel] :
+       {std::tuple{"bf16", TS_BF16, 2e-2f}, std::tuple{"f16", TS_F16, 3e-3f}}) {
+    ParamList params = model.params();
+    params.set_string("kv_dtype", name);
+    BlockRunner block(attention_vtable("gqa"), model.setup(threads.abi()), params);
+    ASSERT_TRUE(block.ok()) << block.create_error();
+    EXPECT_EQ(block.info().kv_dtype, dtype) << name;
+    ASSERT_EQ(block.forward({feed(0, rows_of(x, 0, prefill, c.hidden))}, y), TS_OK) << name;
+    std::vector<float> rows = y;
+    for (int32_t step = 0; step < decode_steps; ++step) {
+      ASSERT_EQ(block.forward({feed(0, rows_of(x, prefill + step, 1, c.hidden))}, y), TS_OK);
+      rows.insert(rows.end(), y.begin(), y.end());
+    }
+    // Within 16-bit rounding of the f32 cache's outputs, but not identical to them.
+    EXPECT_LE(max_abs_diff(rows, f32_rows), rel * scale) << name;
+    EXPECT_GT(max_abs_diff(rows, f32_rows), 0.0f) << name << ": the cache was not rounded";
+    // The stored rows are the f32 block's, rounded to the dtype.
+    const std::vector<float> k16 = block.k_cache(), k32 = f32.k_cache();
+    const std::vector<float> k_want =
+        rounded(std::vector<float>(k32.begin(), k32.begin() + total * width), dtype);
+    EXPECT_EQ(std::vector<float>(k16.begin(), k16.begin() + total * width), k_want) << name;
+    // Decoding one token at a time equals recomputing with the same cache dtype
+    // (the tiled prefill widens the same stored values).
+    BlockRunner whole(attention_vtable("gqa"), model.setup(nullptr), params);
+    ASSERT_EQ(whole.forward({feed(0, x)}, y), TS_OK);
+    expect_close(rows, y, 1e-4f, std::string(name) + ": decode vs full recomputation");
+    // compact_kv moves 16-bit rows: keep rows 0, 2 and 5 of the last six.
+    const std::vector<float> before = block.k_cache();
+    ASSERT_EQ(block.compact_kv(0, total - 6, {0, 2, 5}), TS_OK) << name;
+    const std::vector<float> after = block.k_cache();
+    for (int32_t i = 0; i < 3; ++i) {
+      const int64_t src = (total - 6 + std::array<int, 3>{0, 2, 5}[i]) * width;
+      const int64_t dst = (total - 6 + i) * width;
+      EXPECT_TRUE(
+          std::equal(after.begin() + dst, after.begin() + dst + width, before.begin() + src))
+          << name << " kept row " << i;
+    }
+  }
+  // An unknown dtype names the block, the parameter and the value.
+  ParamList bad = model.params();
+  bad.set_string("kv_dtype", "i8");
+  BlockRunner refused(attention_vtable("gqa"), model.setup(nullptr), bad);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.create_error().find("layer 3 attention gqa"), std::string::npos)
+      << refused.create_error();
+  EXPECT_NE(
+      refused.create_error().find("kv_dtype must be \"f32\", \"bf16\" or \"f16\", got \"i8\""),
+      std::string::npos)
+      << refused.create_error();
+}
 
 TEST(CpuBlockAttentionBatch, SeveralSequencesInOneBatchEqualEachAlone) {
   const GqaConfig c{48, 4, 2, 16};

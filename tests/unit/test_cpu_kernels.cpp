@@ -223,14 +223,33 @@ TEST(CpuKernels, UnsupportedWeightDtypeIsRefused) {
                std::invalid_argument);
 }
 
+// `values` in a KV cache of `dtype`: f32 as they are, 16-bit rounded.
+struct CacheRows {
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
+  const void* data(ts_dtype dtype) const {
+    return dtype == TS_F32 ? static_cast<const void*>(f32.data()) : half.data();
+  }
+};
+CacheRows cache_rows(std::vector<float> values, ts_dtype dtype) {
+  CacheRows c;
+  if (dtype != TS_F32)
+    for (const float f : values)
+      c.half.push_back(dtype == TS_BF16 ? tessera::f32_to_bf16(f) : tessera::f32_to_f16(f));
+  c.f32 = std::move(values);
+  return c;
+}
+
 // Random K/V rows (row stride wider than a head, like a cache of several KV
-// heads) and queries; compares the fast path with the reference for the new
-// tokens [first, first + count).
+// heads) in a cache of kv_dtype, and queries; compares the fast path with the
+// reference (which reads the same stored values) for the new tokens
+// [first, first + count).
 void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t first, int64_t count,
-                     bool tree_mask, uint64_t seed) {
+                     bool tree_mask, uint64_t seed, ts_dtype kv_dtype = TS_F32) {
   const int64_t stride = head_dim * 3 + 1, rows = cached + n_new;
-  const std::vector<float> k = normal_floats(static_cast<size_t>(rows * stride), seed);
-  const std::vector<float> v = normal_floats(static_cast<size_t>(rows * stride), seed + 1);
+  const CacheRows k = cache_rows(normal_floats(static_cast<size_t>(rows * stride), seed), kv_dtype);
+  const CacheRows v =
+      cache_rows(normal_floats(static_cast<size_t>(rows * stride), seed + 1), kv_dtype);
   const int64_t ldq = head_dim + 5;
   const std::vector<float> q = normal_floats(static_cast<size_t>(count * ldq), seed + 2);
   std::vector<uint8_t> mask;
@@ -244,8 +263,9 @@ void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t fi
         mask[static_cast<size_t>(i * n_new + j)] = i == j || rng.uniform() < 0.5f ? 1 : 0;
     h.mask = mask.data();
   }
-  h.k = k.data();
-  h.v = v.data();
+  h.k = k.data(kv_dtype);
+  h.v = v.data(kv_dtype);
+  h.kv_dtype = kv_dtype;
   h.row_stride = stride;
   h.head_dim = head_dim;
   h.cached = cached;
@@ -255,9 +275,10 @@ void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t fi
   std::vector<float> want(static_cast<size_t>(count * ldo), NAN), got(want.size(), NAN);
   tessera::cpu::reference_attention(h, q.data(), ldq, first, count, want.data(), ldo);
   tessera::cpu::attention_queries(h, q.data(), ldq, first, count, got.data(), ldo);
-  const std::string what = "head_dim " + std::to_string(head_dim) + " cached " +
-                           std::to_string(cached) + " n_new " + std::to_string(n_new) + " first " +
-                           std::to_string(first) + " count " + std::to_string(count) +
+  const std::string what = std::string("kv ") + tessera::dtype_name(kv_dtype) + " head_dim " +
+                           std::to_string(head_dim) + " cached " + std::to_string(cached) +
+                           " n_new " + std::to_string(n_new) + " first " + std::to_string(first) +
+                           " count " + std::to_string(count) +
                            (tree_mask ? " tree mask" : " causal");
   for (int64_t t = 0; t < count; ++t) {
     for (int64_t d = 0; d < head_dim; ++d) {
@@ -272,16 +293,38 @@ void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t fi
 }
 
 TEST(CpuKernels, AttentionMatchesReferenceCausalAndTreeMasked) {
-  for (const bool tree : {false, true})
-    for (const int64_t head_dim : {64, 20, 7})
-      for (const int64_t cached : {0, 5, 130}) {
-        check_attention(head_dim, cached, 1, 0, 1, tree, 1);     // decode
-        check_attention(head_dim, cached, 3, 0, 3, tree, 2);     // below the tile threshold
-        check_attention(head_dim, cached, 4, 0, 4, tree, 3);     // smallest tile
-        check_attention(head_dim, cached, 37, 0, 37, tree, 4);   // 16 + 16 + 5
-        check_attention(head_dim, cached, 90, 64, 26, tree, 5);  // a later range of a prefill
-        check_attention(head_dim, cached, 90, 16, 18, tree, 6);  // 16 + 2 (one-by-one tail)
-      }
+  for (const ts_dtype kv : {TS_F32, TS_BF16, TS_F16})
+    for (const bool tree : {false, true})
+      for (const int64_t head_dim : {64, 20, 7})
+        for (const int64_t cached : {0, 5, 130}) {
+          check_attention(head_dim, cached, 1, 0, 1, tree, 1, kv);     // decode
+          check_attention(head_dim, cached, 3, 0, 3, tree, 2, kv);     // below the tile threshold
+          check_attention(head_dim, cached, 4, 0, 4, tree, 3, kv);     // smallest tile
+          check_attention(head_dim, cached, 37, 0, 37, tree, 4, kv);   // 16 + 16 + 5
+          check_attention(head_dim, cached, 90, 64, 26, tree, 5, kv);  // a later range of a prefill
+          check_attention(head_dim, cached, 90, 16, 18, tree, 6, kv);  // 16 + 2 (one-by-one tail)
+        }
+}
+
+TEST(CpuKernels, AttentionRefusesAnUnknownCacheDtype) {
+  const std::vector<float> kv(64, 1.0f), q(8, 1.0f);
+  std::vector<float> out(8);
+  tessera::cpu::AttentionHead h;
+  h.k = kv.data();
+  h.v = kv.data();
+  h.kv_dtype = TS_I32;
+  h.row_stride = 8;
+  h.head_dim = 8;
+  h.cached = 4;
+  h.n_new = 4;
+  for (const int64_t count : {int64_t{1}, int64_t{4}}) {  // one-by-one and tiled
+    try {
+      tessera::cpu::attention_queries(h, q.data(), 0, 0, count, out.data(), 0);
+      FAIL() << "an i32 cache was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("KV cache dtype i32"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(CpuKernels, AttentionOfATokenThatSeesNothingIsZero) {

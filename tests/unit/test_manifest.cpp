@@ -379,6 +379,24 @@ TEST(Manifest, BlockParamsMergeModelWideAndOwnKeys) {
   EXPECT_EQ(param<int64_t>(plain.block_params(plain.layers[0].attention), "kv_heads"), 2);
 }
 
+TEST(Manifest, RuntimeKvDtypeReachesEveryBlockUnlessItsOwnWins) {
+  const std::string text = with_layers(kFourDefaultLayers);
+  EXPECT_FALSE(parse(text).runtime.kv_dtype.has_value());
+  EXPECT_EQ(parse(text).block_params(parse(text).layers[0].attention).find("kv_dtype"), nullptr);
+  const Manifest m = parse(text + "[runtime]\nkv_dtype = \"f16\"\n");
+  ASSERT_TRUE(m.runtime.kv_dtype.has_value());
+  EXPECT_EQ(*m.runtime.kv_dtype, TS_F16);
+  EXPECT_EQ(param<std::string>(m.block_params(m.layers[0].attention), "kv_dtype"), "f16");
+  EXPECT_EQ(param<std::string>(m.block_params(m.layers[0].ffn), "kv_dtype"), "f16");
+  // A block's own kv_dtype replaces the runtime's.
+  BlockSpec own = m.layers[0].attention;
+  own.params.set("kv_dtype", std::string("bf16"));
+  EXPECT_EQ(param<std::string>(m.block_params(own), "kv_dtype"), "bf16");
+  // to_toml keeps it, and leaves it out when unset.
+  EXPECT_EQ(*parse(to_toml(m)).runtime.kv_dtype, TS_F16);
+  EXPECT_EQ(to_toml(parse(text)).find("kv_dtype"), std::string::npos);
+}
+
 TEST(Manifest, LoadManifestResolvesAgainstItsFolder) {
   const fs::path dir =
       fs::temp_directory_path() / ("tessera-manifest-" + std::to_string(::getpid()));
@@ -476,8 +494,8 @@ TEST(Manifest, UnknownKeysAtEveryLevel) {
                {"unknown key 'attn' in [[layers]]", "allowed keys: range, attention, ffn"});
   expect_error(with_layers(kFourDefaultLayers + "[runtime]\ndevices = \"cpu\"\n"), 17, 1,
                {"unknown key 'devices' in [runtime]", "did you mean 'device'",
-                "allowed keys: device, dtype, weight_dtype, threads, plugin_paths, decoder, "
-                "parallel"});
+                "allowed keys: device, dtype, weight_dtype, kv_dtype, threads, plugin_paths, "
+                "decoder, parallel"});
   // Inside block and decoder tables extra keys are parameters, not errors.
   EXPECT_NO_THROW(
       parse(with_layers(kFourDefaultLayers + "[runtime.decoder]\nkind = \"x\"\nanything = 1\n")));
@@ -564,6 +582,8 @@ TEST(Manifest, ValueChecks) {
   expect_error(valid + "[runtime]\ndtype = \"f64\"\n", 12, 9,
                {"expected one of \"f32\", \"f16\", \"bf16\""});
   expect_error(valid + "[runtime]\nthreads = -1\n", 12, 11, {"is -1; expected an integer >= 0"});
+  expect_error(valid + "[runtime]\nkv_dtype = \"f8\"\n", 12, 12,
+               {"'kv_dtype' in [runtime] is \"f8\"; expected one of \"f32\", \"f16\", \"bf16\""});
   expect_error(valid + "[runtime.decoder]\ntemperature = 1.0\n", 11, 1,
                {"missing 'kind' in [runtime.decoder]"});
   expect_error(valid + "[runtime.parallel]\nkind = \"mpi\"\nplugin = \"\"\n", 13, 10,

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -378,6 +379,56 @@ TEST_F(ModelTest, ProviderNotFoundNamesLayerAndKind) {
   EXPECT_NE(message.find("layer 4"), std::string::npos) << message;
   EXPECT_NE(message.find("mystery-ffn"), std::string::npos) << message;
   EXPECT_THROW((void)Model(m, plugins(), weights, test_pool()), PluginError);
+}
+
+TEST_F(ModelTest, HalfKvCacheHalvesItsBytesAndTracksTheF32Logits) {
+  Model f32 = make();
+  const std::vector<float> want = run_logits(f32, one_sequence(prompt));
+  for (const ts_dtype dtype : {TS_F16, TS_BF16}) {
+    Manifest m = manifest;
+    m.runtime.kv_dtype = dtype;
+    Model model(m, plugins(), weights, test_pool());
+    EXPECT_EQ(model.kv_cache().bytes_per_token() * 2, f32.kv_cache().bytes_per_token());
+    for (int32_t layer = 0; layer < model.num_layers(); ++layer)
+      if (model.kv_cache().has_layer(layer))
+        EXPECT_EQ(model.kv_cache().layer_shape(layer).dtype, dtype) << "layer " << layer;
+    // The tiled prefill within the cache's rounding of the f32 logits.
+    const float tolerance = (dtype == TS_F16 ? 2e-3f : 2e-2f) * max_abs(want);
+    const std::vector<float> got = run_logits(model, one_sequence(prompt));
+    EXPECT_LT(max_abs_diff(got, want), tolerance) << dtype_name(dtype);
+    // Decoding one token at a time (the one-query path) over the same cache.
+    model.reset(0);
+    const size_t vocab = static_cast<size_t>(model.vocab()), k = 4;
+    (void)run_logits(model, one_sequence({prompt.begin(), prompt.begin() + k}));
+    for (size_t i = k; i < prompt.size(); ++i)
+      EXPECT_LT(
+          max_abs_diff(run_logits(model, one_sequence({prompt[i]})), rows_of(want, vocab, i, 1)),
+          tolerance)
+          << dtype_name(dtype) << " position " << i;
+  }
+}
+
+TEST_F(ModelTest, KvDtypeThatAPluginIgnoresIsRefusedByName) {
+  // The fixture GQA keeps f32 whatever it is asked.
+  PluginRegistry registry;
+  registry.add_search_path(TESSERA_PLUGIN_DIR);
+  registry.load_all();
+  registry.load(std::filesystem::path(TESSERA_FIXTURE_PLUGIN_DIR) /
+                "libtessera-fixture-wrong-attention.so");
+  std::string text = hetero_manifest_text();
+  const std::string from = "attention = { kind = \"gqa\", kv_heads = 4 }";
+  text.replace(text.find(from), from.size(),
+               "attention = { kind = \"gqa\", kv_heads = 4, plugin = "
+               "\"tessera-fixture-wrong-attention\" }");
+  Manifest m = parse_manifest(text, "ignores.toml", ".");
+  m.runtime.kv_dtype = TS_F16;
+  const std::string message = error_of([&] { Model model(m, registry, weights, test_pool()); });
+  EXPECT_NE(message.find("layer 0 attention gqa (tessera-fixture-wrong-attention)"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("keeps its KV cache in f32, but kv_dtype \"f16\" was asked for"),
+            std::string::npos)
+      << message;
 }
 
 TEST_F(ModelTest, NonF32RuntimeDtypeIsRefused) {

@@ -4,7 +4,8 @@
 // gqa forward for a batch of sequences:
 //   q, k, v projections (one GEMM/GEMV each over all tokens of the batch)
 //   -> RoPE on q and k at each token's position
-//   -> new K/V rows written to the cache at rows length .. length + n_new - 1
+//   -> new K/V rows written to the cache at rows length .. length + n_new - 1,
+//      in the block's kv_dtype (f32 by default; bf16 or f16 halve the cache)
 //   -> per (sequence, query head, tile of 64 new tokens): the queries attend the
 //      cached rows plus the visible new rows (causal, or the sequence's tree
 //      mask); see tessera/cpu/attention.hpp
@@ -57,6 +58,7 @@ class GqaAttention {
       kv_heads_ = params.get_int("kv_heads", n_heads_);
       rope_theta_ = params.get_float("rope_theta", 10000.0);
       rope_scaling_ = tessera::sdk::rope_scaling_from_params(params);
+      kv_dtype_ = parse_kv_dtype(params.get_string("kv_dtype", "f32"));
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(label_ + ": " + e.what());
     }
@@ -107,7 +109,7 @@ class GqaAttention {
     i.flags = 0;
     i.kv_heads = static_cast<int32_t>(kv_.size());
     i.head_dim = static_cast<int32_t>(head_dim_);
-    i.kv_dtype = TS_F32;
+    i.kv_dtype = kv_dtype_;
     i.parameters = 2 * heads_.size() * head_dim_ * hidden_ + 2 * kv_.size() * head_dim_ * hidden_;
     return i;
   }
@@ -153,10 +155,9 @@ class GqaAttention {
       const int64_t slot = batch.slots[s], len = io.kv->lengths[slot];
       const int64_t first = batch.offsets[s], count = batch.offsets[s + 1] - first;
       const int64_t row = (slot * cache.capacity + len) * kv_width;
-      const size_t bytes = static_cast<size_t>(count * kv_width) * sizeof(float);
       if (count == 0) continue;
-      std::memcpy(cache.k + row, k_.data() + first * kv_width, bytes);
-      std::memcpy(cache.v + row, v_.data() + first * kv_width, bytes);
+      store_rows(k_.data() + first * kv_width, count * kv_width, cache.k, row);
+      store_rows(v_.data() + first * kv_width, count * kv_width, cache.v, row);
     }
 
     // Attention, one work item per (sequence, query head, tile of queries), so
@@ -199,21 +200,44 @@ class GqaAttention {
                                     num(cache.capacity));
     }
     const int64_t width = cache.kv_heads * cache.head_dim;
-    const size_t bytes = static_cast<size_t>(width) * sizeof(float);
+    const size_t esize = tessera::dtype_size(kv_dtype_);
+    const size_t bytes = static_cast<size_t>(width) * esize;
     for (int32_t i = 0; i < n_keep; ++i) {
       if (keep[i] == i) continue;
       const int64_t dst = (static_cast<int64_t>(slot) * cache.capacity + first_row + i) * width;
       const int64_t src =
           (static_cast<int64_t>(slot) * cache.capacity + first_row + keep[i]) * width;
-      std::memmove(cache.k + dst, cache.k + src, bytes);
-      std::memmove(cache.v + dst, cache.v + src, bytes);
+      std::memmove(cache.k + dst * esize, cache.k + src * esize, bytes);
+      std::memmove(cache.v + dst * esize, cache.v + src * esize, bytes);
     }
   }
 
  private:
+  // "f32" | "bf16" | "f16": the dtype the block keeps its KV cache in.
+  ts_dtype parse_kv_dtype(const std::string& name) const {
+    if (name == "f32") return TS_F32;
+    if (name == "bf16") return TS_BF16;
+    if (name == "f16") return TS_F16;
+    throw std::invalid_argument("kv_dtype must be \"f32\", \"bf16\" or \"f16\", got \"" + name +
+                                "\"");
+  }
+
+  // n floats from src into the cache tensor at element `offset`, in the cache's dtype.
+  void store_rows(const float* src, int64_t n, char* base, int64_t offset) const {
+    if (kv_dtype_ == TS_F32) {
+      std::memcpy(base + offset * sizeof(float), src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    }
+    auto* dst = reinterpret_cast<uint16_t*>(base) + offset;
+    if (kv_dtype_ == TS_BF16)
+      for (int64_t i = 0; i < n; ++i) dst[i] = tessera::f32_to_bf16(src[i]);
+    else
+      for (int64_t i = 0; i < n; ++i) dst[i] = tessera::f32_to_f16(src[i]);
+  }
+
   struct Cache {
-    float* k = nullptr;
-    float* v = nullptr;
+    char* k = nullptr;  // elements of kv_dtype_
+    char* v = nullptr;
     int64_t slots = 0;
     int64_t capacity = 0;
     int64_t kv_heads = 0;
@@ -228,9 +252,10 @@ class GqaAttention {
     const char* names[2] = {"k cache", "v cache"};
     for (int i = 0; i < 2; ++i) {
       const ts_tensor& t = *tensors[i];
-      if (t.dtype != TS_F32)
+      if (t.dtype != kv_dtype_)
         throw tessera::sdk::Unsupported(label_ + ": " + names[i] + " has dtype " +
-                                        tessera::dtype_name(t.dtype) + ", expected f32");
+                                        tessera::dtype_name(t.dtype) + ", expected " +
+                                        tessera::dtype_name(kv_dtype_));
       if (t.device != TS_DEVICE_CPU)
         throw tessera::sdk::Unsupported(label_ + ": " + names[i] + " is on device " +
                                         tessera::device_name(t.device) + ", expected cpu");
@@ -245,8 +270,8 @@ class GqaAttention {
       throw std::invalid_argument(label_ + ": k cache " + tessera::sdk::shape_string(kv->k) +
                                   " and v cache " + tessera::sdk::shape_string(kv->v) +
                                   " differ in shape");
-    return Cache{static_cast<float*>(kv->k.data),
-                 static_cast<float*>(kv->v.data),
+    return Cache{static_cast<char*>(kv->k.data),
+                 static_cast<char*>(kv->v.data),
                  kv->k.shape[0],
                  kv->k.shape[1],
                  kv_.size(),
@@ -292,8 +317,11 @@ class GqaAttention {
     const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
     const int64_t slot = batch.slots[s];
     tessera::cpu::AttentionHead h;
-    h.k = cache.k + (slot * cache.capacity * kvl + kv_local) * hd;
-    h.v = cache.v + (slot * cache.capacity * kvl + kv_local) * hd;
+    const auto head_offset = static_cast<size_t>((slot * cache.capacity * kvl + kv_local) * hd) *
+                             tessera::dtype_size(kv_dtype_);
+    h.k = cache.k + head_offset;
+    h.v = cache.v + head_offset;
+    h.kv_dtype = kv_dtype_;
     h.row_stride = kvl * hd;
     h.head_dim = hd;
     h.cached = lengths[slot];
@@ -315,6 +343,7 @@ class GqaAttention {
   double rope_theta_ = 10000.0;
   tessera::sdk::RopeScalingParams rope_scaling_;
   int32_t rank_ = 0, world_ = 1;
+  ts_dtype kv_dtype_ = TS_F32;
   ShardRange heads_, kv_;
   MatrixView wq_, wk_, wv_, wo_;
   std::vector<double> inv_freq_;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,9 @@ struct RuntimeSpec {
   ts_dtype dtype = TS_F32;         // activations (the CPU blocks need f32)
   ts_dtype weight_dtype = TS_F32;  // block matrices, embedding and lm head; norms stay f32
   int32_t threads = 0;             // 0: every core
+  // The KV cache's dtype, passed to every block as the parameter kv_dtype (a
+  // block's own kv_dtype wins); unset: each attention block keeps its default.
+  std::optional<ts_dtype> kv_dtype;
   std::vector<std::filesystem::path> plugin_paths;  // resolved against the manifest's folder
   BlockSpec decoder;                                // kind defaults to "greedy"
   BlockSpec parallel;                               // kind defaults to "local"

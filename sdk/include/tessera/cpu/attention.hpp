@@ -9,17 +9,23 @@
 //    16 queries in the vector lanes, so the masked softmax runs on whole
 //    vectors, and O^T = V^T P^T is a second product. Each K/V row is read once
 //    per tile instead of once per query.
+// The cache may be f32, bf16 or f16 (AttentionHead::kv_dtype): the one-by-one
+// path reads 16-bit rows directly; the tiled path widens the rows it needs to
+// f32 once per call.
 // reference_attention is the plain loop (in double) both are tested against.
 #pragma once
 
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
 #include <tessera/cpu/simd.hpp>
+#include <tessera/dtype.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace tessera::cpu {
@@ -28,9 +34,10 @@ namespace tessera::cpu {
 // token sees: every cached row, and among the new rows (which follow the
 // cached ones) the causal prefix or what the tree mask allows.
 struct AttentionHead {
-  const float* k = nullptr;  // row r at k + r * row_stride, head_dim floats
-  const float* v = nullptr;
-  int64_t row_stride = 0;
+  const void* k = nullptr;  // row r at element r * row_stride, head_dim elements of kv_dtype
+  const void* v = nullptr;
+  int32_t kv_dtype = TS_F32;  // the cache's storage: f32, bf16 or f16
+  int64_t row_stride = 0;     // in elements
   int64_t head_dim = 0;
   int64_t cached = 0;             // rows before the new tokens
   int64_t n_new = 0;              // new tokens of the sequence
@@ -39,6 +46,14 @@ struct AttentionHead {
 
   // Rows the scores of new token i span (masked ones inside get -infinity).
   int64_t rows_for(int64_t i) const { return mask != nullptr ? cached + n_new : cached + i + 1; }
+  // Element d of key / value row r as a float.
+  float k_at(int64_t r, int64_t d) const { return element(k, r * row_stride + d); }
+  float v_at(int64_t r, int64_t d) const { return element(v, r * row_stride + d); }
+  float element(const void* base, int64_t i) const {
+    if (kv_dtype == TS_F32) return static_cast<const float*>(base)[i];
+    const uint16_t bits = static_cast<const uint16_t*>(base)[i];
+    return kv_dtype == TS_BF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+  }
   bool visible(int64_t i, int64_t row) const {
     if (row < cached) return true;
     if (mask == nullptr) return row <= cached + i;
@@ -62,8 +77,7 @@ inline void reference_attention(const AttentionHead& h, const float* q, int64_t 
     for (int64_t r = 0; r < rows; ++r) {
       if (!h.visible(i, r)) continue;
       double s = 0;
-      for (int64_t d = 0; d < h.head_dim; ++d)
-        s += static_cast<double>(qi[d]) * h.k[r * h.row_stride + d];
+      for (int64_t d = 0; d < h.head_dim; ++d) s += static_cast<double>(qi[d]) * h.k_at(r, d);
       p[static_cast<size_t>(r)] = s * h.scale;
       max_s = std::max(max_s, p[static_cast<size_t>(r)]);
     }
@@ -75,7 +89,7 @@ inline void reference_attention(const AttentionHead& h, const float* q, int64_t 
     }
     for (int64_t d = 0; d < h.head_dim; ++d) {
       double o = 0;
-      for (int64_t r = 0; r < rows; ++r) o += p[static_cast<size_t>(r)] * h.v[r * h.row_stride + d];
+      for (int64_t r = 0; r < rows; ++r) o += p[static_cast<size_t>(r)] * h.v_at(r, d);
       out[t * ldo + d] = sum > 0 ? static_cast<float>(o / sum) : 0.0f;
     }
   }
@@ -83,27 +97,90 @@ inline void reference_attention(const AttentionHead& h, const float* q, int64_t 
 
 namespace detail {
 
-// One query at a time: dot products, softmax over the row, weighted values.
-inline void attention_one_by_one(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
-                                 int64_t count, float* out, int64_t ldo) {
+// One query at a time: dot products, softmax over the row, weighted values,
+// reading the cache in its own storage L.
+template <class L>
+void attention_one_by_one(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
+                          int64_t count, float* out, int64_t ldo) {
+  using Elem = typename L::Elem;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   float* scores = scratch_floats(static_cast<size_t>(h.cached + h.n_new), 1);
+  const auto* k = static_cast<const Elem*>(h.k);
+  const auto* v = static_cast<const Elem*>(h.v);
   for (int64_t t = 0; t < count; ++t) {
     const int64_t i = first + t, rows = h.rows_for(i);
-    attention_scores(q + t * ldq, h.k, h.row_stride, rows, h.head_dim, h.scale, scores);
+    attention_scores<L>(q + t * ldq, k, h.row_stride, rows, h.head_dim, h.scale, scores);
     if (h.mask != nullptr)
       for (int64_t j = 0; j < h.n_new; ++j)
         if (h.mask[i * h.n_new + j] == 0) scores[h.cached + j] = neg_inf;
     softmax_inplace(scores, rows);
-    attention_values(scores, h.v, h.row_stride, rows, h.head_dim, out + t * ldo);
+    attention_values<L>(scores, v, h.row_stride, rows, h.head_dim, out + t * ldo);
   }
+}
+
+inline void attention_one_by_one(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
+                                 int64_t count, float* out, int64_t ldo) {
+  switch (h.kv_dtype) {
+    case TS_F32:
+      return attention_one_by_one<F32Elems>(h, q, ldq, first, count, out, ldo);
+    case TS_BF16:
+      return attention_one_by_one<Bf16Elems>(h, q, ldq, first, count, out, ldo);
+    case TS_F16:
+      return attention_one_by_one<F16Elems>(h, q, ldq, first, count, out, ldo);
+    default:
+      throw std::invalid_argument(std::string("attention: KV cache dtype ") +
+                                  dtype_name(h.kv_dtype) + " is not supported (expected f32, " +
+                                  "bf16 or f16)");
+  }
+}
+
+// dst[r * n + d] = src row r element d as f32, for r < rows, d < n.
+template <class L>
+void widen_rows(const typename L::Elem* src, int64_t row_stride, int64_t rows, int64_t n,
+                float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const typename L::Elem* s = src + r * row_stride;
+    float* o = dst + r * n;
+    int64_t d = 0;
+#if TESSERA_CPU_AVX2
+    for (; d + 8 <= n; d += 8) _mm256_storeu_ps(o + d, L::load8(s + d));
+#endif
+    for (; d < n; ++d) o[d] = L::scalar(s + d);
+  }
+}
+
+// The rows [0, rows) of a 16-bit cache head as contiguous f32 (row stride
+// head_dim) in scratch slots 4 and 5: the tiles read every row sixteen times,
+// so converting once is cheaper than converting in the tile.
+inline AttentionHead widened_head(const AttentionHead& h, int64_t rows) {
+  const int64_t hd = h.head_dim;
+  float* k = scratch_floats(static_cast<size_t>(rows * hd), 4);
+  float* v = scratch_floats(static_cast<size_t>(rows * hd), 5);
+  const auto* k16 = static_cast<const uint16_t*>(h.k);
+  const auto* v16 = static_cast<const uint16_t*>(h.v);
+  if (h.kv_dtype == TS_BF16) {
+    widen_rows<Bf16Elems>(k16, h.row_stride, rows, hd, k);
+    widen_rows<Bf16Elems>(v16, h.row_stride, rows, hd, v);
+  } else {
+    widen_rows<F16Elems>(k16, h.row_stride, rows, hd, k);
+    widen_rows<F16Elems>(v16, h.row_stride, rows, hd, v);
+  }
+  AttentionHead w = h;
+  w.k = k;
+  w.v = v;
+  w.kv_dtype = TS_F32;
+  w.row_stride = hd;
+  return w;
 }
 
 #if TESSERA_CPU_AVX2
 // Up to 16 queries [first, first + count) in the lanes of two vectors.
+// h is an f32 cache (widened_head for a 16-bit one).
 inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
                            int64_t count, float* out, int64_t ldo) {
   const int64_t hd = h.head_dim, rows = h.rows_for(first + count - 1);
+  const auto* hk = static_cast<const float*>(h.k);
+  const auto* hv = static_cast<const float*>(h.v);
   constexpr int64_t T = kAttentionTile;
   float* qt = scratch_floats(static_cast<size_t>(hd * T), 1);    // Q^T, scaled: [hd][16]
   float* st = scratch_floats(static_cast<size_t>(rows * T), 2);  // S^T, then P^T: [rows][16]
@@ -113,7 +190,7 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
 
   // S^T[r][t] = k_r . q_t: six key rows by 16 queries per register tile.
   for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
-    gemm_tile_rows(std::min(kTileRows, rows - r0), h.k + r0 * h.row_stride, h.row_stride, 1, qt, T,
+    gemm_tile_rows(std::min(kTileRows, rows - r0), hk + r0 * h.row_stride, h.row_stride, 1, qt, T,
                    hd, st + r0 * T, T, T, false);
 
   // Masked softmax down each column (one query per lane).
@@ -165,8 +242,8 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
 
   // O^T[d][t] = sum_r v_r[d] p_r[t]: six dimensions by 16 queries per tile.
   for (int64_t d0 = 0; d0 < hd; d0 += kTileRows)
-    gemm_tile_rows(std::min(kTileRows, hd - d0), h.v + d0, 1, h.row_stride, st, T, rows,
-                   ot + d0 * T, T, T, false);
+    gemm_tile_rows(std::min(kTileRows, hd - d0), hv + d0, 1, h.row_stride, st, T, rows, ot + d0 * T,
+                   T, T, false);
 
   alignas(32) float sums[T];
   _mm256_store_ps(sums, sum0);
@@ -187,10 +264,17 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
 inline void attention_queries(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
                               int64_t count, float* out, int64_t ldo) {
 #if TESSERA_CPU_AVX2
+  // A 16-bit cache is widened once for all the tiles of this call.
+  const bool tiled = count >= kMinTiledQueries;
+  const bool widen = tiled && (h.kv_dtype == TS_BF16 || h.kv_dtype == TS_F16);
+  const AttentionHead wide = widen ? detail::widened_head(h, h.rows_for(first + count - 1)) : h;
+  if (tiled && wide.kv_dtype != TS_F32)
+    throw std::invalid_argument(std::string("attention: KV cache dtype ") + dtype_name(h.kv_dtype) +
+                                " is not supported (expected f32, bf16 or f16)");
   for (int64_t t0 = 0; t0 < count; t0 += kAttentionTile) {
     const int64_t n = std::min(kAttentionTile, count - t0);
     if (n >= kMinTiledQueries)
-      detail::attention_tile(h, q + t0 * ldq, ldq, first + t0, n, out + t0 * ldo, ldo);
+      detail::attention_tile(wide, q + t0 * ldq, ldq, first + t0, n, out + t0 * ldo, ldo);
     else
       detail::attention_one_by_one(h, q + t0 * ldq, ldq, first + t0, n, out + t0 * ldo, ldo);
   }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace tessera::cpu {
@@ -94,26 +95,29 @@ inline float softmax_inplace(float* s, int64_t n) {
 // -------------------------------------------------------------- attention
 
 // out[r] = dot(q, k + r * row_stride) * scale for r < rows: the scores of one
-// query against `rows` cached keys of head_dim floats, four keys at a time.
-inline void attention_scores(const float* q, const float* k, int64_t row_stride, int64_t rows,
-                             int64_t head_dim, float scale, float* out) {
+// query against `rows` cached keys of head_dim elements, four keys at a time.
+// L is the keys' storage (F32Elems, or Bf16Elems / F16Elems for a 16-bit cache).
+template <class L = F32Elems>
+inline void attention_scores(const float* q, const typename L::Elem* k, int64_t row_stride,
+                             int64_t rows, int64_t head_dim, float scale, float* out) {
+  using Elem = typename L::Elem;
   int64_t r = 0;
 #if TESSERA_CPU_AVX2
   if (head_dim % 8 == 0) {
     const __m128 sv = _mm_set1_ps(scale);
     for (; r + 4 <= rows; r += 4) {
-      const float* k0 = k + r * row_stride;
-      const float* k1 = k0 + row_stride;
-      const float* k2 = k1 + row_stride;
-      const float* k3 = k2 + row_stride;
+      const Elem* k0 = k + r * row_stride;
+      const Elem* k1 = k0 + row_stride;
+      const Elem* k2 = k1 + row_stride;
+      const Elem* k3 = k2 + row_stride;
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
              a3 = _mm256_setzero_ps();
       for (int64_t d = 0; d < head_dim; d += 8) {
         const __m256 qv = _mm256_loadu_ps(q + d);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+        a0 = _mm256_fmadd_ps(qv, L::load8(k0 + d), a0);
+        a1 = _mm256_fmadd_ps(qv, L::load8(k1 + d), a1);
+        a2 = _mm256_fmadd_ps(qv, L::load8(k2 + d), a2);
+        a3 = _mm256_fmadd_ps(qv, L::load8(k3 + d), a3);
       }
       // Lanes of h: the four sums split over the two 128-bit halves.
       const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
@@ -122,23 +126,33 @@ inline void attention_scores(const float* q, const float* k, int64_t row_stride,
     }
   }
 #endif
-  for (; r < rows; ++r) out[r] = dot(q, k + r * row_stride, head_dim) * scale;
+  for (; r < rows; ++r) {
+    const Elem* kr = k + r * row_stride;
+    if constexpr (std::is_same_v<Elem, float>) {
+      out[r] = dot(q, kr, head_dim) * scale;
+    } else {
+      float s = 0.0f;
+      for (int64_t d = 0; d < head_dim; ++d) s += q[d] * L::scalar(kr + d);
+      out[r] = s * scale;
+    }
+  }
 }
 
 namespace detail {
 #if TESSERA_CPU_AVX2
 // out[0 .. 8N) = sum_r p[r] * v[r][0 .. 8N), accumulated in N registers.
-template <int N>
-void weighted_rows(const float* p, const float* v, int64_t row_stride, int64_t rows, float* out) {
+template <int N, class L>
+void weighted_rows(const float* p, const typename L::Elem* v, int64_t row_stride, int64_t rows,
+                   float* out) {
   __m256 acc[N];
 #pragma GCC unroll 8
   for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
   for (int64_t r = 0; r < rows; ++r) {
     if (p[r] == 0.0f) continue;
     const __m256 pv = _mm256_set1_ps(p[r]);
-    const float* vr = v + r * row_stride;
+    const typename L::Elem* vr = v + r * row_stride;
 #pragma GCC unroll 8
-    for (int j = 0; j < N; ++j) acc[j] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * j), acc[j]);
+    for (int j = 0; j < N; ++j) acc[j] = _mm256_fmadd_ps(pv, L::load8(vr + 8 * j), acc[j]);
   }
 #pragma GCC unroll 8
   for (int j = 0; j < N; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
@@ -146,37 +160,40 @@ void weighted_rows(const float* p, const float* v, int64_t row_stride, int64_t r
 #endif
 }  // namespace detail
 
-// out[d] = sum_r p[r] * v[r * row_stride + d] for d < head_dim (rows with p = 0 skipped).
-inline void attention_values(const float* p, const float* v, int64_t row_stride, int64_t rows,
-                             int64_t head_dim, float* out) {
+// out[d] = sum_r p[r] * v[r * row_stride + d] for d < head_dim (rows with p = 0
+// skipped); L is the values' storage, as in attention_scores.
+template <class L = F32Elems>
+inline void attention_values(const float* p, const typename L::Elem* v, int64_t row_stride,
+                             int64_t rows, int64_t head_dim, float* out) {
 #if TESSERA_CPU_AVX2
   if (head_dim % 8 == 0) {
     for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
       const int64_t blocks = std::min<int64_t>(8, (head_dim - d0) / 8);
+      const typename L::Elem* vd = v + d0;
       switch (blocks) {
         case 1:
-          detail::weighted_rows<1>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<1, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 2:
-          detail::weighted_rows<2>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<2, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 3:
-          detail::weighted_rows<3>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<3, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 4:
-          detail::weighted_rows<4>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<4, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 5:
-          detail::weighted_rows<5>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<5, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 6:
-          detail::weighted_rows<6>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<6, L>(p, vd, row_stride, rows, out + d0);
           break;
         case 7:
-          detail::weighted_rows<7>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<7, L>(p, vd, row_stride, rows, out + d0);
           break;
         default:
-          detail::weighted_rows<8>(p, v + d0, row_stride, rows, out + d0);
+          detail::weighted_rows<8, L>(p, vd, row_stride, rows, out + d0);
           break;
       }
     }
@@ -184,8 +201,15 @@ inline void attention_values(const float* p, const float* v, int64_t row_stride,
   }
 #endif
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
-  for (int64_t r = 0; r < rows; ++r)
-    if (p[r] != 0.0f) axpy(p[r], v + r * row_stride, out, head_dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (p[r] == 0.0f) continue;
+    const typename L::Elem* vr = v + r * row_stride;
+    if constexpr (std::is_same_v<typename L::Elem, float>) {
+      axpy(p[r], vr, out, head_dim);
+    } else {
+      for (int64_t d = 0; d < head_dim; ++d) out[d] += p[r] * L::scalar(vr + d);
+    }
+  }
 }
 
 // ------------------------------------------------------------------- SiLU
