@@ -397,7 +397,7 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
           for (int32_t batch : {1, 3})
             for (int32_t decode : {0, 3})
               for (bool tree : {false, true})
-                grid.push_back({hidden, heads, kv, head_dim, batch, decode, tree});
+                grid.push_back({hidden, heads, kv, head_dim, batch, decode, tree, ""});
         }
       // 16-bit caches (the kv_dtype parameter) on the SmolLM2 shape, within their rounding.
       for (const char* kv_dtype : {"f16", "bf16"})

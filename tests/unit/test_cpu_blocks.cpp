@@ -363,6 +363,41 @@ TEST(CpuBlockAttentionKvDtype, HalfCachesHoldRoundedRowsAndTrackTheF32Cache) {
       << refused.create_error();
 }
 
+// Decode after a long prompt runs split-KV (chunks of the cache over the
+// threads, merged); with two sequences of different lengths in one batch, and
+// a three-token tree-masked verification step, it matches the reference.
+TEST(CpuBlockAttentionSplit, LongContextDecodeMatchesReference) {
+  const GqaConfig c{84, 9, 3, 64};
+  GqaModel model(c, 170);
+  TwoThreadHost threads;
+  BlockRunner block(attention_vtable("gqa"), model.setup(threads.abi(), 2, 400), model.params());
+  ASSERT_TRUE(block.ok()) << block.create_error();
+  const int32_t lengths[2] = {300, 131};
+  ref::SequenceKv ref_kv[2];
+  std::vector<float> y;
+  for (int32_t s = 0; s < 2; ++s) {
+    const auto x = random_vector(static_cast<size_t>(lengths[s] * c.hidden), 30 + s);
+    ASSERT_EQ(block.forward({feed(s, x)}, y), TS_OK);
+    (void)model.reference(x, iota_positions(0, lengths[s]), ref_kv[s]);
+  }
+  for (int32_t step = 0; step < 3; ++step) {
+    const auto x0 = random_vector(static_cast<size_t>(c.hidden), 40 + step);
+    const auto x1 = random_vector(static_cast<size_t>(c.hidden), 50 + step);
+    ASSERT_EQ(block.forward({feed(0, x0), feed(1, x1)}, y), TS_OK);
+    std::vector<float> want = model.reference(x0, {lengths[0] + step}, ref_kv[0]);
+    const std::vector<float> want1 = model.reference(x1, {lengths[1] + step}, ref_kv[1]);
+    want.insert(want.end(), want1.begin(), want1.end());
+    expect_close(y, want, kTol, "split decode step " + std::to_string(step));
+  }
+  // Three tree-masked tokens on sequence 0: 0 -> 1, 0 -> 2.
+  const std::vector<uint8_t> mask = {1, 0, 0, 1, 1, 0, 1, 0, 1};
+  const auto xt = random_vector(static_cast<size_t>(3 * c.hidden), 60);
+  const int32_t at = lengths[0] + 3;
+  const std::vector<int32_t> positions = {at, at + 1, at + 1};
+  ASSERT_EQ(block.forward({feed(0, xt, positions, mask)}, y), TS_OK);
+  expect_close(y, model.reference(xt, positions, ref_kv[0], mask.data()), kTol, "split tree step");
+}
+
 TEST(CpuBlockAttentionBatch, SeveralSequencesInOneBatchEqualEachAlone) {
   const GqaConfig c{48, 4, 2, 16};
   GqaModel model(c, 200);

@@ -9,6 +9,7 @@
 #include <tessera/core/thread_pool.hpp>
 #include <tessera/core/weights.hpp>
 #include <tessera/cpu/attention.hpp>
+#include <tessera/cpu/attention_split.hpp>
 #include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/dtype.hpp>
@@ -304,6 +305,62 @@ TEST(CpuKernels, AttentionMatchesReferenceCausalAndTreeMasked) {
           check_attention(head_dim, cached, 90, 64, 26, tree, 5, kv);  // a later range of a prefill
           check_attention(head_dim, cached, 90, 16, 18, tree, 6, kv);  // 16 + 2 (one-by-one tail)
         }
+}
+
+// Split-KV: any cut of the rows into chunks, merged, equals one softmax over
+// them all, for each cache dtype, causal or tree-masked (chunks that see no row
+// included).
+TEST(CpuKernels, SplitKvChunksMergeToTheReference) {
+  const int64_t hd = 64, stride = 3 * hd, cached = 150, n_new = 3;
+  for (const ts_dtype kv_dtype : {TS_F32, TS_BF16, TS_F16})
+    for (const bool tree : {false, true}) {
+      const int64_t rows = cached + n_new;
+      const CacheRows k =
+          cache_rows(normal_floats(static_cast<size_t>(rows * stride), 21), kv_dtype);
+      const CacheRows v =
+          cache_rows(normal_floats(static_cast<size_t>(rows * stride), 22), kv_dtype);
+      const std::vector<float> q = normal_floats(static_cast<size_t>(n_new * hd), 23);
+      // Token 1 sees only itself among the new rows; token 2 sees 0 and 2.
+      const std::vector<uint8_t> mask = {1, 0, 0, 0, 1, 0, 1, 0, 1};
+      tessera::cpu::AttentionHead h;
+      h.k = k.data(kv_dtype);
+      h.v = v.data(kv_dtype);
+      h.kv_dtype = kv_dtype;
+      h.row_stride = stride;
+      h.head_dim = hd;
+      h.cached = cached;
+      h.n_new = n_new;
+      h.mask = tree ? mask.data() : nullptr;
+      h.scale = 0.125f;
+      std::vector<float> want(static_cast<size_t>(n_new * hd));
+      tessera::cpu::reference_attention(h, q.data(), hd, 0, n_new, want.data(), hd);
+      for (const std::vector<int64_t>& cuts : {std::vector<int64_t>{0, rows},
+                                               {0, 1, 2, 77, rows},
+                                               {0, 64, 128, rows},
+                                               {0, cached, cached + 1, rows},
+                                               {0, 50, 50, 151, rows}}) {
+        for (int64_t t = 0; t < n_new; ++t) {
+          const auto chunks = static_cast<int64_t>(cuts.size()) - 1;
+          std::vector<tessera::cpu::AttentionPartial> parts(static_cast<size_t>(chunks));
+          std::vector<float> outs(static_cast<size_t>(chunks * hd), NAN), got(hd, NAN);
+          for (int64_t c = 0; c < chunks; ++c)
+            parts[static_cast<size_t>(c)] = tessera::cpu::attention_chunk(
+                h, q.data() + t * hd, t, cuts[static_cast<size_t>(c)],
+                cuts[static_cast<size_t>(c + 1)], outs.data() + c * hd);
+          tessera::cpu::combine_partials(parts.data(), outs.data(), hd, chunks, hd, got.data());
+          for (int64_t d = 0; d < hd; ++d)
+            ASSERT_NEAR(got[static_cast<size_t>(d)], want[static_cast<size_t>(t * hd + d)], 2e-5f)
+                << tessera::dtype_name(kv_dtype) << (tree ? " tree" : " causal") << " token " << t
+                << " dim " << d << " chunks " << chunks;
+        }
+      }
+    }
+  // Nothing visible anywhere: zeros, as the reference gives.
+  const tessera::cpu::AttentionPartial none[2] = {};
+  const std::vector<float> outs(16, 5.0f);
+  std::vector<float> out(8, NAN);
+  tessera::cpu::combine_partials(none, outs.data(), 8, 2, 8, out.data());
+  for (const float o : out) EXPECT_EQ(o, 0.0f);
 }
 
 TEST(CpuKernels, AttentionRefusesAnUnknownCacheDtype) {

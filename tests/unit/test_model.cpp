@@ -389,9 +389,11 @@ TEST_F(ModelTest, HalfKvCacheHalvesItsBytesAndTracksTheF32Logits) {
     m.runtime.kv_dtype = dtype;
     Model model(m, plugins(), weights, test_pool());
     EXPECT_EQ(model.kv_cache().bytes_per_token() * 2, f32.kv_cache().bytes_per_token());
-    for (int32_t layer = 0; layer < model.num_layers(); ++layer)
-      if (model.kv_cache().has_layer(layer))
+    for (int32_t layer = 0; layer < model.num_layers(); ++layer) {
+      if (model.kv_cache().has_layer(layer)) {
         EXPECT_EQ(model.kv_cache().layer_shape(layer).dtype, dtype) << "layer " << layer;
+      }
+    }
     // The tiled prefill within the cache's rounding of the f32 logits.
     const float tolerance = (dtype == TS_F16 ? 2e-3f : 2e-2f) * max_abs(want);
     const std::vector<float> got = run_logits(model, one_sequence(prompt));

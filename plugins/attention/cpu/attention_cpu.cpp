@@ -8,10 +8,13 @@
 //      in the block's kv_dtype (f32 by default; bf16 or f16 halve the cache)
 //   -> per (sequence, query head, tile of 64 new tokens): the queries attend the
 //      cached rows plus the visible new rows (causal, or the sequence's tree
-//      mask); see tessera/cpu/attention.hpp
+//      mask); see tessera/cpu/attention.hpp. When every sequence brings at most
+//      three tokens (decode, small verifications), split-KV instead: items of
+//      (sequence, KV head, chunk of rows) merged afterwards (attention_split.hpp)
 //   -> o projection, then all-reduce of the partial sum when sharded.
 #include <tessera/abi.h>
 #include <tessera/cpu/attention.hpp>
+#include <tessera/cpu/attention_split.hpp>
 #include <tessera/cpu/block_support.hpp>
 #include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
@@ -158,6 +161,18 @@ class GqaAttention {
       if (count == 0) continue;
       store_rows(k_.data() + first * kv_width, count * kv_width, cache.k, row);
       store_rows(v_.data() + first * kv_width, count * kv_width, cache.v, row);
+    }
+
+    // Decode (every sequence brings a few tokens): split-KV work items.
+    bool few_new = true;
+    for (int32_t s = 0; s < batch.n_seqs; ++s)
+      few_new = few_new && batch.offsets[s + 1] - batch.offsets[s] <= kSplitMaxNew;
+    if (few_new) {
+      attend_split(batch, cache, io.kv->lengths);
+      tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
+                              hidden_);
+      tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+      return;
     }
 
     // Attention, one work item per (sequence, query head, tile of queries), so
@@ -307,13 +322,10 @@ class GqaAttention {
     }
   }
 
-  // Query head `head` (local index) of sequence s, for its new tokens
-  // [first, first + kQueryTile) (none when the sequence has fewer).
-  void attend(const ts_batch& batch, const Cache& cache, const int32_t* lengths, int32_t s,
-              int64_t head, int64_t first) {
-    const int64_t hd = head_dim_, hl = heads_.size(), kvl = kv_.size();
-    const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
-    if (first >= n_new) return;
+  // The cache rows query head `head` (local index) of sequence s attends to.
+  tessera::cpu::AttentionHead head_view(const ts_batch& batch, const Cache& cache,
+                                        const int32_t* lengths, int32_t s, int64_t head) const {
+    const int64_t hd = head_dim_, kvl = kv_.size();
     const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
     const int64_t slot = batch.slots[s];
     tessera::cpu::AttentionHead h;
@@ -325,16 +337,93 @@ class GqaAttention {
     h.row_stride = kvl * hd;
     h.head_dim = hd;
     h.cached = lengths[slot];
-    h.n_new = n_new;
+    h.n_new = batch.offsets[s + 1] - batch.offsets[s];
     h.mask = batch.tree_masks != nullptr ? batch.tree_masks[s] : nullptr;
     h.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    return h;
+  }
+
+  // Query head `head` (local index) of sequence s, for its new tokens
+  // [first, first + kQueryTile) (none when the sequence has fewer).
+  void attend(const ts_batch& batch, const Cache& cache, const int32_t* lengths, int32_t s,
+              int64_t head, int64_t first) {
+    const int64_t hd = head_dim_, hl = heads_.size();
+    const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
+    if (first >= n_new) return;
+    const tessera::cpu::AttentionHead h = head_view(batch, cache, lengths, s, head);
     const int64_t offset = (t0 + first) * hl * hd + head * hd;
     tessera::cpu::attention_queries(h, q_.data() + offset, hl * hd, first,
                                     std::min(kQueryTile, n_new - first), attn_.data() + offset,
                                     hl * hd);
   }
 
-  static constexpr int64_t kQueryTile = 64;  // queries per work item
+  // Split-KV attention for sequences of at most kSplitMaxNew new tokens: work
+  // items (sequence, local KV head, chunk of rows), each running every query
+  // head of that KV head over its chunk (so the group reads each K/V row from
+  // memory once), then one merge per (sequence, head, token) into attn_.
+  void attend_split(const ts_batch& batch, const Cache& cache, const int32_t* lengths) {
+    const int64_t hd = head_dim_, hl = heads_.size(), kvl = kv_.size();
+    const int64_t threads = host_ != nullptr ? std::max<int32_t>(1, host_->n_threads) : 1;
+    split_items_.clear();
+    split_seqs_.clear();
+    int64_t partials = 0;
+    const int64_t per_seq_kv = std::max<int64_t>(1, batch.n_seqs * kvl);
+    const int64_t wanted = (kItemsPerThread * threads + per_seq_kv - 1) / per_seq_kv;
+    for (int32_t s = 0; s < batch.n_seqs; ++s) {
+      const int64_t n_new = batch.offsets[s + 1] - batch.offsets[s];
+      const int64_t rows = lengths[batch.slots[s]] + n_new;
+      const int64_t chunks =
+          std::clamp<int64_t>(wanted, 1, (rows + kMinChunkRows - 1) / kMinChunkRows);
+      const int64_t size = (rows + chunks - 1) / chunks;
+      split_seqs_.push_back({partials, chunks});
+      for (int64_t j = 0; j < kvl; ++j)
+        for (int64_t c = 0; c < chunks; ++c)
+          split_items_.push_back({s, j, c, c * size, std::min(rows, (c + 1) * size)});
+      partials += hl * n_new * chunks;
+    }
+    if (parts_.size() < static_cast<size_t>(partials)) parts_.resize(static_cast<size_t>(partials));
+    ensure_size(part_out_, partials * hd);
+
+    // Partial (s, head h, token t, chunk c) at split_seqs_[s].base + (h * n_new + t) * chunks + c.
+    auto partial_index = [&](int32_t s, int64_t h, int64_t t, int64_t c) {
+      const SplitSeq& q = split_seqs_[static_cast<size_t>(s)];
+      const int64_t n_new = batch.offsets[s + 1] - batch.offsets[s];
+      return q.base + (h * n_new + t) * q.chunks + c;
+    };
+    const auto n_items = static_cast<int64_t>(split_items_.size());
+    tessera::sdk::parallel_for(host_, n_items, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const SplitItem& item = split_items_[static_cast<size_t>(it)];
+        const int64_t t0 = batch.offsets[item.seq];
+        const int64_t n_new = batch.offsets[item.seq + 1] - t0;
+        for (int64_t h = 0; h < hl; ++h) {
+          if ((heads_.begin + h) / group_ - kv_.begin != item.kv) continue;
+          const tessera::cpu::AttentionHead view = head_view(batch, cache, lengths, item.seq, h);
+          for (int64_t t = 0; t < n_new; ++t) {
+            const int64_t p = partial_index(item.seq, h, t, item.chunk);
+            parts_[static_cast<size_t>(p)] =
+                tessera::cpu::attention_chunk(view, q_.data() + (t0 + t) * hl * hd + h * hd, t,
+                                              item.r0, item.r1, part_out_.data() + p * hd);
+          }
+        }
+      }
+    });
+    for (int32_t s = 0; s < batch.n_seqs; ++s) {
+      const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
+      const int64_t chunks = split_seqs_[static_cast<size_t>(s)].chunks;
+      for (int64_t h = 0; h < hl; ++h)
+        for (int64_t t = 0; t < n_new; ++t) {
+          const int64_t p = partial_index(s, h, t, 0);
+          tessera::cpu::combine_partials(parts_.data() + p, part_out_.data() + p * hd, hd, chunks,
+                                         hd, attn_.data() + (t0 + t) * hl * hd + h * hd);
+        }
+    }
+  }
+
+  static constexpr int64_t kQueryTile = 64;      // queries per work item (prefill)
+  static constexpr int64_t kSplitMaxNew = 3;     // below attention.hpp's tile threshold
+  static constexpr int64_t kItemsPerThread = 4;  // split-KV items per thread, for balance
+  static constexpr int64_t kMinChunkRows = 64;   // rows per split-KV chunk at least
 
   std::string label_;
   const ts_host* host_ = nullptr;
@@ -348,6 +437,18 @@ class GqaAttention {
   MatrixView wq_, wk_, wv_, wo_;
   std::vector<double> inv_freq_;
   std::vector<float> q_, k_, v_, attn_, rope_cs_;
+  // Split-KV scratch, kept between calls.
+  struct SplitItem {
+    int32_t seq;
+    int64_t kv, chunk, r0, r1;
+  };
+  struct SplitSeq {
+    int64_t base, chunks;
+  };
+  std::vector<SplitItem> split_items_;
+  std::vector<SplitSeq> split_seqs_;
+  std::vector<tessera::cpu::AttentionPartial> parts_;
+  std::vector<float> part_out_;
 };
 
 // --------------------------------------------------------------- linear
