@@ -61,14 +61,23 @@ void report_dropped(const std::vector<std::string>& dropped) {
   std::cerr << (dropped.size() > 5 ? " ..." : "") << "\n";
 }
 
-void note_tokenizer(const LoadedModel& model, const fs::path& tokenizer_source) {
-  if (model.tokenizer && tokenizer_source.empty()) {
-    std::cerr << "note: the " << to_string(model.format)
-              << " tokenizer cannot be written as tokenizer.json; "
-              << (model.chat_template.empty() ? "nothing of it is written"
-                                              : "only its chat template is written")
-              << "\n";
-  }
+// The model's tokenizer files: a Hugging Face source's (or a manifest folder's) copied, else
+// its loaded tokenizer (a GGUF file's) written out.
+TokenizerFiles tokenizer_files(const LoadedModel& model) {
+  TokenizerFiles files;
+  files.source = tokenizer_folder(model);
+  files.tokenizer = model.tokenizer;
+  files.chat_template = model.chat_template;
+  return files;
+}
+
+void note_tokenizer(const LoadedModel& model, const std::string& why_not_written) {
+  if (why_not_written.empty()) return;
+  std::cerr << "note: the " << to_string(model.format) << " tokenizer was not written ("
+            << why_not_written << "); "
+            << (model.chat_template.empty() ? "nothing of it is written"
+                                            : "only its chat template is written")
+            << "\n";
 }
 
 int convert_to_hf(const ConvertArgs& args, const LoadedModel& model) {
@@ -77,11 +86,10 @@ int convert_to_hf(const ConvertArgs& args, const LoadedModel& model) {
   options.max_shard_bytes = args.max_shard_size.empty() ? 0 : parse_byte_size(args.max_shard_size);
   options.always_decilm = args.decilm;
   options.overwrite = args.force;
-  options.tokenizer_source = tokenizer_folder(model);
-  options.chat_template = model.chat_template;
-  note_tokenizer(model, options.tokenizer_source);
+  options.tokenizer = tokenizer_files(model);
   const HfWriteResult result =
       write_hf_model(args.destination, model.manifest, model.weights, options);
+  note_tokenizer(model, result.tokenizer_note);
   report_dropped(result.dropped);
   std::cout << "wrote " << args.destination << " (" << result.architecture << ", "
             << result.tensor_bytes << " bytes of tensors in " << result.files.size() << " files)\n";
@@ -114,18 +122,9 @@ int convert_to_manifest(const ConvertArgs& args, const LoadedModel& model) {
     out.flush();
     if (!out) throw Error("cannot write " + (staging.path() / "manifest.toml").string());
   }
-  const fs::path tokenizer_source = tokenizer_folder(model);
-  note_tokenizer(model, tokenizer_source);
-  if (!tokenizer_source.empty()) {
-    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                             "chat_template.jinja"}) {
-      std::error_code ec;
-      if (!fs::is_regular_file(tokenizer_source / name, ec)) continue;
-      fs::copy_file(tokenizer_source / name, staging.path() / name, ec);
-      if (ec)
-        throw Error("cannot copy '" + (tokenizer_source / name).string() + "': " + ec.message());
-    }
-  }
+  std::string why_not_written;
+  write_tokenizer_files(staging.path(), tokenizer_files(model), &why_not_written);
+  note_tokenizer(model, why_not_written);
   staging.commit();
   std::cout << "wrote " << (fs::path(args.destination) / "manifest.toml").string()
             << " and model.safetensors (" << bytes << " bytes of tensors)\n";

@@ -1,6 +1,7 @@
 // tessera info: what a model is, without running it: its source and architecture, global
 // shape, per-layer blocks (equal neighbours merged into ranges), parameters by block kind,
-// bytes by dtype, KV-cache bytes, tokenizer and chat template. --json for tools.
+// bytes by dtype, KV-cache bytes (in each layer's kv_dtype), tokenizer and chat template. --json
+// for tools.
 #include <tessera/core/error.hpp>
 #include <tessera/core/init_random.hpp>
 #include <tessera/core/manifest.hpp>
@@ -132,15 +133,32 @@ std::string tensor_group(const Manifest& m, const std::string& name) {
   return "other";
 }
 
-// KV bytes per token: K and V rows of every gqa layer, in f32 as the CPU blocks keep them.
-int64_t kv_bytes_per_token(const Manifest& m) {
+// The dtype a gqa block is asked to keep its cache in (its kv_dtype parameter, from the block
+// or [runtime] kv_dtype), else f32 as the CPU blocks keep it by default.
+std::string kv_dtype_of(const ParamList& p) {
+  const ParamValue* v = p.find("kv_dtype");
+  const std::string* name = v ? std::get_if<std::string>(v) : nullptr;
+  return name ? *name : "f32";
+}
+
+size_t kv_dtype_bytes(const std::string& name) {
+  return name == "f32" ? 4 : 2;
+}
+
+// KV bytes per token: K and V rows of every gqa layer, in each one's dtype; `dtype` gets it
+// ("mixed" when the layers differ).
+int64_t kv_bytes_per_token(const Manifest& m, std::string& dtype) {
   int64_t bytes = 0;
+  dtype.clear();
   for (const LayerSpec& layer : m.layers) {
     if (layer.attention.kind != "gqa") continue;
     const ParamList p = m.block_params(layer.attention);
+    const std::string d = kv_dtype_of(p);
+    dtype = dtype.empty() || dtype == d ? d : "mixed";
     bytes += 2 * std::get<int64_t>(*p.find("kv_heads")) * std::get<int64_t>(*p.find("head_dim")) *
-             static_cast<int64_t>(sizeof(float));
+             static_cast<int64_t>(kv_dtype_bytes(d));
   }
+  if (dtype.empty()) dtype = "none";
   return bytes;
 }
 
@@ -198,8 +216,9 @@ Json to_json(const Described& d) {
   }
   j["parameters"] = {{"total", total}, {"by_group", groups}};
   j["bytes_by_dtype"] = dtype_bytes;
-  const int64_t kv = kv_bytes_per_token(m);
-  j["kv_cache"] = {{"dtype", "f32"},
+  std::string kv_dtype;
+  const int64_t kv = kv_bytes_per_token(m, kv_dtype);
+  j["kv_cache"] = {{"dtype", kv_dtype},
                    {"bytes_per_token", kv},
                    {"max_seq_len", s.max_seq_len},
                    {"bytes_at_max_seq_len", kv * s.max_seq_len}};
@@ -262,9 +281,9 @@ void print_text(const Json& j) {
   }
   line("bytes", bytes.empty() ? "none" : bytes);
   const Json& kv = j["kv_cache"];
-  line("kv cache", kv["bytes_per_token"].dump() + " bytes per token (f32), " +
-                       kv["bytes_at_max_seq_len"].dump() + " bytes at max_seq_len " +
-                       kv["max_seq_len"].dump());
+  line("kv cache", kv["bytes_per_token"].dump() + " bytes per token (" +
+                       kv["dtype"].get<std::string>() + "), " + kv["bytes_at_max_seq_len"].dump() +
+                       " bytes at max_seq_len " + kv["max_seq_len"].dump());
   const Json& tokenizer = j["tokenizer"];
   line("tokenizer", tokenizer["present"].get<bool>()
                         ? "yes (" + tokenizer["vocab_size"].dump() + " tokens)"

@@ -69,34 +69,49 @@ std::vector<std::pair<std::string, Tensor>> tensors_to_write(const Manifest& man
   return out;
 }
 
-void copy_tokenizer_files(const HfWriteOptions& options, const fs::path& staging,
-                          std::vector<std::string>& files) {
-  bool have_config = false;
-  if (!options.tokenizer_source.empty()) {
+}  // namespace
+
+std::vector<std::string> write_tokenizer_files(const fs::path& folder, const TokenizerFiles& files,
+                                               std::string* note) {
+  std::vector<std::string> written;
+  if (note != nullptr) note->clear();
+  bool have_json = false, have_config = false;
+  if (!files.source.empty()) {
     std::error_code ec;
-    const fs::path source = fs::is_directory(options.tokenizer_source, ec)
-                                ? options.tokenizer_source
-                                : options.tokenizer_source.parent_path();
+    const fs::path source =
+        fs::is_directory(files.source, ec) ? files.source : files.source.parent_path();
     for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                              "chat_template.jinja"}) {
       if (!fs::is_regular_file(source / name, ec)) continue;
-      fs::copy_file(source / name, staging / name, ec);
+      fs::copy_file(source / name, folder / name, fs::copy_options::overwrite_existing, ec);
       if (ec) {
         throw ModelError("cannot copy '" + (source / name).string() + "': " + ec.message());
       }
-      files.emplace_back(name);
-      have_config = have_config || std::string(name) == "tokenizer_config.json" ||
-                    std::string(name) == "chat_template.jinja";
+      written.emplace_back(name);
+      const std::string n = name;
+      have_json = have_json || n == "tokenizer.json";
+      have_config = have_config || n == "tokenizer_config.json" || n == "chat_template.jinja";
     }
   }
-  if (!have_config && !options.chat_template.empty()) {
-    const nlohmann::json config = {{"chat_template", options.chat_template}};
-    write_text(staging / "tokenizer_config.json", config.dump(2) + "\n");
-    files.emplace_back("tokenizer_config.json");
+  bool wrote_json = false;
+  if (!have_json && files.tokenizer) {
+    try {
+      write_text(folder / "tokenizer.json", to_tokenizer_json(*files.tokenizer));
+      written.emplace_back("tokenizer.json");
+      wrote_json = true;
+    } catch (const TokenizerError& e) {
+      if (note != nullptr) *note = e.what();
+    }
   }
+  if (!have_config && (wrote_json || !files.chat_template.empty())) {
+    const std::string text =
+        wrote_json ? to_tokenizer_config_json(*files.tokenizer, files.chat_template)
+                   : nlohmann::json({{"chat_template", files.chat_template}}).dump(2) + "\n";
+    write_text(folder / "tokenizer_config.json", text);
+    written.emplace_back("tokenizer_config.json");
+  }
+  return written;
 }
-
-}  // namespace
 
 ts_dtype dominant_dtype(const WeightStore& weights) {
   if (weights.has("model.embed_tokens.weight")) {
@@ -165,7 +180,9 @@ HfWriteResult write_hf_model(const fs::path& folder, const Manifest& manifest,
   }
   write_text(staging.path() / "config.json", config);
   result.files.emplace_back("config.json");
-  copy_tokenizer_files(options, staging.path(), result.files);
+  for (std::string& name :
+       write_tokenizer_files(staging.path(), options.tokenizer, &result.tokenizer_note))
+    result.files.push_back(std::move(name));
   staging.commit();
   std::sort(result.files.begin(), result.files.end());
   return result;

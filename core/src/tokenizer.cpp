@@ -99,6 +99,7 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
   std::optional<std::int32_t> bos, eos, unknown;
   bool add_bos = false;
+  TokenizerData source;  // as given, ignore_merges resolved
 
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const;
   void encode_plain(std::string_view text, std::vector<std::int32_t>& out,
@@ -304,6 +305,8 @@ Tokenizer Tokenizer::from_data(const TokenizerData& data) {
     throw TokenizerError(where +
                          ": tokenizer.ggml.add_bos_token is true but no bos_token_id is set");
   }
+  impl->source = data;
+  impl->source.ignore_merges = impl->ignore_merges;
   return Tokenizer(std::move(impl));
 }
 
@@ -387,6 +390,10 @@ const std::string& Tokenizer::token_text(std::int32_t id) const {
 bool Tokenizer::is_special(std::int32_t id) const {
   return id >= 0 && id < vocab_size() &&
          impl_->types[static_cast<std::size_t>(id)] == TokenType::kControl;
+}
+
+const TokenizerData& Tokenizer::data() const {
+  return impl_->source;
 }
 
 PreTokenizerKind Tokenizer::pre_tokenizer() const {

@@ -315,3 +315,133 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, std::string source_na
 }
 
 }  // namespace tessera
+
+// ------------------------------------------------------------------ writing
+
+namespace tessera {
+namespace {
+
+// Objects come out with their keys sorted (nlohmann::json's map); readers do not care.
+using nlohmann::json;
+
+json byte_level(bool use_regex) {
+  return {{"type", "ByteLevel"},
+          {"add_prefix_space", false},
+          {"trim_offsets", true},
+          {"use_regex", use_regex}};
+}
+
+// The pre-tokenizer from_json recognises as `kind`.
+json pre_tokenizer_json(PreTokenizerKind kind) {
+  switch (kind) {
+    case PreTokenizerKind::kSmolLM:
+      return {
+          {"type", "Sequence"},
+          {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, byte_level(true)}}};
+    case PreTokenizerKind::kLlama3:
+      return {{"type", "Sequence"},
+              {"pretokenizers",
+               {{{"type", "Split"},
+                 {"pattern", {{"Regex", std::string(kLlama3Pattern)}}},
+                 {"behavior", "Isolated"},
+                 {"invert", false}},
+                byte_level(false)}}};
+    case PreTokenizerKind::kGpt2:
+    default:
+      return byte_level(true);
+  }
+}
+
+bool is_added_type(std::int32_t type) {
+  return type == static_cast<std::int32_t>(TokenType::kControl) ||
+         type == static_cast<std::int32_t>(TokenType::kUserDefined);
+}
+
+}  // namespace
+
+std::string to_tokenizer_json(const Tokenizer& tokenizer) {
+  const TokenizerData& data = tokenizer.data();
+  json vocab = json::object();
+  json added = json::array();
+  for (std::size_t id = 0; id < data.tokens.size(); ++id) {
+    const std::string& text = data.tokens[id];
+    if (const auto found = vocab.find(text); found != vocab.end()) {
+      throw TokenizerError("cannot write tokenizer.json: ids " +
+                           std::to_string(found->get<std::int64_t>()) + " and " +
+                           std::to_string(id) + " share the text \"" + text +
+                           "\", and a JSON vocabulary holds each text once");
+    }
+    vocab[text] = id;
+    const std::int32_t type = id < data.token_types.size() ? data.token_types[id] : 1;
+    if (is_added_type(type)) {
+      added.push_back({{"id", id},
+                       {"content", text},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", type == static_cast<std::int32_t>(TokenType::kControl)}});
+    }
+  }
+  json post = byte_level(true);
+  post["trim_offsets"] = false;
+  if (data.add_bos && data.bos_id) {
+    // Hugging Face adds a BOS through a template; from_json reads add_bos back from it.
+    const std::string& bos = data.tokens[static_cast<std::size_t>(*data.bos_id)];
+    const json bos_piece = {{"SpecialToken", {{"id", bos}, {"type_id", 0}}}};
+    post = {{"type", "TemplateProcessing"},
+            {"single", {bos_piece, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"pair",
+             {bos_piece,
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+              bos_piece,
+              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+            {"special_tokens", {{bos, {{"id", bos}, {"ids", {*data.bos_id}}, {"tokens", {bos}}}}}}};
+  }
+  json unk = nullptr;
+  if (data.unknown_id) unk = data.tokens[static_cast<std::size_t>(*data.unknown_id)];
+  const json root = {{"version", "1.0"},
+                     {"truncation", nullptr},
+                     {"padding", nullptr},
+                     {"added_tokens", added},
+                     {"normalizer", nullptr},
+                     {"pre_tokenizer", pre_tokenizer_json(tokenizer.pre_tokenizer())},
+                     {"post_processor", post},
+                     {"decoder",
+                      {{"type", "ByteLevel"},
+                       {"add_prefix_space", true},
+                       {"trim_offsets", true},
+                       {"use_regex", true}}},
+                     {"model",
+                      {{"type", "BPE"},
+                       {"dropout", nullptr},
+                       {"unk_token", unk},
+                       {"continuing_subword_prefix", nullptr},
+                       {"end_of_word_suffix", nullptr},
+                       {"fuse_unk", false},
+                       {"byte_fallback", false},
+                       {"ignore_merges", data.ignore_merges.value_or(false)},
+                       {"vocab", vocab},
+                       {"merges", data.merges}}}};
+  // Invalid UTF-8 in a token's text (possible in GGUF data) is written as U+FFFD rather than
+  // failing: such a token could not round-trip through JSON in any case.
+  return root.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string to_tokenizer_config_json(const Tokenizer& tokenizer, const std::string& chat_template) {
+  const TokenizerData& data = tokenizer.data();
+  auto text_of = [&](const std::optional<std::int32_t>& id) -> json {
+    if (!id) return nullptr;
+    return data.tokens[static_cast<std::size_t>(*id)];
+  };
+  json config = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                 {"add_bos_token", data.add_bos},
+                 {"bos_token", text_of(data.bos_id)},
+                 {"eos_token", text_of(data.eos_id)},
+                 {"unk_token", text_of(data.unknown_id)}};
+  if (data.padding_id) config["pad_token"] = text_of(data.padding_id);
+  if (!chat_template.empty()) config["chat_template"] = chat_template;
+  return config.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace tessera

@@ -69,6 +69,15 @@ validate_reports_layers)
   expect_in "layer 0" "$work/out"
   expect_in "bytes per token" "$work/out"
   expect_in "ok" "$work/out"
+  # [runtime] kv_dtype = "f16": info and validate count 16-bit K/V rows, half the f32 bytes.
+  sed 's/^\[runtime\]/[runtime]\nkv_dtype = "f16"/' "$hetero" >"$work/kv16.toml"
+  "$TESSERA" info "$hetero" >"$work/info32" || fail "info"
+  "$TESSERA" info "$work/kv16.toml" >"$work/info16" || fail "info kv16"
+  b32=$(grep -o 'kv cache *[0-9]* bytes per token (f32)' "$work/info32" | grep -o '[0-9]*' | head -1)
+  b16=$(grep -o 'kv cache *[0-9]* bytes per token (f16)' "$work/info16" | grep -o '[0-9]*' | head -1)
+  [ -n "$b32" ] && [ -n "$b16" ] && [ "$((2 * b16))" -eq "$b32" ] ||
+    { cat "$work/info32" "$work/info16"; fail "kv bytes f32 $b32, f16 $b16"; }
+  "$TESSERA" validate "$work/kv16.toml" >"$work/out16" 2>&1 || { cat "$work/out16"; fail "validate kv16"; }
   ;;
 error_messages)
   check_error() {  # expected-substring, then the command's arguments
@@ -176,6 +185,16 @@ generate_prompt_gguf)
     fail "generate --system exited non-zero"
   with_system=$(grep -o 'prompt [0-9]* tokens' "$work/err_sys" | grep -o '[0-9]*')
   [ "$with_system" -lt "$templated" ] || fail "--system x gave $with_system tokens, default $templated"
+  # convert writes the GGUF tokenizer as tokenizer.json (+ tokenizer_config.json with the
+  # template): the Hugging Face folder generates the same text from the same prompt.
+  "$TESSERA" convert "$work/llama.gguf" "$work/llama-hf" --to hf >/dev/null 2>"$work/err_conv" ||
+    { cat "$work/err_conv"; fail "convert gguf --to hf"; }
+  [ -f "$work/llama-hf/tokenizer.json" ] || fail "convert wrote no tokenizer.json"
+  grep -q "chat_template" "$work/llama-hf/tokenizer_config.json" || fail "no chat template written"
+  grep -q "not written" "$work/err_conv" && fail "convert says the tokenizer was not written"
+  "$TESSERA" generate "$work/llama-hf" --prompt "hello world" -n 6 -q >"$work/out_hf" ||
+    fail "generate on the converted folder"
+  cmp -s "$work/out2" "$work/out_hf" || fail "the converted folder generates other text"
   # Token ids still work, on both models.
   "$TESSERA" generate "$work/llama.gguf" --tokens 1,5,9 -n 4 -q >"$work/ids" || fail "--tokens on llama"
   grep -Eq '^([0-9]+ )+$' "$work/ids" || { cat "$work/ids"; fail "expected token ids"; }

@@ -89,7 +89,7 @@ class HfModelTest : public test::TempFolderTest {
 
 TEST_F(HfModelTest, HeterogeneousModelRoundTripsExactly) {
   HfWriteOptions options;
-  options.tokenizer_source = tokenizer_folder();
+  options.tokenizer.source = tokenizer_folder();
   const fs::path folder = dir_ / "hetero";
   const HfWriteResult result = write_hf_model(folder, manifest_, weights_, options);
   EXPECT_EQ(result.architecture, "DeciLMForCausalLM");
@@ -279,7 +279,7 @@ TEST_F(HfModelTest, UniformModelIsWrittenAsLlama) {
 
 TEST_F(HfModelTest, ChatTemplateWithoutTokenizerFiles) {
   HfWriteOptions options;
-  options.chat_template = kChatTemplate;
+  options.tokenizer.chat_template = kChatTemplate;
   const fs::path folder = write_hetero("template-only", options);
   EXPECT_EQ(json::parse(read_file(folder / "tokenizer_config.json"))["chat_template"],
             kChatTemplate);
@@ -510,7 +510,7 @@ TEST_F(HfModelTest, TokenizerProblemsAreReportedOrRefused) {
   small.model.eos_token_ids = {2};
   const WeightStore small_weights = init_random_weights(small, 1);
   HfWriteOptions with_tokenizer;
-  with_tokenizer.tokenizer_source = tokenizer_folder();
+  with_tokenizer.tokenizer.source = tokenizer_folder();
   write_hf_model(dir_ / "small", small, small_weights, with_tokenizer);
   loaded = load_hf_model(dir_ / "small");
   EXPECT_EQ(loaded.tokenizer, nullptr);

@@ -5,15 +5,33 @@
 
 #include <tessera/abi.h>
 #include <tessera/core/manifest.hpp>
+#include <tessera/core/tokenizer.hpp>
 #include <tessera/core/weights.hpp>
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace tessera {
+
+// Where a model folder's tokenizer files come from: a Hugging Face folder's files are copied
+// (tokenizer.json, tokenizer_config.json, special_tokens_map.json, chat_template.jinja, those
+// present); otherwise a loaded tokenizer (a GGUF file's) is written as tokenizer.json, and
+// tokenizer_config.json gets its special tokens and the chat template.
+struct TokenizerFiles {
+  std::filesystem::path source;                // empty: nothing to copy
+  std::shared_ptr<const Tokenizer> tokenizer;  // null: none to write
+  std::string chat_template;                   // may be empty
+};
+
+// Writes them into `folder`; returns the names written. *note (when given) gets why a
+// tokenizer that exists was not written (it cannot be expressed as tokenizer.json), else "".
+std::vector<std::string> write_tokenizer_files(const std::filesystem::path& folder,
+                                               const TokenizerFiles& files,
+                                               std::string* note = nullptr);
 
 struct HfWriteOptions {
   std::optional<ts_dtype> dtype;  // f32, f16 or bf16 for every tensor; unset keeps each one's
@@ -21,12 +39,8 @@ struct HfWriteOptions {
   // a shard of its own) and model.safetensors.index.json, unless everything fits in one file.
   uint64_t max_shard_bytes = 0;
   bool always_decilm = false;  // DeciLMForCausalLM even for a uniform model
-  // A Hugging Face folder whose tokenizer.json, tokenizer_config.json, special_tokens_map.json
-  // and chat_template.jinja are copied (those present); empty: none.
-  std::filesystem::path tokenizer_source;
-  // Written as tokenizer_config.json {"chat_template": ...} when none is copied.
-  std::string chat_template;
-  bool overwrite = false;  // replace an existing non-empty folder
+  TokenizerFiles tokenizer;    // the tokenizer files to copy or write
+  bool overwrite = false;      // replace an existing non-empty folder
 };
 
 struct HfWriteResult {
@@ -34,6 +48,7 @@ struct HfWriteResult {
   std::vector<std::string> files;    // written, relative to the folder, sorted
   std::vector<std::string> dropped;  // tensors of the store that no block uses
   uint64_t tensor_bytes = 0;         // bytes of tensor data written
+  std::string tokenizer_note;        // why a tokenizer was not written; empty otherwise
 };
 
 // Checks everything (the config can express the manifest, every tensor the blocks need is

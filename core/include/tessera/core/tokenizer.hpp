@@ -114,12 +114,26 @@ class Tokenizer {
   std::optional<std::int32_t> eos_id() const;
   // Whether the model expects a BOS token in front of a prompt.
   bool add_bos_by_default() const;
+  // What the tokenizer was built from (a tokenizer.json is turned into the same form), with
+  // ignore_merges resolved.
+  const TokenizerData& data() const;
 
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The tokenizer as Hugging Face tokenizer.json text: the byte-level BPE model (vocabulary,
+// merges, ignore_merges), the added tokens (control tokens special), the pre-tokenizer it runs
+// and, when it adds a BOS, a template that does. Tokenizer::from_json reads it back to a
+// tokenizer that encodes every text the same way. Throws TokenizerError when two ids share
+// one text (a JSON vocabulary holds each text once).
+std::string to_tokenizer_json(const Tokenizer& tokenizer);
+
+// The tokenizer_config.json that goes beside it: the chat template (when not empty), the BOS,
+// EOS and unknown tokens' texts, add_bos_token and the fast tokenizer class.
+std::string to_tokenizer_config_json(const Tokenizer& tokenizer, const std::string& chat_template);
 
 // The GPT-2 byte-level alphabet: the code point a byte is written as in vocabularies.
 char32_t byte_to_unicode(std::uint8_t byte);
