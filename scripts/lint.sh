@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Generated files (core/src/unicode_tables.cpp) are left as their generator writes them.
-# Lint job (a CI job of its own, not part of scripts/test.sh):
+# Lint job (scripts/test.sh runs it after the ci build; also on its own):
 #   1. clang-format --dry-run --Werror on the tree's own C, C++ and CUDA sources
-#   2. clang-tidy (.clang-tidy) on the core's sources, using the compile
-#      commands of a configured build (configures build/dev when missing)
+#   2. clang-tidy (.clang-tidy) on the core's, the tessera command's and the CPU
+#      plugins' sources, using the compile commands of a configured build
+#      (configures build/dev when missing)
 #
 # Usage: scripts/lint.sh [--format-only] [build dir]
 set -euo pipefail
@@ -45,15 +46,23 @@ if [[ ! -f "$build_dir/compile_commands.json" ]]; then
   echo "==> configuring $build_dir for its compile commands"
   cmake --preset dev -B "$build_dir" >/dev/null
 fi
-mapfile -t core_sources < <(ls core/src/*.cpp)
-echo "==> clang-tidy: ${#core_sources[@]} core sources (compile commands from $build_dir)"
-for f in "${core_sources[@]}"; do
+# The core, the tessera command and the CPU plugins (the CUDA sources need nvcc's view).
+mapfile -t core_sources < <(ls core/src/*.cpp apps/tessera/*.cpp plugins/*/*/*.cpp \
+  plugins/*/*/src/*.cpp 2>/dev/null | grep -v '/cuda/')
+echo "==> clang-tidy: ${#core_sources[@]} sources (compile commands from $build_dir)"
+# One clang-tidy per file, TESSERA_JOBS (default 2) at a time; each prints its findings.
+tidy_one() {
   # GCC-only flags in the compile commands (-Wno-restrict) are not clang-tidy findings.
-  if ! clang-tidy --quiet --extra-arg=-Wno-unknown-warning-option -p "$build_dir" "$f" 2>/dev/null; then
-    echo "clang-tidy: $f has findings" >&2
-    failed=1
+  if ! clang-tidy --quiet --extra-arg=-Wno-unknown-warning-option -p "$1" "$2" 2>/dev/null; then
+    echo "clang-tidy: $2 has findings" >&2
+    return 1
   fi
-done
+}
+export -f tidy_one
+if ! printf '%s\0' "${core_sources[@]}" |
+  xargs -0 -n 1 -P "${TESSERA_JOBS:-2}" bash -c 'tidy_one "$0" "$1"' "$build_dir"; then
+  failed=1
+fi
 if [[ $failed -ne 0 ]]; then
   echo "lint: FAILED" >&2
   exit 1

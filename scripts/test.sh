@@ -3,6 +3,8 @@
 #   1. install the build dependencies (scripts/install-deps.sh; fast when present)
 #   2. configure and build the "ci" preset (Release, warnings are errors)
 #   3. run its tests with ctest
+#   3b. lint: clang-format and clang-tidy (scripts/lint.sh on the ci build's
+#      compile commands)
 #   4. install to a temporary prefix, build examples/plugin-template against it
 #      out of tree, and check the installed tessera command lists the plugin
 #   5. configure and build the "asan" preset (Debug, ASan + UBSan, CPU only)
@@ -12,6 +14,7 @@
 #
 # Options:
 #   --no-asan   skip phase 5
+#   --no-lint   skip phase 3b
 #   --quick     phases 1-3 only: the ci build and its tests
 # Environment:
 #   TESSERA_BUILD_ROOT  parent of the build folders (default: build, as in the presets)
@@ -22,12 +25,14 @@ repo=$(pwd)
 
 run_asan=1
 run_package=1
+run_lint=1
 for arg in "$@"; do
   case "$arg" in
     --no-asan) run_asan=0 ;;
-    --quick) run_asan=0; run_package=0 ;;
+    --no-lint) run_lint=0 ;;
+    --quick) run_asan=0; run_package=0; run_lint=0 ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "test.sh: unknown option '$arg' (expected --no-asan, --quick or --help)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown option '$arg' (expected --no-asan, --no-lint, --quick or --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -73,6 +78,11 @@ cmake --build "$ci_dir" -j "$jobs"
 # The package test gets its own phase below; ctest users get it with the rest.
 phase "tests: preset ci"
 ctest --test-dir "$ci_dir" --output-on-failure -j "$jobs" --no-tests=error -LE package
+
+if [[ $run_lint -eq 1 ]]; then
+  phase "lint: clang-format + clang-tidy"
+  TESSERA_JOBS=$jobs scripts/lint.sh "$ci_dir"
+fi
 
 if [[ $run_package -eq 1 ]]; then
   phase "install + out-of-tree plugin template"

@@ -48,7 +48,7 @@ fs::path tokenizer_folder(const LoadedModel& model) {
   }
   if (model.format == ModelFormat::kManifest) {
     if (model.manifest.weights.format == "hf") return model.manifest.weights.path;
-    const fs::path folder = model.manifest.source.parent_path();
+    fs::path folder = model.manifest.source.parent_path();
     if (fs::exists(folder / "tokenizer.json", ec)) return folder;
   }
   return {};

@@ -144,7 +144,8 @@ constexpr int32_t kTreeKeep[3] = {0, 1, 3};  // the accepted path root -> 1 -> 3
 std::vector<uint8_t> tree_mask() {
   std::vector<uint8_t> m(kTreeNodes * kTreeNodes, 0);
   for (int i = 0; i < kTreeNodes; ++i)
-    for (int a = i; a >= 0; a = kTreeParent[a]) m[static_cast<size_t>(i * kTreeNodes + a)] = 1;
+    for (int a = i; a >= 0; a = kTreeParent[a])
+      m[static_cast<size_t>(i) * kTreeNodes + static_cast<size_t>(a)] = 1;
   return m;
 }
 
@@ -251,6 +252,7 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
 
     static constexpr int32_t kPrefill[4] = {5, 3, 8, 1};
     std::vector<int32_t> n_new;
+    n_new.reserve(static_cast<size_t>(c.batch));
     for (int32_t s = 0; s < c.batch; ++s) n_new.push_back(kPrefill[s % 4]);
     step(n_new, consecutive(n_new), nullptr);
     const std::vector<int32_t> ones(static_cast<size_t>(c.batch), 1);

@@ -233,6 +233,7 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
 
     // Prefill lengths differ per sequence (odd ones included): c.prefill, then shorter.
     std::vector<int32_t> n_new;
+    n_new.reserve(static_cast<size_t>(c.batch));
     for (int32_t s = 0; s < c.batch; ++s) n_new.push_back(std::max(1, c.prefill - 3 * s));
     step(n_new, consecutive(n_new), nullptr);
     const std::vector<int32_t> ones(static_cast<size_t>(c.batch), 1);
@@ -242,7 +243,7 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
       std::vector<uint8_t> mask(kTreeNodes * kTreeNodes, 0);
       for (int i = 0; i < kTreeNodes; ++i)
         for (int a = i; a >= 0; a = kTreeParent[a])
-          mask[static_cast<size_t>(i * kTreeNodes + a)] = 1;
+          mask[static_cast<size_t>(i) * kTreeNodes + static_cast<size_t>(a)] = 1;
       const std::vector<int32_t> nodes(static_cast<size_t>(c.batch), kTreeNodes);
       std::vector<std::vector<int32_t>> pos(static_cast<size_t>(c.batch));
       std::vector<int32_t> first_rows;

@@ -204,6 +204,7 @@ std::optional<std::string> get_choice(const Reader& r, const toml::table& t, std
   std::optional<std::string> value = get_string(r, t, key, where);
   if (value && std::find(choices.begin(), choices.end(), *value) == choices.end()) {
     std::vector<std::string> quoted;
+    quoted.reserve(choices.size());
     for (const std::string& c : choices) quoted.push_back("\"" + c + "\"");
     r.fail(t.get(key)->source(),
            key_in(key, where) + " is \"" + *value + "\"; expected one of " + join(quoted));

@@ -98,8 +98,10 @@ const std::string kHostAbi = abi_string(TS_ABI_MAJOR, TS_ABI_MINOR);
 // The smallest struct sizes a plugin built against ABI 1.0 may report: each
 // covers the fields and the function pointers that version made mandatory.
 // Later minors only append, so anything at least this large is readable.
+// The members' sizes are those of the pointers they hold, which is what is measured.
 constexpr size_t kMinDescriptorSize =
-    offsetof(ts_plugin_descriptor, providers) + sizeof(ts_plugin_descriptor::providers);
+    offsetof(ts_plugin_descriptor, providers) +
+    sizeof(ts_plugin_descriptor::providers);  // NOLINT(bugprone-sizeof-expression)
 constexpr size_t kDescriptorVersionSize =
     offsetof(ts_plugin_descriptor, abi_minor) + sizeof(ts_plugin_descriptor::abi_minor);
 constexpr size_t kMinProviderSize = offsetof(ts_provider, vtable) + sizeof(ts_provider::vtable);

@@ -15,7 +15,7 @@ fs::path unique_sibling(const fs::path& target, const std::string& tag) {
   static std::atomic<unsigned> counter{0};
   const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   for (;;) {
-    const fs::path candidate =
+    fs::path candidate =
         parent / (target.filename().string() + "." + tag + "-" + std::to_string(::getpid()) + "-" +
                   std::to_string(counter.fetch_add(1)));
     std::error_code ec;

@@ -160,7 +160,7 @@ PreTokenizerKind read_pre_tokenizer(const JsonReader& reader, const json& root) 
 
 }  // namespace
 
-Tokenizer Tokenizer::from_json(std::string_view json_text, std::string source_name) {
+Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& source_name) {
   const JsonReader reader(source_name);
   json root;
   try {

@@ -88,7 +88,7 @@ class Tokenizer {
  public:
   // From Hugging Face tokenizer.json text; source_name is used in error messages.
   static Tokenizer from_json(std::string_view json_text,
-                             std::string source_name = "tokenizer.json");
+                             const std::string& source_name = "tokenizer.json");
   static Tokenizer from_json_file(const std::filesystem::path& path);
   // From GGUF-provided data.
   static Tokenizer from_data(const TokenizerData& data);
