@@ -1,8 +1,9 @@
 // What the tokenizer fuzz target checks on one input, shared with the unit test that replays
 // the kept corpus (tests/unit/test_tokenizer_fuzz_corpus.cpp), so both hold inputs to the same
 // rules: for every pre-tokenizer, with and without special-token parsing, encoding then
-// decoding gives the input back byte for byte with every id in range; pre-tokens cover the
-// input exactly; the chat-template recogniser answers with a template or ChatTemplateError.
+// decoding gives the input back byte for byte with every id in range, and the tokenizer
+// written as tokenizer.json and read back gives the same ids; pre-tokens cover the input
+// exactly; the chat-template recogniser answers with a template or ChatTemplateError.
 #pragma once
 
 #include <cstdint>
@@ -63,12 +64,19 @@ struct ToyTokenizers {
   Tokenizer gpt2 = Tokenizer::from_data(toy_data("gpt2"));
   Tokenizer smollm = Tokenizer::from_data(toy_data("smollm"));
   Tokenizer llama3 = Tokenizer::from_data(toy_data("llama-bpe"));
+  // The same three written as tokenizer.json and read back.
+  Tokenizer gpt2_json = Tokenizer::from_json(to_tokenizer_json(gpt2));
+  Tokenizer smollm_json = Tokenizer::from_json(to_tokenizer_json(smollm));
+  Tokenizer llama3_json = Tokenizer::from_json(to_tokenizer_json(llama3));
 };
 
 // Calls fail(what) for every rule the input breaks; exceptions other than ChatTemplateError
 // from the recogniser propagate to the caller.
 template <class Fail>
 void check_tokenizer_input(const ToyTokenizers& tokenizers, std::string_view text, Fail&& fail) {
+  const Tokenizer* written[3] = {&tokenizers.gpt2_json, &tokenizers.smollm_json,
+                                 &tokenizers.llama3_json};
+  int which = 0;
   for (const Tokenizer* tokenizer : {&tokenizers.gpt2, &tokenizers.smollm, &tokenizers.llama3}) {
     for (const bool parse_special : {true, false}) {
       const auto ids = tokenizer->encode(text, {.parse_special = parse_special});
@@ -76,7 +84,10 @@ void check_tokenizer_input(const ToyTokenizers& tokenizers, std::string_view tex
         if (id < 0 || id >= tokenizer->vocab_size()) fail("id out of range");
       }
       if (tokenizer->decode(ids) != text) fail("encode -> decode is not byte-exact");
+      if (written[which]->encode(text, {.parse_special = parse_special}) != ids)
+        fail("the tokenizer written as tokenizer.json encodes differently");
     }
+    ++which;
     std::size_t covered = 0;
     for (const std::string_view piece : tessera::pre_tokenize(tokenizer->pre_tokenizer(), text)) {
       if (piece.empty() || piece.data() != text.data() + covered)
