@@ -294,17 +294,20 @@ void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t fi
 }
 
 TEST(CpuKernels, AttentionMatchesReferenceCausalAndTreeMasked) {
-  for (const ts_dtype kv : {TS_F32, TS_BF16, TS_F16})
-    for (const bool tree : {false, true})
-      for (const int64_t head_dim : {64, 20, 7})
-        for (const int64_t cached : {0, 5, 130}) {
-          check_attention(head_dim, cached, 1, 0, 1, tree, 1, kv);     // decode
-          check_attention(head_dim, cached, 3, 0, 3, tree, 2, kv);     // below the tile threshold
-          check_attention(head_dim, cached, 4, 0, 4, tree, 3, kv);     // smallest tile
-          check_attention(head_dim, cached, 37, 0, 37, tree, 4, kv);   // 16 + 16 + 5
-          check_attention(head_dim, cached, 90, 64, 26, tree, 5, kv);  // a later range of a prefill
-          check_attention(head_dim, cached, 90, 16, 18, tree, 6, kv);  // 16 + 2 (one-by-one tail)
-        }
+  for (const Isa isa : isas_to_test())
+    for (const ts_dtype kv : {TS_F32, TS_BF16, TS_F16})
+      for (const bool tree : {false, true})
+        for (const int64_t head_dim : {64, 20, 7})
+          for (const int64_t cached : {0, 5, 130}) {
+            const IsaScope scope(isa);
+            check_attention(head_dim, cached, 1, 0, 1, tree, 1, kv);    // decode
+            check_attention(head_dim, cached, 3, 0, 3, tree, 2, kv);    // below the tile threshold
+            check_attention(head_dim, cached, 4, 0, 4, tree, 3, kv);    // smallest tile
+            check_attention(head_dim, cached, 37, 0, 37, tree, 4, kv);  // 16 + 16 + 5
+            check_attention(head_dim, cached, 90, 64, 26, tree, 5,
+                            kv);  // a later range of a prefill
+            check_attention(head_dim, cached, 90, 16, 18, tree, 6, kv);  // 16 + 2 (one-by-one tail)
+          }
 }
 
 // Split-KV: any cut of the rows into chunks, merged, equals one softmax over

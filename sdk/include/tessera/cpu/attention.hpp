@@ -188,10 +188,8 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
   for (int64_t d = 0; d < hd; ++d)
     for (int64_t t = 0; t < T; ++t) qt[d * T + t] = t < count ? q[t * ldq + d] * h.scale : 0.0f;
 
-  // S^T[r][t] = k_r . q_t: six key rows by 16 queries per register tile.
-  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
-    gemm_tile_rows(std::min(kTileRows, rows - r0), hk + r0 * h.row_stride, h.row_stride, 1, qt, T,
-                   hd, st + r0 * T, T, T, false);
+  // S^T[r][t] = k_r . q_t: key rows by 16 queries per register tile.
+  gemm_tiles(rows, hk, h.row_stride, 1, qt, T, hd, st, T, T, false);
 
   // Masked softmax down each column (one query per lane).
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
@@ -240,10 +238,8 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
     sum1 = _mm256_add_ps(sum1, p1);
   }
 
-  // O^T[d][t] = sum_r v_r[d] p_r[t]: six dimensions by 16 queries per tile.
-  for (int64_t d0 = 0; d0 < hd; d0 += kTileRows)
-    gemm_tile_rows(std::min(kTileRows, hd - d0), hv + d0, 1, h.row_stride, st, T, rows, ot + d0 * T,
-                   T, T, false);
+  // O^T[d][t] = sum_r v_r[d] p_r[t]: dimensions by 16 queries per tile.
+  gemm_tiles(hd, hv, 1, h.row_stride, st, T, rows, ot, T, T, false);
 
   alignas(32) float sums[T];
   _mm256_store_ps(sums, sum0);

@@ -242,6 +242,25 @@ inline void gemm_tile_rows(int64_t rows, const float* a, int64_t lda, int64_t a_
   }
 }
 
+// gemm_tile over rows [0, rows) of c (any count), in tiles of the active
+// instruction set's height (12 rows with AVX-512, 6 with AVX2); a row of c
+// advances a by lda.
+inline void gemm_tiles(int64_t rows, const float* a, int64_t lda, int64_t a_step, const float* b,
+                       int64_t ldb, int64_t k, float* c, int64_t ldc, int64_t cols,
+                       bool accumulate) {
+#if TESSERA_CPU_AVX512
+  if (active_isa() == Isa::avx512) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kTileRows512)
+      gemm_tile_rows_avx512(std::min(kTileRows512, rows - r0), a + r0 * lda, lda, a_step, b, ldb, k,
+                            c + r0 * ldc, ldc, cols, accumulate);
+    return;
+  }
+#endif
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
+    gemm_tile_rows(std::min(kTileRows, rows - r0), a + r0 * lda, lda, a_step, b, ldb, k,
+                   c + r0 * ldc, ldc, cols, accumulate);
+}
+
 // Rows [r0, r0 + rows) (rows <= 16) and columns [c0, c0 + depth) of w, as f32
 // in the panel layout dst[p * 16 + i]; rows beyond `rows` are zero.
 template <class L>
