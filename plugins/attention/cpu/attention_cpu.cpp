@@ -163,30 +163,26 @@ class GqaAttention {
       store_rows(v_.data() + first * kv_width, count * kv_width, cache.v, row);
     }
 
-    // Decode (every sequence brings a few tokens): split-KV work items.
+    // Decode (every sequence brings a few tokens): split-KV work items. Otherwise
+    // one work item per (sequence, query head, tile of queries), so that a long
+    // prefill spreads evenly over the threads.
     bool few_new = true;
     for (int32_t s = 0; s < batch.n_seqs; ++s)
       few_new = few_new && batch.offsets[s + 1] - batch.offsets[s] <= kSplitMaxNew;
     if (few_new) {
       attend_split(batch, cache, io.kv->lengths);
-      tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
-                              hidden_);
-      tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
-      return;
+    } else {
+      int64_t tiles = 1;
+      for (int32_t s = 0; s < batch.n_seqs; ++s)
+        tiles = std::max<int64_t>(
+            tiles, (batch.offsets[s + 1] - batch.offsets[s] + kQueryTile - 1) / kQueryTile);
+      const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl * tiles;
+      tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t item = i0; item < i1; ++item)
+          attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / (hl * tiles)),
+                 item / tiles % hl, item % tiles * kQueryTile);
+      });
     }
-
-    // Attention, one work item per (sequence, query head, tile of queries), so
-    // that a long prefill spreads evenly over the threads.
-    int64_t tiles = 1;
-    for (int32_t s = 0; s < batch.n_seqs; ++s)
-      tiles = std::max<int64_t>(
-          tiles, (batch.offsets[s + 1] - batch.offsets[s] + kQueryTile - 1) / kQueryTile);
-    const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl * tiles;
-    tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t item = i0; item < i1; ++item)
-        attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / (hl * tiles)),
-               item / tiles % hl, item % tiles * kQueryTile);
-    });
 
     tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
                             hidden_);
