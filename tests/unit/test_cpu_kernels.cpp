@@ -366,6 +366,64 @@ TEST(CpuKernels, SplitKvChunksMergeToTheReference) {
   for (const float o : out) EXPECT_EQ(o, 0.0f);
 }
 
+// The query heads of one KV head in one pass (attention_chunk_group: AVX-512 where the CPU
+// has it) equal each head's own attention_chunk, for groups of 1 to 5 (beyond one pass of
+// four), head dims 64 and 48 (and 20: the one-by-one fallback), every cache dtype, masks.
+TEST(CpuKernels, GroupedChunksEqualOneQueryAtATime) {
+  const int64_t cached = 90, n_new = 3;
+  const std::vector<uint8_t> mask = {1, 0, 0, 0, 1, 0, 1, 0, 1};
+  for (const Isa isa : isas_to_test())
+    for (const ts_dtype kv_dtype : {TS_F32, TS_BF16, TS_F16})
+      for (const int64_t hd : {64, 48, 20})
+        for (const bool tree : {false, true}) {
+          const IsaScope scope(isa);
+          const int64_t stride = 2 * hd + 3, rows = cached + n_new;
+          const CacheRows k =
+              cache_rows(normal_floats(static_cast<size_t>(rows * stride), 31), kv_dtype);
+          const CacheRows v =
+              cache_rows(normal_floats(static_cast<size_t>(rows * stride), 32), kv_dtype);
+          tessera::cpu::AttentionHead h;
+          h.k = k.data(kv_dtype);
+          h.v = v.data(kv_dtype);
+          h.kv_dtype = kv_dtype;
+          h.row_stride = stride;
+          h.head_dim = hd;
+          h.cached = cached;
+          h.n_new = n_new;
+          h.mask = tree ? mask.data() : nullptr;
+          h.scale = 0.1f;
+          for (int g = 1; g <= 5; ++g) {
+            const std::vector<float> q = normal_floats(static_cast<size_t>(g * hd), 33 + g);
+            std::vector<float> got(static_cast<size_t>(g * hd), NAN), want(got.size(), NAN);
+            std::vector<const float*> qs;
+            std::vector<float*> outs;
+            for (int j = 0; j < g; ++j) {
+              qs.push_back(q.data() + j * hd);
+              outs.push_back(got.data() + j * hd);
+            }
+            for (const int64_t t : {int64_t{0}, int64_t{2}}) {
+              std::vector<tessera::cpu::AttentionPartial> parts(static_cast<size_t>(g));
+              tessera::cpu::attention_chunk_group(h, qs.data(), g, t, 10, rows, outs.data(),
+                                                  parts.data());
+              for (int j = 0; j < g; ++j) {
+                const tessera::cpu::AttentionPartial one =
+                    tessera::cpu::attention_chunk(h, qs[j], t, 10, rows, want.data() + j * hd);
+                const std::string what = std::string(tessera::cpu::isa_name(isa)) + " " +
+                                         tessera::dtype_name(kv_dtype) + " hd " +
+                                         std::to_string(hd) + (tree ? " tree" : "") + " g " +
+                                         std::to_string(g) + " query " + std::to_string(j);
+                EXPECT_NEAR(parts[j].max_score, one.max_score, 1e-5f) << what;
+                EXPECT_NEAR(parts[j].sum, one.sum, 1e-4f * one.sum) << what;
+                for (int64_t d = 0; d < hd; ++d)
+                  ASSERT_NEAR(got[static_cast<size_t>(j * hd + d)],
+                              want[static_cast<size_t>(j * hd + d)], 2e-5f)
+                      << what << " dim " << d;
+              }
+            }
+          }
+        }
+}
+
 TEST(CpuKernels, AttentionRefusesAnUnknownCacheDtype) {
   const std::vector<float> kv(64, 1.0f), q(8, 1.0f);
   std::vector<float> out(8);

@@ -84,6 +84,10 @@ class GqaAttention {
       throw std::invalid_argument(label_ + ": kv_heads " + num(kv_heads_) +
                                   " cannot be split over " + num(world_) + " ranks");
     group_ = n_heads_ / kv_heads_;
+    if (group_ > kMaxLocalHeads)
+      throw std::invalid_argument(label_ + ": " + num(group_) +
+                                  " query heads per KV head; at most " + num(kMaxLocalHeads) +
+                                  " are supported");
     heads_ = tessera::cpu::shard_range(n_heads_, rank_, world_);
     if (kv_heads_ >= world_) {
       kv_ = tessera::cpu::shard_range(kv_heads_, rank_, world_);
@@ -392,15 +396,26 @@ class GqaAttention {
         const SplitItem& item = split_items_[static_cast<size_t>(it)];
         const int64_t t0 = batch.offsets[item.seq];
         const int64_t n_new = batch.offsets[item.seq + 1] - t0;
-        for (int64_t h = 0; h < hl; ++h) {
-          if ((heads_.begin + h) / group_ - kv_.begin != item.kv) continue;
-          const tessera::cpu::AttentionHead view = head_view(batch, cache, lengths, item.seq, h);
-          for (int64_t t = 0; t < n_new; ++t) {
-            const int64_t p = partial_index(item.seq, h, t, item.chunk);
-            parts_[static_cast<size_t>(p)] =
-                tessera::cpu::attention_chunk(view, q_.data() + (t0 + t) * hl * hd + h * hd, t,
-                                              item.r0, item.r1, part_out_.data() + p * hd);
+        // The local query heads of this KV head: they see the same rows.
+        int64_t group[kMaxLocalHeads];
+        int g = 0;
+        for (int64_t h = 0; h < hl && g < kMaxLocalHeads; ++h)
+          if ((heads_.begin + h) / group_ - kv_.begin == item.kv) group[g++] = h;
+        if (g == 0) continue;
+        const tessera::cpu::AttentionHead view =
+            head_view(batch, cache, lengths, item.seq, group[0]);
+        for (int64_t t = 0; t < n_new; ++t) {
+          const float* queries[kMaxLocalHeads];
+          float* outs[kMaxLocalHeads];
+          tessera::cpu::AttentionPartial parts[kMaxLocalHeads];
+          for (int j = 0; j < g; ++j) {
+            queries[j] = q_.data() + (t0 + t) * hl * hd + group[j] * hd;
+            outs[j] = part_out_.data() + partial_index(item.seq, group[j], t, item.chunk) * hd;
           }
+          tessera::cpu::attention_chunk_group(view, queries, g, t, item.r0, item.r1, outs, parts);
+          for (int j = 0; j < g; ++j)
+            parts_[static_cast<size_t>(partial_index(item.seq, group[j], t, item.chunk))] =
+                parts[j];
         }
       }
     });
@@ -420,6 +435,7 @@ class GqaAttention {
   static constexpr int64_t kSplitMaxNew = 3;     // below attention.hpp's tile threshold
   static constexpr int64_t kItemsPerThread = 4;  // split-KV items per thread, for balance
   static constexpr int64_t kMinChunkRows = 64;   // rows per split-KV chunk at least
+  static constexpr int kMaxLocalHeads = 256;     // query heads per KV head (checked at create)
 
   std::string label_;
   const ts_host* host_ = nullptr;

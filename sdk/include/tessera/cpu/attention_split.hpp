@@ -5,11 +5,13 @@
 //   M = max_c m_c,  w_c = l_c * exp(m_c - M),  out = sum_c w_c o_c / sum_c w_c.
 // With one query per head, a head's attention is a short dependent chain; chunks
 // spread a long context over the threads, and a work item that takes every
-// query head of one KV head reads each K/V row once from memory (the group's
-// other queries find it in cache).
+// query head of one KV head reads each K/V row once from memory; with AVX-512,
+// attention_chunk_group also loads and converts each row once for the group.
 #pragma once
 
 #include <tessera/cpu/attention.hpp>
+#include <tessera/cpu/gemv_avx512.hpp>
+#include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/ops.hpp>
 
 #include <algorithm>
@@ -71,6 +73,120 @@ inline AttentionPartial attention_chunk(const AttentionHead& h, const float* q, 
                                   dtype_name(h.kv_dtype) +
                                   " is not supported (expected f32, bf16 or f16)");
   }
+}
+
+#if TESSERA_CPU_AVX512
+namespace detail {
+
+constexpr int kMaxGroupQueries = 4;    // queries of one KV head in one pass
+constexpr int64_t kMaxGroupDim = 128;  // head_dim up to eight 16-float vectors
+
+// The partials of g <= kMaxGroupQueries queries that see the same rows (the query heads of
+// one KV head for the same new token i) over rows [r0, r1): each K and V row is loaded and
+// converted once for all of them. head_dim % 16 == 0, head_dim <= kMaxGroupDim.
+template <class L, int V>
+TESSERA_TARGET_AVX512 void attention_chunk_group(const AttentionHead& h, const float* const* q,
+                                                 int g, int64_t i, int64_t r0, int64_t r1,
+                                                 float* const* out, AttentionPartial* parts) {
+  using Elem = typename L::Elem;
+  r1 = std::min(r1, h.rows_for(i));
+  const int64_t rows = r1 - r0;
+  for (int j = 0; j < g; ++j) {
+    parts[j] = AttentionPartial{};
+    std::fill(out[j], out[j] + h.head_dim, 0.0f);
+  }
+  if (rows <= 0) return;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float* scores = scratch_floats(static_cast<size_t>(rows * kMaxGroupQueries), 1);  // [j][r]
+  __m512 qv[kMaxGroupQueries][V];
+  for (int j = 0; j < g; ++j)
+    for (int v = 0; v < V; ++v) qv[j][v] = _mm512_loadu_ps(q[j] + 16 * v);
+  const auto* k = static_cast<const Elem*>(h.k);
+  const auto* vals = static_cast<const Elem*>(h.v);
+  for (int64_t r = r0; r < r1; ++r) {
+    __m512 kr[V];
+    for (int v = 0; v < V; ++v) kr[v] = Load512<L>::full(k + r * h.row_stride + 16 * v);
+    const bool hidden = h.mask != nullptr && r >= h.cached && !h.visible(i, r);
+    for (int j = 0; j < g; ++j) {
+      __m512 acc = _mm512_mul_ps(qv[j][0], kr[0]);
+      for (int v = 1; v < V; ++v) acc = _mm512_fmadd_ps(qv[j][v], kr[v], acc);
+      scores[j * rows + (r - r0)] = hidden ? neg_inf : reduce_add(acc) * h.scale;
+    }
+  }
+  for (int j = 0; j < g; ++j) {
+    float* s = scores + j * rows;
+    for (int64_t r = 0; r < rows; ++r) parts[j].max_score = std::max(parts[j].max_score, s[r]);
+    parts[j].sum = softmax_inplace(s, rows);
+  }
+  __m512 acc[kMaxGroupQueries][V];
+  for (int j = 0; j < g; ++j)
+    for (int v = 0; v < V; ++v) acc[j][v] = _mm512_setzero_ps();
+  for (int64_t r = r0; r < r1; ++r) {
+    __m512 vr[V];
+    for (int v = 0; v < V; ++v) vr[v] = Load512<L>::full(vals + r * h.row_stride + 16 * v);
+    for (int j = 0; j < g; ++j) {
+      const __m512 p = _mm512_set1_ps(scores[j * rows + (r - r0)]);
+      for (int v = 0; v < V; ++v) acc[j][v] = _mm512_fmadd_ps(p, vr[v], acc[j][v]);
+    }
+  }
+  for (int j = 0; j < g; ++j)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(out[j] + 16 * v, acc[j][v]);
+}
+
+template <class L>
+void attention_chunk_group(const AttentionHead& h, const float* const* q, int g, int64_t i,
+                           int64_t r0, int64_t r1, float* const* out, AttentionPartial* parts) {
+  switch (h.head_dim / 16) {
+    case 1:
+      return attention_chunk_group<L, 1>(h, q, g, i, r0, r1, out, parts);
+    case 2:
+      return attention_chunk_group<L, 2>(h, q, g, i, r0, r1, out, parts);
+    case 3:
+      return attention_chunk_group<L, 3>(h, q, g, i, r0, r1, out, parts);
+    case 4:
+      return attention_chunk_group<L, 4>(h, q, g, i, r0, r1, out, parts);
+    case 5:
+      return attention_chunk_group<L, 5>(h, q, g, i, r0, r1, out, parts);
+    case 6:
+      return attention_chunk_group<L, 6>(h, q, g, i, r0, r1, out, parts);
+    case 7:
+      return attention_chunk_group<L, 7>(h, q, g, i, r0, r1, out, parts);
+    default:
+      return attention_chunk_group<L, 8>(h, q, g, i, r0, r1, out, parts);
+  }
+}
+
+}  // namespace detail
+#endif
+
+// attention_chunk for g queries that see the same rows of the same KV head (the query heads
+// of one group, for new token i): q[j] and out[j] per query, parts[j] its partial. With
+// AVX-512 and head_dim a multiple of 16 up to 128, up to four at a time share each K/V row
+// load; otherwise one by one.
+inline void attention_chunk_group(const AttentionHead& h, const float* const* q, int g, int64_t i,
+                                  int64_t r0, int64_t r1, float* const* out,
+                                  AttentionPartial* parts) {
+#if TESSERA_CPU_AVX512
+  if (active_isa() == Isa::avx512 && h.head_dim % 16 == 0 && h.head_dim <= detail::kMaxGroupDim &&
+      (h.kv_dtype == TS_F32 || h.kv_dtype == TS_BF16 || h.kv_dtype == TS_F16)) {
+    for (int j0 = 0; j0 < g; j0 += detail::kMaxGroupQueries) {
+      const int n = std::min(detail::kMaxGroupQueries, g - j0);
+      switch (h.kv_dtype) {
+        case TS_F32:
+          detail::attention_chunk_group<F32Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
+          break;
+        case TS_BF16:
+          detail::attention_chunk_group<Bf16Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
+          break;
+        default:
+          detail::attention_chunk_group<F16Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
+          break;
+      }
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < g; ++j) parts[j] = attention_chunk(h, q[j], i, r0, r1, out[j]);
 }
 
 // Merges n partials (outputs at outs + c * ld_outs) into out[0 .. head_dim). A
