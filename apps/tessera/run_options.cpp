@@ -1,6 +1,7 @@
 #include "run_options.hpp"
 
 #include <tessera/core/error.hpp>
+#include <tessera/dtype.hpp>
 
 namespace tessera::cli {
 
@@ -13,7 +14,7 @@ void add_kv_dtype_option(CLI::App& cmd, std::string& kv_dtype) {
 
 void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype) {
   if (kv_dtype.empty()) return;
-  manifest.runtime.kv_dtype = kv_dtype == "f32" ? TS_F32 : kv_dtype == "bf16" ? TS_BF16 : TS_F16;
+  manifest.runtime.kv_dtype = parse_dtype(kv_dtype);  // CLI11 let only f32, bf16 and f16 through
 }
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {

@@ -86,7 +86,7 @@ char32_t byte_to_unicode(std::uint8_t byte) {
 }
 
 struct Tokenizer::Impl {
-  std::vector<std::string> tokens;
+  TokenizerData source;  // as given (source.tokens: the vocabulary), ignore_merges resolved
   std::vector<TokenType> types;
   std::vector<std::string> bytes_of_token;
   std::unordered_map<std::string, std::int32_t> id_of_token;
@@ -99,7 +99,6 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
   std::optional<std::int32_t> bos, eos, unknown;
   bool add_bos = false;
-  TokenizerData source;  // as given, ignore_merges resolved
 
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const;
   void encode_plain(std::string_view text, std::vector<std::int32_t>& out,
@@ -221,7 +220,8 @@ Tokenizer Tokenizer::from_data(const TokenizerData& data) {
   impl->pre_kind = pre_tokenizer_kind_from_gguf_name(data.pre);
   // As llama.cpp does for Llama 3, matching its Hugging Face tokenizer.json.
   impl->ignore_merges = data.ignore_merges.value_or(impl->pre_kind == PreTokenizerKind::kLlama3);
-  impl->tokens = data.tokens;
+  impl->source = data;
+  impl->source.ignore_merges = impl->ignore_merges;
   const auto count = static_cast<std::int32_t>(data.tokens.size());
   impl->types.resize(data.tokens.size(), TokenType::kNormal);
   for (std::size_t i = 0; i < data.token_types.size(); ++i) {
@@ -281,11 +281,12 @@ Tokenizer Tokenizer::from_data(const TokenizerData& data) {
     if (is_added(impl->types[static_cast<std::size_t>(id)])) added.push_back(id);
   }
   std::stable_sort(added.begin(), added.end(), [&](std::int32_t a, std::int32_t b) {
-    return impl->tokens[static_cast<std::size_t>(a)].size() >
-           impl->tokens[static_cast<std::size_t>(b)].size();
+    return impl->source.tokens[static_cast<std::size_t>(a)].size() >
+           impl->source.tokens[static_cast<std::size_t>(b)].size();
   });
   for (const std::int32_t id : added) {
-    const auto first = static_cast<unsigned char>(impl->tokens[static_cast<std::size_t>(id)][0]);
+    const auto first =
+        static_cast<unsigned char>(impl->source.tokens[static_cast<std::size_t>(id)][0]);
     impl->added_by_first_byte[first].push_back(id);
     impl->has_added = true;
   }
@@ -305,8 +306,6 @@ Tokenizer Tokenizer::from_data(const TokenizerData& data) {
     throw TokenizerError(where +
                          ": tokenizer.ggml.add_bos_token is true but no bos_token_id is set");
   }
-  impl->source = data;
-  impl->source.ignore_merges = impl->ignore_merges;
   return Tokenizer(std::move(impl));
 }
 
@@ -331,7 +330,7 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text,
   while (pos < text.size()) {
     std::optional<std::int32_t> hit;
     for (const std::int32_t id : impl.added_by_first_byte[static_cast<unsigned char>(text[pos])]) {
-      if (text.substr(pos).starts_with(impl.tokens[static_cast<std::size_t>(id)])) {
+      if (text.substr(pos).starts_with(impl.source.tokens[static_cast<std::size_t>(id)])) {
         hit = id;
         break;
       }
@@ -342,7 +341,7 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text,
     }
     impl.encode_plain(text.substr(plain_begin, pos - plain_begin), out, cache);
     out.push_back(*hit);
-    pos += impl.tokens[static_cast<std::size_t>(*hit)].size();
+    pos += impl.source.tokens[static_cast<std::size_t>(*hit)].size();
     plain_begin = pos;
   }
   impl.encode_plain(text.substr(plain_begin), out, cache);
@@ -369,7 +368,7 @@ std::string Tokenizer::token_bytes(std::int32_t id) const {
 }
 
 std::int32_t Tokenizer::vocab_size() const {
-  return static_cast<std::int32_t>(impl_->tokens.size());
+  return static_cast<std::int32_t>(impl_->source.tokens.size());
 }
 
 std::optional<std::int32_t> Tokenizer::token_id(std::string_view token_text) const {
@@ -384,7 +383,7 @@ const std::string& Tokenizer::token_text(std::int32_t id) const {
                          " is outside the vocabulary of " + std::to_string(vocab_size()) +
                          " tokens");
   }
-  return impl_->tokens[static_cast<std::size_t>(id)];
+  return impl_->source.tokens[static_cast<std::size_t>(id)];
 }
 
 bool Tokenizer::is_special(std::int32_t id) const {

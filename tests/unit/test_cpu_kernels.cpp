@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -225,21 +226,46 @@ TEST(CpuKernels, UnsupportedWeightDtypeIsRefused) {
 }
 
 // `values` in a KV cache of `dtype`: f32 as they are, 16-bit rounded.
-struct CacheRows {
-  std::vector<float> f32;
-  std::vector<uint16_t> half;
-  const void* data(ts_dtype dtype) const {
-    return dtype == TS_F32 ? static_cast<const void*>(f32.data()) : half.data();
+// Random K and V rows ([cached + n_new][stride], seeds `seed` and seed + 1) stored in a
+// cache of kv_dtype (16-bit: rounded), and the AttentionHead over the first head_dim
+// columns; the caller sets mask and scale.
+class RandomCache {
+ public:
+  RandomCache(ts_dtype kv_dtype, int64_t stride, int64_t head_dim, int64_t cached, int64_t n_new,
+              uint64_t seed)
+      : k_(stored(static_cast<size_t>((cached + n_new) * stride), seed, kv_dtype)),
+        v_(stored(static_cast<size_t>((cached + n_new) * stride), seed + 1, kv_dtype)) {
+    head.k = k_.data();
+    head.v = v_.data();
+    head.kv_dtype = kv_dtype;
+    head.row_stride = stride;
+    head.head_dim = head_dim;
+    head.cached = cached;
+    head.n_new = n_new;
   }
+  RandomCache(const RandomCache&) = delete;
+  RandomCache& operator=(const RandomCache&) = delete;
+
+  tessera::cpu::AttentionHead head;
+
+ private:
+  // The values' bytes in the cache's dtype.
+  static std::vector<unsigned char> stored(size_t n, uint64_t seed, ts_dtype dtype) {
+    const std::vector<float> values = normal_floats(n, seed);
+    std::vector<unsigned char> bytes(n * tessera::dtype_size(dtype));
+    for (size_t i = 0; i < n; ++i) {
+      if (dtype == TS_F32) {
+        std::memcpy(bytes.data() + 4 * i, &values[i], 4);
+      } else {
+        const uint16_t h =
+            dtype == TS_BF16 ? tessera::f32_to_bf16(values[i]) : tessera::f32_to_f16(values[i]);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+    }
+    return bytes;
+  }
+  std::vector<unsigned char> k_, v_;
 };
-CacheRows cache_rows(std::vector<float> values, ts_dtype dtype) {
-  CacheRows c;
-  if (dtype != TS_F32)
-    for (const float f : values)
-      c.half.push_back(dtype == TS_BF16 ? tessera::f32_to_bf16(f) : tessera::f32_to_f16(f));
-  c.f32 = std::move(values);
-  return c;
-}
 
 // Random K/V rows (row stride wider than a head, like a cache of several KV
 // heads) in a cache of kv_dtype, and queries; compares the fast path with the
@@ -247,14 +273,11 @@ CacheRows cache_rows(std::vector<float> values, ts_dtype dtype) {
 // [first, first + count).
 void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t first, int64_t count,
                      bool tree_mask, uint64_t seed, ts_dtype kv_dtype = TS_F32) {
-  const int64_t stride = head_dim * 3 + 1, rows = cached + n_new;
-  const CacheRows k = cache_rows(normal_floats(static_cast<size_t>(rows * stride), seed), kv_dtype);
-  const CacheRows v =
-      cache_rows(normal_floats(static_cast<size_t>(rows * stride), seed + 1), kv_dtype);
+  RandomCache cache(kv_dtype, head_dim * 3 + 1, head_dim, cached, n_new, seed);
+  tessera::cpu::AttentionHead& h = cache.head;
   const int64_t ldq = head_dim + 5;
   const std::vector<float> q = normal_floats(static_cast<size_t>(count * ldq), seed + 2);
   std::vector<uint8_t> mask;
-  tessera::cpu::AttentionHead h;
   if (tree_mask) {
     // Each token sees itself and, pseudo-randomly, about half of the others.
     tessera::Rng rng(seed + 3);
@@ -264,13 +287,6 @@ void check_attention(int64_t head_dim, int64_t cached, int64_t n_new, int64_t fi
         mask[static_cast<size_t>(i * n_new + j)] = i == j || rng.uniform() < 0.5f ? 1 : 0;
     h.mask = mask.data();
   }
-  h.k = k.data(kv_dtype);
-  h.v = v.data(kv_dtype);
-  h.kv_dtype = kv_dtype;
-  h.row_stride = stride;
-  h.head_dim = head_dim;
-  h.cached = cached;
-  h.n_new = n_new;
   h.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t ldo = head_dim + 2;
   std::vector<float> want(static_cast<size_t>(count * ldo), NAN), got(want.size(), NAN);
@@ -318,21 +334,11 @@ TEST(CpuKernels, SplitKvChunksMergeToTheReference) {
   for (const ts_dtype kv_dtype : {TS_F32, TS_BF16, TS_F16})
     for (const bool tree : {false, true}) {
       const int64_t rows = cached + n_new;
-      const CacheRows k =
-          cache_rows(normal_floats(static_cast<size_t>(rows * stride), 21), kv_dtype);
-      const CacheRows v =
-          cache_rows(normal_floats(static_cast<size_t>(rows * stride), 22), kv_dtype);
+      RandomCache cache(kv_dtype, stride, hd, cached, n_new, 21);
+      tessera::cpu::AttentionHead& h = cache.head;
       const std::vector<float> q = normal_floats(static_cast<size_t>(n_new * hd), 23);
       // Token 1 sees only itself among the new rows; token 2 sees 0 and 2.
       const std::vector<uint8_t> mask = {1, 0, 0, 0, 1, 0, 1, 0, 1};
-      tessera::cpu::AttentionHead h;
-      h.k = k.data(kv_dtype);
-      h.v = v.data(kv_dtype);
-      h.kv_dtype = kv_dtype;
-      h.row_stride = stride;
-      h.head_dim = hd;
-      h.cached = cached;
-      h.n_new = n_new;
       h.mask = tree ? mask.data() : nullptr;
       h.scale = 0.125f;
       std::vector<float> want(static_cast<size_t>(n_new * hd));
@@ -377,19 +383,9 @@ TEST(CpuKernels, GroupedChunksEqualOneQueryAtATime) {
       for (const int64_t hd : {64, 48, 20})
         for (const bool tree : {false, true}) {
           const IsaScope scope(isa);
-          const int64_t stride = 2 * hd + 3, rows = cached + n_new;
-          const CacheRows k =
-              cache_rows(normal_floats(static_cast<size_t>(rows * stride), 31), kv_dtype);
-          const CacheRows v =
-              cache_rows(normal_floats(static_cast<size_t>(rows * stride), 32), kv_dtype);
-          tessera::cpu::AttentionHead h;
-          h.k = k.data(kv_dtype);
-          h.v = v.data(kv_dtype);
-          h.kv_dtype = kv_dtype;
-          h.row_stride = stride;
-          h.head_dim = hd;
-          h.cached = cached;
-          h.n_new = n_new;
+          const int64_t rows = cached + n_new;
+          RandomCache cache(kv_dtype, 2 * hd + 3, hd, cached, n_new, 31);
+          tessera::cpu::AttentionHead& h = cache.head;
           h.mask = tree ? mask.data() : nullptr;
           h.scale = 0.1f;
           for (int g = 1; g <= 5; ++g) {

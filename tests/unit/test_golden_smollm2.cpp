@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,28 +108,38 @@ TEST_F(GoldenSmolLM2, TokenizerAndChatTemplateGiveTheGoldenIds) {
   }
 }
 
-TEST_F(GoldenSmolLM2, GreedyTokensAndTopLogitsMatch) {
-  if (!kOptimisedBuild) GTEST_SKIP() << "runs in optimised builds only (the ci preset)";
-  LoadedModel& loaded = *loaded_;
+// Runs every golden case on the model with its KV cache in kv_dtype (unset: the blocks'
+// default), prints the summary under `label` and checks that every case ran to the end.
+void run_golden_cases(const LoadedModel& loaded, const json& golden,
+                      std::optional<ts_dtype> kv_dtype, double tolerance, const char* label) {
   Manifest manifest = loaded.manifest;
   // The golden runs generate exactly 32 tokens, through any end token.
   manifest.model.eos_token_ids.clear();
+  manifest.runtime.kv_dtype = kv_dtype;
   ModelOptions options;
   options.capacity = 512;
   Model model(manifest, test::plugins(), loaded.weights, test::test_pool(), options);
+  if (kv_dtype) {
+    ASSERT_EQ(model.kv_cache().layer_shape(0).dtype, *kv_dtype);
+  }
 
   test::GoldenStats stats;
   const auto start = std::chrono::steady_clock::now();
-  for (const json& c : golden_->at("cases")) {
-    const test::GoldenCase golden = test::golden_case_from_json(c);
-    ASSERT_LE(golden.prompt.size() + golden.greedy.size(), 512u);
-    test::expect_matches_golden(model, test::plugins(), golden, kTolerance, stats);
+  for (const json& c : golden.at("cases")) {
+    const test::GoldenCase golden_case = test::golden_case_from_json(c);
+    ASSERT_LE(golden_case.prompt.size() + golden_case.greedy.size(), 512u);
+    test::expect_matches_golden(model, test::plugins(), golden_case, tolerance, stats);
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  test::print_golden_summary("SmolLM2 golden", stats, kTolerance);
-  std::printf("SmolLM2 golden: %.1f s for %zu cases\n", seconds, golden_->at("cases").size());
-  EXPECT_EQ(stats.cases_completed, static_cast<int>(golden_->at("cases").size()));
+  test::print_golden_summary(label, stats, tolerance);
+  std::printf("%s: %.1f s for %zu cases\n", label, seconds, golden.at("cases").size());
+  EXPECT_EQ(stats.cases_completed, static_cast<int>(golden.at("cases").size()));
+}
+
+TEST_F(GoldenSmolLM2, GreedyTokensAndTopLogitsMatch) {
+  if (!kOptimisedBuild) GTEST_SKIP() << "runs in optimised builds only (the ci preset)";
+  run_golden_cases(*loaded_, *golden_, std::nullopt, kTolerance, "SmolLM2 golden");
 }
 
 // An f16 KV cache ([runtime] kv_dtype = "f16", as llama.cpp keeps it by default) against
@@ -137,20 +148,7 @@ TEST_F(GoldenSmolLM2, GreedyTokensAndTopLogitsMatch) {
 // the tolerance is 2.5x that), still far below a token's margin but for near-ties.
 TEST_F(GoldenSmolLM2, F16KvCacheKeepsTheGreedyTokens) {
   if (!kOptimisedBuild) GTEST_SKIP() << "runs in optimised builds only (the ci preset)";
-  LoadedModel& loaded = *loaded_;
-  Manifest manifest = loaded.manifest;
-  manifest.model.eos_token_ids.clear();
-  manifest.runtime.kv_dtype = TS_F16;
-  ModelOptions options;
-  options.capacity = 512;
-  Model model(manifest, test::plugins(), loaded.weights, test::test_pool(), options);
-  ASSERT_EQ(model.kv_cache().layer_shape(0).dtype, TS_F16);
-  test::GoldenStats stats;
-  for (const json& c : golden_->at("cases"))
-    test::expect_matches_golden(model, test::plugins(), test::golden_case_from_json(c),
-                                kF16KvTolerance, stats);
-  test::print_golden_summary("SmolLM2 golden, f16 KV cache", stats, kF16KvTolerance);
-  EXPECT_EQ(stats.cases_completed, static_cast<int>(golden_->at("cases").size()));
+  run_golden_cases(*loaded_, *golden_, TS_F16, kF16KvTolerance, "SmolLM2 golden, f16 KV cache");
 }
 
 }  // namespace

@@ -120,18 +120,9 @@ void attention_one_by_one(const AttentionHead& h, const float* q, int64_t ldq, i
 
 inline void attention_one_by_one(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
                                  int64_t count, float* out, int64_t ldo) {
-  switch (h.kv_dtype) {
-    case TS_F32:
-      return attention_one_by_one<F32Elems>(h, q, ldq, first, count, out, ldo);
-    case TS_BF16:
-      return attention_one_by_one<Bf16Elems>(h, q, ldq, first, count, out, ldo);
-    case TS_F16:
-      return attention_one_by_one<F16Elems>(h, q, ldq, first, count, out, ldo);
-    default:
-      throw std::invalid_argument(std::string("attention: KV cache dtype ") +
-                                  dtype_name(h.kv_dtype) + " is not supported (expected f32, " +
-                                  "bf16 or f16)");
-  }
+  with_elems(h.kv_dtype, "attention: KV cache", [&](auto elems) {
+    attention_one_by_one<decltype(elems)>(h, q, ldq, first, count, out, ldo);
+  });
 }
 
 // dst[r * n + d] = src row r element d as f32, for r < rows, d < n.
@@ -156,15 +147,11 @@ inline AttentionHead widened_head(const AttentionHead& h, int64_t rows) {
   const int64_t hd = h.head_dim;
   float* k = scratch_floats(static_cast<size_t>(rows * hd), 4);
   float* v = scratch_floats(static_cast<size_t>(rows * hd), 5);
-  const auto* k16 = static_cast<const uint16_t*>(h.k);
-  const auto* v16 = static_cast<const uint16_t*>(h.v);
-  if (h.kv_dtype == TS_BF16) {
-    widen_rows<Bf16Elems>(k16, h.row_stride, rows, hd, k);
-    widen_rows<Bf16Elems>(v16, h.row_stride, rows, hd, v);
-  } else {
-    widen_rows<F16Elems>(k16, h.row_stride, rows, hd, k);
-    widen_rows<F16Elems>(v16, h.row_stride, rows, hd, v);
-  }
+  with_elems(h.kv_dtype, "attention: KV cache", [&](auto elems) {
+    using L = decltype(elems);
+    widen_rows<L>(static_cast<const typename L::Elem*>(h.k), h.row_stride, rows, hd, k);
+    widen_rows<L>(static_cast<const typename L::Elem*>(h.v), h.row_stride, rows, hd, v);
+  });
   AttentionHead w = h;
   w.k = k;
   w.v = v;
@@ -261,12 +248,8 @@ inline void attention_queries(const AttentionHead& h, const float* q, int64_t ld
                               int64_t count, float* out, int64_t ldo) {
 #if TESSERA_CPU_AVX2
   // A 16-bit cache is widened once for all the tiles of this call.
-  const bool tiled = count >= kMinTiledQueries;
-  const bool widen = tiled && (h.kv_dtype == TS_BF16 || h.kv_dtype == TS_F16);
+  const bool widen = count >= kMinTiledQueries && h.kv_dtype != TS_F32;
   const AttentionHead wide = widen ? detail::widened_head(h, h.rows_for(first + count - 1)) : h;
-  if (tiled && wide.kv_dtype != TS_F32)
-    throw std::invalid_argument(std::string("attention: KV cache dtype ") + dtype_name(h.kv_dtype) +
-                                " is not supported (expected f32, bf16 or f16)");
   for (int64_t t0 = 0; t0 < count; t0 += kAttentionTile) {
     const int64_t n = std::min(kAttentionTile, count - t0);
     if (n >= kMinTiledQueries)

@@ -61,18 +61,9 @@ AttentionPartial attention_chunk(const AttentionHead& h, const float* q, int64_t
 // when the chunk has no visible row).
 inline AttentionPartial attention_chunk(const AttentionHead& h, const float* q, int64_t i,
                                         int64_t r0, int64_t r1, float* out) {
-  switch (h.kv_dtype) {
-    case TS_F32:
-      return detail::attention_chunk<F32Elems>(h, q, i, r0, r1, out);
-    case TS_BF16:
-      return detail::attention_chunk<Bf16Elems>(h, q, i, r0, r1, out);
-    case TS_F16:
-      return detail::attention_chunk<F16Elems>(h, q, i, r0, r1, out);
-    default:
-      throw std::invalid_argument(std::string("attention: KV cache dtype ") +
-                                  dtype_name(h.kv_dtype) +
-                                  " is not supported (expected f32, bf16 or f16)");
-  }
+  return with_elems(h.kv_dtype, "attention: KV cache", [&](auto elems) {
+    return detail::attention_chunk<decltype(elems)>(h, q, i, r0, r1, out);
+  });
 }
 
 #if TESSERA_CPU_AVX512
@@ -85,9 +76,9 @@ constexpr int64_t kMaxGroupDim = 128;  // head_dim up to eight 16-float vectors
 // one KV head for the same new token i) over rows [r0, r1): each K and V row is loaded and
 // converted once for all of them. head_dim % 16 == 0, head_dim <= kMaxGroupDim.
 template <class L, int V>
-TESSERA_TARGET_AVX512 void attention_chunk_group(const AttentionHead& h, const float* const* q,
-                                                 int g, int64_t i, int64_t r0, int64_t r1,
-                                                 float* const* out, AttentionPartial* parts) {
+TESSERA_TARGET_AVX512 void chunk_group_kernel(const AttentionHead& h, const float* const* q, int g,
+                                              int64_t i, int64_t r0, int64_t r1, float* const* out,
+                                              AttentionPartial* parts) {
   using Elem = typename L::Elem;
   r1 = std::min(r1, h.rows_for(i));
   const int64_t rows = r1 - r0;
@@ -133,27 +124,15 @@ TESSERA_TARGET_AVX512 void attention_chunk_group(const AttentionHead& h, const f
     for (int v = 0; v < V; ++v) _mm512_storeu_ps(out[j] + 16 * v, acc[j][v]);
 }
 
-template <class L>
+// chunk_group_kernel with V = head_dim / 16 vectors per row (1 .. kMaxGroupDim / 16).
+template <class L, int V = 1>
 void attention_chunk_group(const AttentionHead& h, const float* const* q, int g, int64_t i,
                            int64_t r0, int64_t r1, float* const* out, AttentionPartial* parts) {
-  switch (h.head_dim / 16) {
-    case 1:
-      return attention_chunk_group<L, 1>(h, q, g, i, r0, r1, out, parts);
-    case 2:
-      return attention_chunk_group<L, 2>(h, q, g, i, r0, r1, out, parts);
-    case 3:
-      return attention_chunk_group<L, 3>(h, q, g, i, r0, r1, out, parts);
-    case 4:
-      return attention_chunk_group<L, 4>(h, q, g, i, r0, r1, out, parts);
-    case 5:
-      return attention_chunk_group<L, 5>(h, q, g, i, r0, r1, out, parts);
-    case 6:
-      return attention_chunk_group<L, 6>(h, q, g, i, r0, r1, out, parts);
-    case 7:
-      return attention_chunk_group<L, 7>(h, q, g, i, r0, r1, out, parts);
-    default:
-      return attention_chunk_group<L, 8>(h, q, g, i, r0, r1, out, parts);
+  if constexpr (V < kMaxGroupDim / 16) {
+    if (h.head_dim / 16 != V)
+      return attention_chunk_group<L, V + 1>(h, q, g, i, r0, r1, out, parts);
   }
+  chunk_group_kernel<L, V>(h, q, g, i, r0, r1, out, parts);
 }
 
 }  // namespace detail
@@ -167,22 +146,12 @@ inline void attention_chunk_group(const AttentionHead& h, const float* const* q,
                                   int64_t r0, int64_t r1, float* const* out,
                                   AttentionPartial* parts) {
 #if TESSERA_CPU_AVX512
-  if (active_isa() == Isa::avx512 && h.head_dim % 16 == 0 && h.head_dim <= detail::kMaxGroupDim &&
-      (h.kv_dtype == TS_F32 || h.kv_dtype == TS_BF16 || h.kv_dtype == TS_F16)) {
-    for (int j0 = 0; j0 < g; j0 += detail::kMaxGroupQueries) {
-      const int n = std::min(detail::kMaxGroupQueries, g - j0);
-      switch (h.kv_dtype) {
-        case TS_F32:
-          detail::attention_chunk_group<F32Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
-          break;
-        case TS_BF16:
-          detail::attention_chunk_group<Bf16Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
-          break;
-        default:
-          detail::attention_chunk_group<F16Elems>(h, q + j0, n, i, r0, r1, out + j0, parts + j0);
-          break;
-      }
-    }
+  if (active_isa() == Isa::avx512 && h.head_dim % 16 == 0 && h.head_dim <= detail::kMaxGroupDim) {
+    with_elems(h.kv_dtype, "attention: KV cache", [&](auto elems) {
+      for (int j0 = 0; j0 < g; j0 += detail::kMaxGroupQueries)
+        detail::attention_chunk_group<decltype(elems)>(
+            h, q + j0, std::min(detail::kMaxGroupQueries, g - j0), i, r0, r1, out + j0, parts + j0);
+    });
     return;
   }
 #endif

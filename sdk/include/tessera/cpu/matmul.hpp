@@ -383,23 +383,11 @@ void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem
 inline void matmul_nt_range(const float* x, int64_t m, int64_t ldx, const MatrixView& w, int64_t n0,
                             int64_t n1, float* y, int64_t ldy) {
   if (m <= 0 || n1 <= n0) return;
-  switch (w.dtype) {
-    case TS_F32:
-      detail::matmul_range<F32Elems>(x, ldx, m, static_cast<const float*>(w.data), w.row_stride,
-                                     w.cols, n0, n1, y, ldy);
-      break;
-    case TS_BF16:
-      detail::matmul_range<Bf16Elems>(x, ldx, m, static_cast<const uint16_t*>(w.data), w.row_stride,
-                                      w.cols, n0, n1, y, ldy);
-      break;
-    case TS_F16:
-      detail::matmul_range<F16Elems>(x, ldx, m, static_cast<const uint16_t*>(w.data), w.row_stride,
-                                     w.cols, n0, n1, y, ldy);
-      break;
-    default:
-      throw std::invalid_argument(std::string("matmul: weight dtype ") + dtype_name(w.dtype) +
-                                  " is not supported (expected f32, bf16 or f16)");
-  }
+  with_elems(w.dtype, "matmul: weight", [&](auto elems) {
+    using L = decltype(elems);
+    detail::matmul_range<L>(x, ldx, m, static_cast<const typename L::Elem*>(w.data), w.row_stride,
+                            w.cols, n0, n1, y, ldy);
+  });
 }
 
 // How many rows of output a thread takes at a time, and the smallest number of
@@ -454,11 +442,8 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
   for (int t = 0; t < n_targets; ++t) {
     if (t > 0 && targets[t].w.cols != targets[0].w.cols)
       throw std::invalid_argument("matmul_nt_many: products have different inner sizes");
-    if (targets[t].w.dtype != TS_F32 && targets[t].w.dtype != TS_BF16 &&
-        targets[t].w.dtype != TS_F16)
-      throw std::invalid_argument(std::string("matmul: weight dtype ") +
-                                  dtype_name(targets[t].w.dtype) +
-                                  " is not supported (expected f32, bf16 or f16)");
+    if (!has_elems(targets[t].w.dtype))
+      throw std::invalid_argument(unsupported_elems_message(targets[t].w.dtype, "matmul: weight"));
     units += (targets[t].w.rows + split - 1) / split;
   }
   const int64_t grain = matmul_grain(m, targets[0].w.cols);

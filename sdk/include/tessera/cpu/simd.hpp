@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -51,6 +53,32 @@ struct F16Elems {
   }
 #endif
 };
+
+inline bool has_elems(int32_t dtype) {
+  return dtype == TS_F32 || dtype == TS_BF16 || dtype == TS_F16;
+}
+
+// "<what> dtype X is not supported (expected f32, bf16 or f16)".
+inline std::string unsupported_elems_message(int32_t dtype, const char* what) {
+  return std::string(what) + " dtype " + dtype_name(dtype) +
+         " is not supported (expected f32, bf16 or f16)";
+}
+
+// Calls f(L{}) with the element loader of `dtype` (F32Elems, Bf16Elems or F16Elems) and
+// returns its result; another dtype throws std::invalid_argument (unsupported_elems_message).
+template <class F>
+decltype(auto) with_elems(int32_t dtype, const char* what, F&& f) {
+  switch (dtype) {
+    case TS_F32:
+      return f(F32Elems{});
+    case TS_BF16:
+      return f(Bf16Elems{});
+    case TS_F16:
+      return f(F16Elems{});
+    default:
+      throw std::invalid_argument(unsupported_elems_message(dtype, what));
+  }
+}
 
 #if TESSERA_CPU_AVX2
 inline float hsum(__m256 v) {
