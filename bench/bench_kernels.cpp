@@ -3,13 +3,14 @@
 // Memory-bound cases report bytes/s and "of_probe", their share of the read
 // bandwidth the core's probe measures in the same case; compute-bound ones
 // report FLOP/s. Run with --benchmark_min_time=... as usual.
-#include <tessera/core/bandwidth_probe.hpp>
-#include <tessera/core/thread_pool.hpp>
-#include <tessera/core/weights.hpp>
 #include <tessera/cpu/attention.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/engine/weights.hpp>
 #include <tessera/plugin.hpp>
+#include <tessera/tools/bandwidth_probe.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -2,8 +2,8 @@
 // Built by scripts/fuzz.sh; any other exception, a crash or a sanitizer report is a bug.
 #include <cstddef>
 #include <cstdint>
-#include <tessera/core/error.hpp>
-#include <tessera/core/gguf.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/formats/gguf.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

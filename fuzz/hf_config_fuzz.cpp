@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <tessera/core/error.hpp>
-#include <tessera/core/hf_config.hpp>
-#include <tessera/core/manifest.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/formats/hf_config.hpp>
 #include <vector>
 
 namespace {

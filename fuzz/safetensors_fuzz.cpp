@@ -3,8 +3,9 @@
 // input. Built by scripts/fuzz.sh; any other exception, a crash or a sanitizer report is a bug.
 #include <cstddef>
 #include <cstdint>
-#include <tessera/core/error.hpp>
-#include <tessera/core/weights.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/formats/safetensors.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

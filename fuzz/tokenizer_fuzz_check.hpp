@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
-#include "tessera/core/chat_template.hpp"
-#include "tessera/core/tokenizer.hpp"
-#include "tessera/core/unicode.hpp"
+#include "tessera/chat/chat_template.hpp"
+#include "tessera/text/tokenizer.hpp"
+#include "tessera/text/unicode.hpp"
 
 namespace tessera::fuzz {
 

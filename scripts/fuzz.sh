@@ -19,25 +19,25 @@ max_len=2048
 merge=-merge=1
 case "$target" in
   gguf)
-    sources=(fuzz/gguf_fuzz.cpp core/src/gguf.cpp core/src/dequantize.cpp core/src/tensor.cpp)
+    sources=(fuzz/gguf_fuzz.cpp core/src/formats/gguf.cpp core/src/formats/dequantize.cpp core/src/engine/tensor.cpp)
     seeds=("$root/tests/data/gguf")
     ;;
   tokenizer)
-    sources=(fuzz/tokenizer_fuzz.cpp core/src/tokenizer.cpp core/src/tokenizer_json.cpp
-      core/src/tokenizer_pretokenize.cpp core/src/unicode.cpp core/src/unicode_tables.cpp
-      core/src/chat_template.cpp)
+    sources=(fuzz/tokenizer_fuzz.cpp core/src/text/tokenizer.cpp core/src/text/tokenizer_json.cpp
+      core/src/text/tokenizer_pretokenize.cpp core/src/text/unicode.cpp core/src/text/unicode_tables.cpp
+      core/src/chat/chat_template.cpp)
     seeds=()  # the fuzzer finds its way from nothing; golden files would bloat the corpus
     # Every BPE loop count is a feature: -merge=1 keeps ~600 inputs, a set cover ~200 with
     # the same features.
     merge=-set_cover_merge=1
     ;;
   safetensors)
-    sources=(fuzz/safetensors_fuzz.cpp core/src/weights.cpp core/src/tensor.cpp)
+    sources=(fuzz/safetensors_fuzz.cpp core/src/engine/weights.cpp core/src/formats/safetensors.cpp core/src/engine/tensor.cpp)
     seeds=("$root/fuzz/seeds/safetensors")
     ;;
   hf_config)
-    sources=(fuzz/hf_config_fuzz.cpp core/src/hf_config.cpp core/src/manifest.cpp
-      core/src/params.cpp)
+    sources=(fuzz/hf_config_fuzz.cpp core/src/formats/hf_config.cpp core/src/engine/manifest.cpp
+      core/src/engine/params.cpp)
     seeds=("$root/fuzz/seeds/hf_config")
     max_len=4096  # a DeciLM config with a few block_configs entries
     ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generates core/src/unicode_tables.cpp: the code point ranges of the Unicode
+"""Generates core/src/text/unicode_tables.cpp: the code point ranges of the Unicode
 general categories the pre-tokenizers need (\\p{L} letters, \\p{N} numbers).
 
-Usage: python3 scripts/gen_unicode_tables.py > core/src/unicode_tables.cpp
+Usage: python3 scripts/gen_unicode_tables.py > core/src/text/unicode_tables.cpp
 The data comes from Python's unicodedata; the Unicode version is written into the file.
 """
 import sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generated files (core/src/unicode_tables.cpp) are left as their generator writes them.
+# Generated files (core/src/text/unicode_tables.cpp) are left as their generator writes them.
 # Lint job (scripts/test.sh runs it after the ci build; also on its own):
 #   1. clang-format --dry-run --Werror on the tree's own C, C++ and CUDA sources
 #   2. clang-tidy (.clang-tidy) on the core's, the tessera command's and the CPU
@@ -29,7 +29,7 @@ done
 
 # Tracked and new (not ignored) files: never build folders or third-party code.
 mapfile -t sources < <(git ls-files --cached --others --exclude-standard -- \
-  '*.h' '*.hpp' '*.cpp' '*.cu' '*.cuh' ':!core/src/unicode_tables.cpp' | sort -u)
+  '*.h' '*.hpp' '*.cpp' '*.cu' '*.cuh' ':!core/src/text/unicode_tables.cpp' | sort -u)
 existing=()
 for f in "${sources[@]}"; do [[ -f "$f" ]] && existing+=("$f"); done
 echo "==> clang-format: ${#existing[@]} files"
@@ -47,7 +47,7 @@ if [[ ! -f "$build_dir/compile_commands.json" ]]; then
   cmake --preset dev -B "$build_dir" >/dev/null
 fi
 # The core, the tessera command and the CPU plugins (the CUDA sources need nvcc's view).
-mapfile -t core_sources < <(ls core/src/*.cpp apps/tessera/*.cpp plugins/*/*/*.cpp \
+mapfile -t core_sources < <(ls core/src/*/*.cpp apps/tessera/*.cpp plugins/*/*/*.cpp \
   plugins/*/*/src/*.cpp 2>/dev/null | grep -v '/cuda/')
 echo "==> clang-tidy: ${#core_sources[@]} sources (compile commands from $build_dir)"
 # One clang-tidy per file, TESSERA_JOBS (default 2) at a time; each prints its findings.

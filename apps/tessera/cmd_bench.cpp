@@ -5,14 +5,15 @@
 // plus the KV cache up to the current context, so
 //   share = decode tok/s x bytes read per token / read bandwidth
 // is the fraction of the physical limit reached (1.0 = at the limit).
-#include <tessera/core/bandwidth_probe.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/model_source.hpp>
-#include <tessera/core/thread_pool.hpp>
 #include <tessera/cpu/isa.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/formats/model_source.hpp>
+#include <tessera/tools/bandwidth_probe.hpp>
 
 #include <algorithm>
 #include <chrono>

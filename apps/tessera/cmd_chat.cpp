@@ -2,11 +2,11 @@
 // streams out as it is generated. The KV cache is kept between turns, so each turn prefills
 // only what is new. /reset starts a new conversation, /exit (or the end of input) quits.
 #include <unistd.h>
-#include <tessera/core/chat_session.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/text_stream.hpp>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/chat/chat_session.hpp>
+#include <tessera/chat/text_stream.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/thread_pool.hpp>
 
 #include <algorithm>
 #include <iostream>

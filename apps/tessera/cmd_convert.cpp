@@ -2,11 +2,12 @@
 // Hugging Face folder) and write it as a Hugging Face folder or as manifest.toml +
 // model.safetensors. Output goes to a staging folder first and is renamed into place, so a
 // failed conversion leaves nothing that looks like a model.
-#include <tessera/core/error.hpp>
-#include <tessera/core/hf_writer.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model_source.hpp>
-#include <tessera/core/staging_folder.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/formats/hf_writer.hpp>
+#include <tessera/formats/model_source.hpp>
+#include <tessera/formats/safetensors.hpp>
+#include <tessera/tools/staging_folder.hpp>
 
 #include <filesystem>
 #include <fstream>

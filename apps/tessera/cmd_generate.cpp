@@ -1,12 +1,12 @@
 // tessera generate: run a model on a prompt and stream the new tokens (as text when the prompt
 // is text, as ids when it is --tokens).
-#include <tessera/core/chat_session.hpp>
-#include <tessera/core/chat_template.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/generator.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/text_stream.hpp>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/chat/chat_session.hpp>
+#include <tessera/chat/chat_template.hpp>
+#include <tessera/chat/text_stream.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/generator.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/thread_pool.hpp>
 
 #include <algorithm>
 #include <iostream>

@@ -2,10 +2,10 @@
 // shape, per-layer blocks (equal neighbours merged into ranges), parameters by block kind,
 // bytes by dtype, KV-cache bytes (in each layer's kv_dtype), tokenizer and chat template. --json
 // for tools.
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model_source.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <charconv>
 #include <filesystem>

@@ -1,9 +1,10 @@
 // tessera init-random: a model of a given shape with seeded random weights
 // (same seed, same bytes), written as manifest.toml + model.safetensors.
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/weights.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/formats/safetensors.hpp>
 
 #include <filesystem>
 #include <fstream>

@@ -1,6 +1,6 @@
 // tessera plugin-check: the conformance suite for one plugin library.
-#include <tessera/core/error.hpp>
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <cstdio>
 #include <iostream>

@@ -1,6 +1,6 @@
 // tessera plugins: every loaded plugin with its version, ABI, providers, devices and path.
-#include <tessera/core/plugin_registry.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <iostream>
 #include <memory>

@@ -1,10 +1,11 @@
 // tessera validate: parse a manifest, resolve every block to a plugin provider,
 // and check the weights against what the blocks expect by assembling the model.
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/plugin_registry.hpp>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <iostream>
 #include <memory>

@@ -3,7 +3,7 @@
 // and tree masks, and reports the error of every case.
 #pragma once
 
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <cstdint>
 #include <string>

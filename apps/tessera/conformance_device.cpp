@@ -5,17 +5,18 @@
 // (q/k/v, probabilities, attention output, y) over f32 accumulation.
 #include "conformance_device.hpp"
 
-#include <tessera/core/backend.hpp>
-#include <tessera/core/block.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/kv_cache.hpp>
-#include <tessera/core/params.hpp>
-#include <tessera/core/reference.hpp>
-#include <tessera/core/single_rank_comm.hpp>
-#include <tessera/core/tensor.hpp>
-#include <tessera/core/thread_pool.hpp>
-#include <tessera/core/weights.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/engine/backend.hpp>
+#include <tessera/engine/block.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/kv_cache.hpp>
+#include <tessera/engine/params.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/engine/single_rank_comm.hpp>
+#include <tessera/engine/tensor.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <algorithm>
 #include <array>

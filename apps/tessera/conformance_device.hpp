@@ -3,7 +3,7 @@
 // plugin itself, beside its file or in the usual plugin folders.
 #pragma once
 
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <vector>
 

@@ -1,6 +1,6 @@
 // tessera: the command-line front end. Exit code 0 on success; otherwise
 // non-zero with a one-line error on stderr.
-#include <tessera/core/log.hpp>
+#include <tessera/engine/log.hpp>
 
 #include <iostream>
 

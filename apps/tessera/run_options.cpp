@@ -1,7 +1,7 @@
 #include "run_options.hpp"
 
-#include <tessera/core/error.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/engine/error.hpp>
 
 namespace tessera::cli {
 

@@ -2,8 +2,8 @@
 // threads, plugin folders) and how tokens are chosen (decoder and sampling flags).
 #pragma once
 
-#include <tessera/core/generator.hpp>
-#include <tessera/core/model_source.hpp>
+#include <tessera/engine/generator.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <CLI/CLI.hpp>
 

@@ -1,6 +1,6 @@
 #include "setup.hpp"
 
-#include <tessera/core/error.hpp>
+#include <tessera/engine/error.hpp>
 
 #include <charconv>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // Pieces the sub-commands share: finding plugins, opening a model.
 #pragma once
 
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <cstdint>
 #include <filesystem>

@@ -5,7 +5,7 @@
 #include "attention_kernels.hpp"
 #include "cuda_test_util.hpp"
 
-#include <tessera/core/reference.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

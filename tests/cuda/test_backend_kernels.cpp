@@ -5,7 +5,7 @@
 #include "cuda_test_util.hpp"
 
 #include <tessera/abi.h>
-#include <tessera/core/reference.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

@@ -5,15 +5,15 @@
 // cases add long prefills, forced decode splits and the fast-versus-naive kernel choice.
 #include "cuda_test_util.hpp"
 
-#include <tessera/core/backend.hpp>
-#include <tessera/core/block.hpp>
-#include <tessera/core/kv_cache.hpp>
-#include <tessera/core/params.hpp>
-#include <tessera/core/plugin_registry.hpp>
-#include <tessera/core/reference.hpp>
-#include <tessera/core/single_rank_comm.hpp>
-#include <tessera/core/tensor.hpp>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/engine/backend.hpp>
+#include <tessera/engine/block.hpp>
+#include <tessera/engine/kv_cache.hpp>
+#include <tessera/engine/params.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/single_rank_comm.hpp>
+#include <tessera/engine/tensor.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

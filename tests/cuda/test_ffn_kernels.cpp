@@ -3,8 +3,8 @@
 #include "cuda_test_util.hpp"
 #include "ffn_kernels.hpp"
 
-#include <tessera/core/reference.hpp>
 #include <tessera/cuda/cublaslt.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

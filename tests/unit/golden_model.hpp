@@ -13,9 +13,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <tessera/core/generator.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/generator.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 
 #include <algorithm>
 #include <cmath>

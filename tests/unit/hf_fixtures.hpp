@@ -11,8 +11,8 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/manifest.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/manifest.hpp>
 #include <vector>
 
 namespace tessera::test {

@@ -2,13 +2,13 @@
 // real plugins, and the same model computed by hand with reference.hpp.
 #pragma once
 
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/plugin_registry.hpp>
-#include <tessera/core/reference.hpp>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,11 @@
 // The backend kind (ABI 1.1) without a GPU: the registry loads a backend provider, and the
 // core's Backend wrapper allocates tensors through it, copies both ways, forwards an
 // operation and turns TS_UNSUPPORTED into an error naming the backend.
-#include <tessera/core/backend.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/kv_cache.hpp>
-#include <tessera/core/plugin_registry.hpp>
-#include <tessera/core/tensor.hpp>
+#include <tessera/engine/backend.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/kv_cache.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/tensor.hpp>
 
 #include <gtest/gtest.h>
 

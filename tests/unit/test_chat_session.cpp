@@ -3,9 +3,9 @@
 // /reset; a full context. And TokenTextStream, which holds back incomplete UTF-8 characters.
 #include <gtest/gtest.h>
 
-#include <tessera/core/chat_session.hpp>
-#include <tessera/core/model_source.hpp>
-#include <tessera/core/text_stream.hpp>
+#include <tessera/chat/chat_session.hpp>
+#include <tessera/chat/text_stream.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <filesystem>
 #include <string>

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/core/chat_template.hpp"
-#include "tessera/core/tokenizer.hpp"
+#include "tessera/chat/chat_template.hpp"
+#include "tessera/text/tokenizer.hpp"
 
 namespace tessera {
 namespace {

@@ -7,9 +7,9 @@
 // 5e-3 (f16) relative to the output's magnitude.
 #include "block_harness.hpp"
 
-#include <tessera/core/reference.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

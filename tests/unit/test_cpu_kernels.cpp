@@ -5,14 +5,15 @@
 // the packed row block (128), on every instruction set the CPU has (AVX2, and
 // AVX-512 where present); attention_queries (one-by-one and 16-query tiles)
 // against reference_attention; and the bandwidth probe.
-#include <tessera/core/bandwidth_probe.hpp>
-#include <tessera/core/thread_pool.hpp>
-#include <tessera/core/weights.hpp>
 #include <tessera/cpu/attention.hpp>
 #include <tessera/cpu/attention_split.hpp>
 #include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/engine/thread_pool.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/tools/bandwidth_probe.hpp>
 
 #include <gtest/gtest.h>
 

@@ -8,10 +8,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/hf_config.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/weights.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/formats/hf_config.hpp>
+#include <tessera/formats/safetensors.hpp>
 #include <vector>
 
 #include "hf_fixtures.hpp"

@@ -2,7 +2,7 @@
 // argmax-by-hand loop; EOS, budgets, sampling seeds and the error paths.
 #include "model_fixtures.hpp"
 
-#include <tessera/core/generator.hpp>
+#include <tessera/engine/generator.hpp>
 
 #include <gtest/gtest.h>
 

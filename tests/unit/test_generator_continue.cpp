@@ -3,7 +3,7 @@
 // and overlong prompts are refused.
 #include <gtest/gtest.h>
 
-#include <tessera/core/generator.hpp>
+#include <tessera/engine/generator.hpp>
 
 #include <string>
 #include <vector>

@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <tessera/core/dequantize.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/gguf.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/formats/dequantize.hpp>
+#include <tessera/formats/gguf.hpp>
 #include <vector>
 
 namespace tessera {

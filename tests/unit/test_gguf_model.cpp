@@ -3,9 +3,11 @@
 // weights), manifests over GGUF weights, and every refusal with what it names.
 #include <gtest/gtest.h>
 
-#include <tessera/core/chat_template.hpp>
-#include <tessera/core/gguf_model.hpp>
-#include <tessera/core/model_source.hpp>
+#include <tessera/chat/chat_template.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/formats/gguf_model.hpp>
+#include <tessera/formats/model_source.hpp>
+#include <tessera/formats/safetensors.hpp>
 
 #include <cmath>
 #include <cstdlib>

@@ -5,8 +5,8 @@
 // folder). The same model is checked as built from the manifest and as read back from a
 // Hugging Face folder Tessera writes.
 #include <gtest/gtest.h>
-#include <tessera/core/hf_writer.hpp>
-#include <tessera/core/model_source.hpp>
+#include <tessera/formats/hf_writer.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <unistd.h>
 #include <cstdio>

@@ -4,8 +4,8 @@
 // tokenizer and chat template on the prompts, the 32 greedy tokens and the top-5 logits.
 // Skipped when the model file is absent (scripts/fetch-default-model.sh fetches it).
 #include <gtest/gtest.h>
-#include <tessera/core/chat_template.hpp>
-#include <tessera/core/model_source.hpp>
+#include <tessera/chat/chat_template.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <chrono>
 #include <cstdio>

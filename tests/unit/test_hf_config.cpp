@@ -5,8 +5,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/hf_config.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/formats/hf_config.hpp>
 #include <vector>
 
 #include "hf_fixtures.hpp"

@@ -10,11 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-#include <tessera/core/hf_writer.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/model_source.hpp>
-#include <tessera/core/weights.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/model.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/formats/hf_writer.hpp>
+#include <tessera/formats/model_source.hpp>
+#include <tessera/formats/safetensors.hpp>
 #include <vector>
 
 #include "hf_fixtures.hpp"

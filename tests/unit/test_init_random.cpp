@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <map>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/formats/model_source.hpp>
+#include <tessera/formats/safetensors.hpp>
 
 namespace tessera {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <functional>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/kv_cache.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/kv_cache.hpp>
 #include <vector>
 
 namespace tessera {

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <functional>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/manifest.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/manifest.hpp>
 #include <variant>
 #include <vector>
 

@@ -10,10 +10,10 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <tessera/core/block.hpp>
-#include <tessera/core/error.hpp>
-#include <tessera/core/log.hpp>
-#include <tessera/core/plugin_registry.hpp>
+#include <tessera/engine/block.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/log.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 #include <vector>
 
 namespace fs = std::filesystem;

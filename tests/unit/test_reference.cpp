@@ -1,7 +1,7 @@
 // The naive references against values worked out by hand, and against the
 // properties that define them (RoPE is a rotation, attention over one row
 // returns that row's value, causal vs tree masks).
-#include <tessera/core/reference.hpp>
+#include <tessera/reference/reference.hpp>
 
 #include <gtest/gtest.h>
 

@@ -5,13 +5,13 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/init_random.hpp>
-#include <tessera/core/manifest.hpp>
-#include <tessera/core/model.hpp>
-#include <tessera/core/reference.hpp>
 #include <tessera/cpu/ops.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/manifest.hpp>
+#include <tessera/engine/model.hpp>
 #include <tessera/plugin.hpp>
+#include <tessera/reference/reference.hpp>
 #include <tessera/rope_scaling.hpp>
 #include <vector>
 

@@ -8,8 +8,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/weights.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/rng.hpp>
+#include <tessera/engine/weights.hpp>
+#include <tessera/formats/safetensors.hpp>
 
 namespace tessera {
 namespace {

@@ -5,9 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <tessera/core/error.hpp>
-#include <tessera/core/params.hpp>
-#include <tessera/core/tensor.hpp>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/params.hpp>
+#include <tessera/engine/tensor.hpp>
 
 namespace tessera {
 namespace {

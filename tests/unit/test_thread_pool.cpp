@@ -8,7 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <tessera/core/thread_pool.hpp>
+#include <tessera/engine/thread_pool.hpp>
 #include <thread>
 #include <vector>
 

@@ -16,9 +16,9 @@
 
 #include <unistd.h>
 
-#include "tessera/core/gguf.hpp"
-#include "tessera/core/gguf_model.hpp"
-#include "tessera/core/tokenizer.hpp"
+#include "tessera/formats/gguf.hpp"
+#include "tessera/formats/gguf_model.hpp"
+#include "tessera/text/tokenizer.hpp"
 
 namespace tessera {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "../../fuzz/tokenizer_fuzz_check.hpp"
-#include "tessera/core/error.hpp"
+#include "tessera/engine/error.hpp"
 
 namespace tessera {
 namespace {

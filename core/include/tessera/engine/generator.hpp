@@ -1,0 +1,46 @@
+// Generation: prefill, then decoder steps (a decoder plugin) until an end token
+// or the token budget, streaming each token out.
+#pragma once
+
+#include <tessera/engine/model.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+struct GenerateOptions {
+  int32_t max_new_tokens = 64;
+  BlockSpec decoder;  // kind "greedy" / "sampling"; params temperature, top_k, top_p, seed
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated, without the prompt
+  bool stopped_on_eos = false;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+class Generator {
+ public:
+  Generator(Model& model, const PluginRegistry& registry);
+
+  // One sequence in slot 0 (reset first). on_token is called for every new token as it comes.
+  GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                          const std::function<void(int32_t)>& on_token = {});
+
+  // Continues slot 0 instead of starting over: keeps the first `keep` tokens its KV cache holds
+  // (drops the rest), feeds `tokens` after them, then decodes as generate() does. A chat
+  // prefills only the new part of its conversation this way. The last generated token is not
+  // in the cache afterwards (it was never fed): the caller feeds it with the next turn.
+  GenerateResult generate_after(int32_t keep, const std::vector<int32_t>& tokens,
+                                const GenerateOptions& options,
+                                const std::function<void(int32_t)>& on_token = {});
+
+ private:
+  Model& model_;
+  const PluginRegistry& registry_;
+};
+
+}  // namespace tessera
