@@ -1,16 +1,14 @@
 # Install rules and the CMake package (find_package(Tessera)).
 #
 # What is installed: the SDK headers, the tessera command, the plugins and the
-# package files. tessera_core is a static library linked into the command; it is
-# internal and not installed. Plugins go to lib/tessera/plugins whatever the
+# package files. The core's static libraries (tessera_engine, tessera_formats, ...)
+# are linked into the command; they are internal and not installed. Plugins go to lib/tessera/plugins whatever the
 # platform's libdir, because the registry looks for them at
 # <tessera executable>/../lib/tessera/plugins.
 include(CMakePackageConfigHelpers)
 
 set(TESSERA_INSTALL_PLUGINDIR lib/tessera/plugins)
 set(TESSERA_INSTALL_CMAKEDIR lib/cmake/Tessera)
-# Same minimum as the top-level find_package(Boost); the exported SDK needs its headers.
-set(TESSERA_BOOST_MIN_VERSION 1.74)
 
 # SDK headers: the C ABI, the C++ helpers and the shared CPU kernels.
 file(GLOB _tessera_sdk_headers CONFIGURE_DEPENDS

@@ -7,7 +7,6 @@
 #include <tessera/engine/kv_cache.hpp>
 #include <tessera/engine/params.hpp>
 #include <tessera/engine/rng.hpp>
-#include <tessera/engine/single_rank_comm.hpp>
 #include <tessera/engine/tensor.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/engine/weights.hpp>
@@ -51,7 +50,6 @@ Tensor random_tensor(Rng& rng, std::vector<int64_t> shape, double scale) {
 struct BlockUnderTest {
   WeightMap weights;
   ts_weights weights_abi{};
-  ts_comm comm = single_rank_comm();
   ParamList params;
   std::unique_ptr<Block> block;
 };
@@ -70,7 +68,7 @@ void make_block(BlockUnderTest& b, const ProviderRef& provider, ts_kind kind, in
   cfg.device_index = 0;
   cfg.params = cp;
   cfg.weights = &b.weights_abi;
-  cfg.comm = &b.comm;
+  cfg.comm = nullptr;  // unsharded: rank 0 of 1
   cfg.host = pool.host();
   b.block = std::make_unique<Block>(provider, cfg, label);
 }

@@ -12,7 +12,6 @@
 #include <tessera/engine/kv_cache.hpp>
 #include <tessera/engine/params.hpp>
 #include <tessera/engine/rng.hpp>
-#include <tessera/engine/single_rank_comm.hpp>
 #include <tessera/engine/tensor.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/engine/weights.hpp>
@@ -109,7 +108,7 @@ struct DeviceContext {
 std::unique_ptr<Block> make_device_block(DeviceContext& ctx, const ts_provider& p,
                                          DeviceWeights& weights, const ParamList& params,
                                          int32_t hidden, const ts_weights& weights_abi,
-                                         const ts_comm& comm, const std::string& label) {
+                                         const std::string& label) {
   for (auto& [name, t] : weights.host) weights.device[name] = ctx.backend.upload(t, TS_BF16);
   const ts_params cp = params.c_params();
   ts_block_config cfg{};
@@ -121,7 +120,7 @@ std::unique_ptr<Block> make_device_block(DeviceContext& ctx, const ts_provider& 
   cfg.device_index = ctx.backend.device_index();
   cfg.params = cp;
   cfg.weights = &weights_abi;
-  cfg.comm = &comm;
+  cfg.comm = nullptr;  // unsharded: rank 0 of 1
   cfg.host = &ctx.host;
   const ProviderRef ref = ctx.registry.find(static_cast<ts_kind>(p.kind), p.name,
                                             static_cast<ts_device>(p.device), ctx.plugin.name);
@@ -174,9 +173,8 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
     ParamList params;
     set_model_params(params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
     const ts_weights weights_abi{&w, lookup_device_weight};
-    const ts_comm comm = single_rank_comm();
     const std::unique_ptr<Block> block = make_device_block(ctx, p, w, params, c.hidden, weights_abi,
-                                                           comm, "conformance " + name.str());
+                                                           "conformance " + name.str());
     const ts_block_info& info = block->info();
     if (info.kv_heads != c.kv || info.head_dim != c.head_dim)
       throw Error("info() reports kv_heads=" + std::to_string(info.kv_heads) +
@@ -311,9 +309,8 @@ CaseResult check_dense(DeviceContext& ctx, const ts_provider& p, int32_t hidden,
     ParamList params;
     set_model_params(params, hidden, 1, hidden, 1, inter, 64);
     const ts_weights weights_abi{&w, lookup_device_weight};
-    const ts_comm comm = single_rank_comm();
     const std::unique_ptr<Block> block = make_device_block(ctx, p, w, params, hidden, weights_abi,
-                                                           comm, "conformance " + name.str());
+                                                           "conformance " + name.str());
     if (block->info().kv_heads != 0) throw Error("a cache-free block must report kv_heads 0");
     if (noop && !block->identity()) throw Error("a no-op block must set TS_BLOCK_IDENTITY");
     const Tensor x = rounded_random(rng, {tokens, hidden}, 1.0);
@@ -511,7 +508,7 @@ void run_device_conformance(const PluginRegistry& registry, const PluginInfo& pl
                   std::to_string(info.compute_major) + "." + std::to_string(info.compute_minor) +
                   ")";
   DeviceContext ctx{registry, plugin, *backend, *pool.host(), options.tolerance_bf16};
-  ctx.host.cuda_stream = backend->stream();
+  ctx.host.device_context = backend->context();
 
   uint64_t seed = 1000;
   for (const ts_provider* p : providers) {

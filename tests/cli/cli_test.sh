@@ -14,7 +14,7 @@ plugins_lists_builtin)
   for p in tessera-attention-cpu tessera-ffn-cpu tessera-decoding-basic; do expect_in "$p" "$work/out"; done
   expect_in "attention gqa" "$work/out"
   expect_in "ffn swiglu" "$work/out"
-  expect_in "ABI 1." "$work/out"
+  expect_in "ABI 2." "$work/out"
   ;;
 plugin_check_attention_cpu | plugin_check_ffn_cpu)
   lib=attention-cpu; [ "$1" = plugin_check_ffn_cpu ] && lib=ffn-cpu

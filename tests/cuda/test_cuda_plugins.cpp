@@ -10,7 +10,6 @@
 #include <tessera/engine/kv_cache.hpp>
 #include <tessera/engine/params.hpp>
 #include <tessera/engine/plugin_registry.hpp>
-#include <tessera/engine/single_rank_comm.hpp>
 #include <tessera/engine/tensor.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/reference/reference.hpp>
@@ -39,12 +38,12 @@ PluginRegistry& cuda_plugins() {
   return *registry;
 }
 
-TEST(CudaPlugins, LoadAtAbi11WithTheirProviders) {
+TEST(CudaPlugins, LoadAtTheHostAbiWithTheirProviders) {
   const PluginRegistry& r = cuda_plugins();
   std::map<std::string, std::vector<std::string>> seen;
   for (const PluginInfo& p : r.plugins()) {
     EXPECT_EQ(p.abi_major, TS_ABI_MAJOR);
-    EXPECT_EQ(p.abi_minor, 1);
+    EXPECT_EQ(p.abi_minor, TS_ABI_MINOR);
     for (const ts_provider* prov : p.providers) {
       EXPECT_EQ(prov->device, TS_DEVICE_CUDA) << p.name;
       seen[p.name].push_back(std::string(kind_name(prov->kind)) + " " + prov->name);
@@ -98,7 +97,7 @@ class DeviceBlocks : public ::testing::Test {
     backend_ = std::make_unique<Backend>(
         cuda_plugins().find(TS_KIND_BACKEND, "cuda", TS_DEVICE_CUDA), 0, pool_.host());
     host_ = *pool_.host();
-    host_.cuda_stream = backend_->stream();
+    host_.device_context = backend_->context();
   }
   void TearDown() override {
     blocks_.clear();
@@ -138,7 +137,7 @@ class DeviceBlocks : public ::testing::Test {
     cfg.device = TS_DEVICE_CUDA;
     cfg.params = cp;
     cfg.weights = &weights_abi_;
-    cfg.comm = &comm_;
+    cfg.comm = nullptr;  // unsharded
     cfg.host = &host_;
     blocks_.push_back(std::make_unique<Block>(cuda_plugins().find(kind, name, TS_DEVICE_CUDA), cfg,
                                               "test " + name));
@@ -164,7 +163,6 @@ class DeviceBlocks : public ::testing::Test {
 
   ThreadPool pool_{0};
   ts_host host_{};
-  ts_comm comm_ = single_rank_comm();
   std::unique_ptr<Backend> backend_;
   std::map<std::string, Tensor> host_weights_, device_weights_;
   ts_weights weights_abi_{};

@@ -35,9 +35,10 @@ for f in include/tessera/abi.h include/tessera/plugin.hpp include/tessera/dtype.
   lib/cmake/Tessera/TesseraTargets.cmake lib/cmake/Tessera/TesseraPlugin.cmake; do
   [[ -f "$prefix/$f" ]] || fail "$f is not installed in $prefix"
 done
-# tessera_core is internal; test fixture plugins must never ship.
-if find "$prefix" -name 'libtessera_core*' | grep -q .; then
-  fail "tessera_core was installed; it is an internal static library"
+# The core's rooms (tessera_engine, tessera_formats, ...) are internal static libraries;
+# test fixture plugins must never ship.
+if find "$prefix" -name 'libtessera_*.a' | grep -q .; then
+  fail "$(find "$prefix" -name 'libtessera_*.a' | head -1) was installed; the core's libraries are internal"
 fi
 if [[ -d "$build_dir/lib/tessera/test-plugins" ]]; then
   for fixture in "$build_dir"/lib/tessera/test-plugins/libtessera-*.so; do
@@ -53,9 +54,15 @@ for plugin in "$build_dir"/lib/tessera/plugins/libtessera-*.so; do
   [[ -f "$prefix/lib/tessera/plugins/$name" ]] || fail "plugin $name was built but not installed"
 done
 
-echo "package: building examples/plugin-template against $prefix"
+# The SDK needs nothing beyond the C++ standard library: no Boost anywhere in it.
+if grep -rlE '#include <boost/' "$prefix/include" | grep -q .; then
+  fail "an installed SDK header includes Boost: $(grep -rlE '#include <boost/' "$prefix/include" | head -1)"
+fi
+
+echo "package: building examples/plugin-template against $prefix (Boost hidden from CMake)"
 cmake -S "$repo/examples/plugin-template" -B "$template_build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON \
   -DCMAKE_COMPILE_WARNING_AS_ERROR=ON >"$work/template-configure.log" ||
   { cat "$work/template-configure.log" >&2; fail "configuring the template"; }
 cmake --build "$template_build" ||

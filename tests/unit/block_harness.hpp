@@ -33,8 +33,8 @@ namespace tessera::test {
 class PluginLibrary {
  public:
   explicit PluginLibrary(const std::string& path)
-      : entry_(boost::dll::import_alias<const ts_plugin_descriptor*()>(std::filesystem::path(path),
-                                                                       TS_PLUGIN_ENTRY)) {
+      : entry_(boost::dll::import<const ts_plugin_descriptor*()>(
+            std::filesystem::path(path), TS_PLUGIN_ENTRY)) {
     descriptor_ = entry_();
     if (descriptor_ == nullptr) throw std::runtime_error(path + ": entry returned NULL");
   }
@@ -247,7 +247,7 @@ class RecordingComm {
     comm_.ctx = this;
     comm_.rank = rank;
     comm_.world = world;
-    comm_.all_reduce_sum = [](void* ctx, ts_tensor* inout, ts_error*) {
+    comm_.all_reduce_sum = [](void* ctx, ts_tensor* inout, void*, ts_error*) {
       auto* self = static_cast<RecordingComm*>(ctx);
       ++self->all_reduce_calls;
       self->last_numel = 1;

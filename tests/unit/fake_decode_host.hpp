@@ -1,5 +1,5 @@
-// A ts_decode_host for decoder tests: no model, just logits per sequence. forward() records
-// every call and sets each fed sequence's next logits from a function of the token fed.
+// A ts_decode_host for decoder tests: no model, just logits per slot. forward() records
+// every call and sets each fed slot's next logits from a function of the token fed.
 #pragma once
 
 #include <tessera/abi.h>
@@ -13,15 +13,15 @@
 namespace tessera::testing {
 
 struct ForwardCall {
-  std::vector<int32_t> seqs;
+  std::vector<int32_t> slots;
   std::vector<int32_t> offsets;
   std::vector<int32_t> tokens;
 };
 
 class FakeDecodeHost {
  public:
-  // next_logits(seq, token) gives the logits after `token` was fed to `seq`.
-  using NextLogits = std::function<std::vector<float>(int32_t seq, int32_t token)>;
+  // next_logits(slot, token) gives the logits after `token` was fed to `slot`.
+  using NextLogits = std::function<std::vector<float>(int32_t slot, int32_t token)>;
 
   FakeDecodeHost(int32_t vocab, NextLogits next_logits)
       : vocab_(vocab), next_logits_(std::move(next_logits)) {
@@ -34,8 +34,8 @@ class FakeDecodeHost {
     host_.length = &FakeDecodeHost::length;
   }
 
-  // As if `seq` had been prefilled and its last token gave these logits.
-  void set_logits(int32_t seq, std::vector<float> logits) { logits_[seq] = std::move(logits); }
+  // As if `slot` had been prefilled and its last token gave these logits.
+  void set_logits(int32_t slot, std::vector<float> logits) { logits_[slot] = std::move(logits); }
 
   const ts_decode_host* host() const { return &host_; }
   int32_t vocab() const { return vocab_; }
@@ -53,28 +53,28 @@ class FakeDecodeHost {
       return TS_ERROR;
     }
     ForwardCall call;
-    call.seqs.assign(request->seqs, request->seqs + request->n_seqs);
+    call.slots.assign(request->slots, request->slots + request->n_seqs);
     call.offsets.assign(request->offsets, request->offsets + request->n_seqs + 1);
     call.tokens.assign(request->tokens, request->tokens + call.offsets.back());
     for (int32_t s = 0; s < request->n_seqs; ++s) {
-      const int32_t seq = request->seqs[s];
+      const int32_t slot = request->slots[s];
       const int32_t last = request->tokens[request->offsets[s + 1] - 1];
-      self.logits_[seq] = self.next_logits_(seq, last);
-      self.lengths_[seq] += request->offsets[s + 1] - request->offsets[s];
+      self.logits_[slot] = self.next_logits_(slot, last);
+      self.lengths_[slot] += request->offsets[s + 1] - request->offsets[s];
     }
     self.calls_.push_back(std::move(call));
     return TS_OK;
   }
 
-  static const float* last_logits(void* ctx, int32_t seq) {
+  static const float* last_logits(void* ctx, int32_t slot) {
     auto& self = *static_cast<FakeDecodeHost*>(ctx);
-    const auto it = self.logits_.find(seq);
+    const auto it = self.logits_.find(slot);
     return it == self.logits_.end() ? nullptr : it->second.data();
   }
 
-  static int32_t length(void* ctx, int32_t seq) {
+  static int32_t length(void* ctx, int32_t slot) {
     auto& self = *static_cast<FakeDecodeHost*>(ctx);
-    const auto it = self.lengths_.find(seq);
+    const auto it = self.lengths_.find(slot);
     return it == self.lengths_.end() ? 0 : it->second;
   }
 

@@ -26,7 +26,7 @@ namespace {
 using tessera::testing::FakeDecodeHost;
 
 const ts_plugin_descriptor* decoding_plugin() {
-  static auto entry = boost::dll::import_alias<const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-decoding-basic.so"), "tessera_plugin");
   return entry();
 }
@@ -102,16 +102,16 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  StepResult step(const FakeDecodeHost& host, const std::vector<int32_t>& seqs,
+  StepResult step(const FakeDecodeHost& host, const std::vector<int32_t>& slots,
                   const std::vector<int32_t>& budget, int32_t capacity = 1) {
     StepResult r;
-    r.tokens.assign(seqs.size() * static_cast<size_t>(capacity), -1);
-    r.counts.assign(seqs.size(), -1);
-    r.finished.assign(seqs.size(), 7);
+    r.tokens.assign(slots.size() * static_cast<size_t>(capacity), -1);
+    r.counts.assign(slots.size(), -1);
+    r.finished.assign(slots.size(), 7);
     ts_decode_step step{};
     step.struct_size = sizeof(step);
-    step.n_seqs = static_cast<int32_t>(seqs.size());
-    step.seqs = seqs.data();
+    step.n_seqs = static_cast<int32_t>(slots.size());
+    step.slots = slots.data();
     step.budget = budget.data();
     step.capacity = capacity;
     step.tokens = r.tokens.data();
@@ -253,7 +253,7 @@ TEST(DecoderGreedy, PicksArgmaxAndFeedsIt) {
   EXPECT_EQ(r.counts[0], 1);
   EXPECT_EQ(r.finished[0], 0);
   ASSERT_EQ(host.calls().size(), 1u);
-  EXPECT_EQ(host.calls()[0].seqs, std::vector<int32_t>{4});
+  EXPECT_EQ(host.calls()[0].slots, std::vector<int32_t>{4});
   EXPECT_EQ(host.calls()[0].offsets, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(host.calls()[0].tokens, std::vector<int32_t>{3});
 }
@@ -331,14 +331,14 @@ TEST(DecoderGreedy, StopsAtBudgetWithoutFeeding) {
 TEST(DecoderGreedy, FeedsEveryUnfinishedSequenceInOneCall) {
   const int32_t vocab = 12;
   FakeDecodeHost host = chain_host(vocab);
-  const std::vector<int32_t> seqs{10, 11, 12, 13};
+  const std::vector<int32_t> slots{10, 11, 12, 13};
   host.set_logits(10, peaked(vocab, 4));
   host.set_logits(11, peaked(vocab, 9));  // EOS
   host.set_logits(12, peaked(vocab, 1));
   host.set_logits(13, peaked(vocab, 6));  // last of its budget
   Decoder greedy("greedy", ParamSet().set_ints("eos_token_ids", {9}), vocab);
   const int32_t capacity = 3;
-  const StepResult r = greedy.step(host, seqs, {5, 5, 2, 1}, capacity);
+  const StepResult r = greedy.step(host, slots, {5, 5, 2, 1}, capacity);
   ASSERT_EQ(r.status, TS_OK) << r.error;
   EXPECT_EQ(r.tokens[0 * capacity], 4);
   EXPECT_EQ(r.tokens[1 * capacity], 9);
@@ -347,7 +347,7 @@ TEST(DecoderGreedy, FeedsEveryUnfinishedSequenceInOneCall) {
   EXPECT_EQ(r.counts, (std::vector<int32_t>{1, 1, 1, 1}));
   EXPECT_EQ(r.finished, (std::vector<uint8_t>{0, 1, 0, 1}));
   ASSERT_EQ(host.calls().size(), 1u);
-  EXPECT_EQ(host.calls()[0].seqs, (std::vector<int32_t>{10, 12}));
+  EXPECT_EQ(host.calls()[0].slots, (std::vector<int32_t>{10, 12}));
   EXPECT_EQ(host.calls()[0].offsets, (std::vector<int32_t>{0, 1, 2}));
   EXPECT_EQ(host.calls()[0].tokens, (std::vector<int32_t>{4, 1}));
 }
@@ -358,7 +358,7 @@ TEST(DecoderGreedy, RejectsNanLogitsNamingTheToken) {
   Decoder greedy("greedy", ParamSet(), 5);
   const StepResult r = greedy.step(host, {3}, {4});
   EXPECT_EQ(r.status, TS_ERROR);
-  EXPECT_NE(r.error.find("sequence 3"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("slot 3"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("token 2"), std::string::npos) << r.error;
   EXPECT_TRUE(host.calls().empty());
 }
@@ -395,7 +395,7 @@ TEST(DecoderGreedy, RejectsBadStepArguments) {
   EXPECT_NE(r.error.find("capacity is 0"), std::string::npos) << r.error;
   r = greedy.step(host, {9}, {3});  // never prefilled
   EXPECT_EQ(r.status, TS_ERROR);
-  EXPECT_NE(r.error.find("sequence 9"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("slot 9"), std::string::npos) << r.error;
   FakeDecodeHost other_vocab = chain_host(6);
   other_vocab.set_logits(0, peaked(6, 1));
   r = greedy.step(other_vocab, {0}, {3});
@@ -559,7 +559,7 @@ TEST(DecoderSampling, EosAndBudgetStopAsInGreedy) {
   EXPECT_EQ(r.tokens, (std::vector<int32_t>{2, 5, 3}));
   EXPECT_EQ(r.finished, (std::vector<uint8_t>{0, 1, 1}));
   ASSERT_EQ(host.calls().size(), 1u);
-  EXPECT_EQ(host.calls()[0].seqs, std::vector<int32_t>{0});
+  EXPECT_EQ(host.calls()[0].slots, std::vector<int32_t>{0});
   EXPECT_EQ(host.calls()[0].tokens, std::vector<int32_t>{2});
 }
 

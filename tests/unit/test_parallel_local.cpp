@@ -15,7 +15,7 @@
 namespace {
 
 const ts_parallel_vtable& local_vtable() {
-  static auto entry = boost::dll::import_alias<const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-parallel-local.so"), "tessera_plugin");
   const ts_plugin_descriptor* plugin = entry();
   for (int32_t i = 0; i < plugin->n_providers; ++i)
@@ -100,13 +100,13 @@ TEST(ParallelLocal, AllReduceAndBroadcastLeaveTheTensorUnchanged) {
   const std::vector<float> before = data;
   ts_tensor t = view(data.data(), TS_F32, {2, 3});
   ts_error err{};
-  ASSERT_EQ(local.comm().all_reduce_sum(local.comm().ctx, &t, &err), TS_OK) << err.message;
+  ASSERT_EQ(local.comm().all_reduce_sum(local.comm().ctx, &t, nullptr, &err), TS_OK) << err.message;
   EXPECT_EQ(data, before);
-  ASSERT_EQ(local.comm().broadcast(local.comm().ctx, &t, 0, &err), TS_OK) << err.message;
+  ASSERT_EQ(local.comm().broadcast(local.comm().ctx, &t, 0, nullptr, &err), TS_OK) << err.message;
   EXPECT_EQ(data, before);
-  EXPECT_EQ(local.comm().broadcast(local.comm().ctx, &t, 1, &err), TS_ERROR);
+  EXPECT_EQ(local.comm().broadcast(local.comm().ctx, &t, 1, nullptr, &err), TS_ERROR);
   EXPECT_NE(std::string(err.message).find("root 1"), std::string::npos) << err.message;
-  EXPECT_EQ(local.comm().all_reduce_sum(local.comm().ctx, nullptr, &err), TS_ERROR);
+  EXPECT_EQ(local.comm().all_reduce_sum(local.comm().ctx, nullptr, nullptr, &err), TS_ERROR);
 }
 
 TEST(ParallelLocal, GatherAndReduceScatterCopyInToOut) {
@@ -118,7 +118,7 @@ TEST(ParallelLocal, GatherAndReduceScatterCopyInToOut) {
     ts_tensor tin = view(in.data(), TS_I32, {2, 3, 4});
     ts_tensor tout = view(out.data(), TS_I32, {2, 3, 4});
     ts_error err{};
-    ASSERT_EQ(fn(local.comm().ctx, &tin, &tout, 1, &err), TS_OK) << err.message;
+    ASSERT_EQ(fn(local.comm().ctx, &tin, &tout, 1, nullptr, &err), TS_OK) << err.message;
     EXPECT_EQ(out, in);
   }
 }
@@ -131,7 +131,7 @@ TEST(ParallelLocal, GatherFollowsStrides) {
   ts_tensor tin = view(storage.data(), TS_F32, {2, 3}, {1, 2});
   ts_tensor tout = view(out.data(), TS_F32, {2, 3});
   ts_error err{};
-  ASSERT_EQ(local.comm().all_gather(local.comm().ctx, &tin, &tout, 0, &err), TS_OK) << err.message;
+  ASSERT_EQ(local.comm().all_gather(local.comm().ctx, &tin, &tout, 0, nullptr, &err), TS_OK) << err.message;
   EXPECT_EQ(out, (std::vector<float>{1, 3, 5, 2, 4, 6}));
 }
 
@@ -143,12 +143,12 @@ TEST(ParallelLocal, GatherRejectsMismatchedTensors) {
   ts_tensor tb = view(b.data(), TS_F32, {2, 4});
   ts_tensor th = view(h.data(), TS_F16, {2, 3});
   ts_error err{};
-  EXPECT_EQ(local.comm().all_gather(local.comm().ctx, &ta, &tb, 1, &err), TS_ERROR);
+  EXPECT_EQ(local.comm().all_gather(local.comm().ctx, &ta, &tb, 1, nullptr, &err), TS_ERROR);
   EXPECT_NE(std::string(err.message).find("[2, 4]"), std::string::npos) << err.message;
   EXPECT_NE(std::string(err.message).find("[2, 3]"), std::string::npos) << err.message;
-  EXPECT_EQ(local.comm().all_gather(local.comm().ctx, &ta, &th, 1, &err), TS_ERROR);
+  EXPECT_EQ(local.comm().all_gather(local.comm().ctx, &ta, &th, 1, nullptr, &err), TS_ERROR);
   EXPECT_NE(std::string(err.message).find("f16"), std::string::npos) << err.message;
-  EXPECT_EQ(local.comm().reduce_scatter_sum(local.comm().ctx, &ta, &ta, 2, &err), TS_ERROR);
+  EXPECT_EQ(local.comm().reduce_scatter_sum(local.comm().ctx, &ta, &ta, 2, nullptr, &err), TS_ERROR);
   EXPECT_NE(std::string(err.message).find("dim 2"), std::string::npos) << err.message;
 }
 

@@ -212,9 +212,21 @@ TEST(PluginRegistry, LibraryWithoutEntrySymbolIsNotAPlugin) {
   EXPECT_TRUE(contains(message, "exports no 'tessera_plugin' symbol")) << message;
 }
 
+// An ABI 1.x plugin exported its entry as data (a Boost.DLL alias holding a pointer);
+// calling that symbol would jump into data, so the host checks the symbol's type first.
+TEST(PluginRegistry, RefusesAnEntryExportedAsData) {
+  PluginRegistry registry;
+  const fs::path lib = fixture("fixture-data-entry");
+  const std::string message = plugin_error([&] { registry.load(lib); });
+  expect_names_load_facts(message, lib);
+  EXPECT_TRUE(contains(message, "exports 'tessera_plugin' as data, not as a function")) << message;
+  EXPECT_TRUE(contains(message, "rebuild it against this host's SDK")) << message;
+  EXPECT_TRUE(registry.plugins().empty());
+}
+
 TEST(PluginRegistry, RefusesAnotherAbiMajor) {
   PluginRegistry registry;
-  const fs::path lib = fixture("fixture-abi-major-2");
+  const fs::path lib = fixture("fixture-abi-major-next");
   const std::string message = plugin_error([&] { registry.load(lib); });
   expect_names_load_facts(message, lib);
   const std::string plugin_abi =
@@ -252,7 +264,8 @@ TEST(PluginRegistry, RefusesBadDescriptors) {
     EXPECT_TRUE(contains(message, "descriptor reports struct_size " +
                                       std::to_string(offsetof(ts_plugin_descriptor, n_providers))))
         << message;
-    EXPECT_TRUE(contains(message, "smaller than the ABI 1.0 minimum of " +
+    EXPECT_TRUE(contains(message, "smaller than the ABI " + std::to_string(TS_ABI_MAJOR) +
+                                      ".0 minimum of " +
                                       std::to_string(sizeof(ts_plugin_descriptor))))
         << message;
   }
@@ -276,7 +289,9 @@ TEST(PluginRegistry, RefusesBadProviderVtables) {
     EXPECT_TRUE(contains(
         message, "vtable with struct_size " + std::to_string(offsetof(ts_block_vtable, info))))
         << message;
-    EXPECT_TRUE(contains(message, "ABI 1.0 minimum of " + std::to_string(minimum))) << message;
+    EXPECT_TRUE(contains(message, "ABI " + std::to_string(TS_ABI_MAJOR) + ".0 minimum of " +
+                                      std::to_string(minimum)))
+        << message;
   }
   {
     const fs::path lib = fixture("fixture-missing-forward");
@@ -446,7 +461,7 @@ TEST(PluginRegistry, LoadAllSkipsBrokenLibrariesOnlyWhenAsked) {
   }
   // Sorted by file name, so dup-name-a came first and dup-name-b is the duplicate.
   for (const char* broken :
-       {"fixture-dup-name-b", "fixture-abi-major-2", "fixture-abi-minor-next",
+       {"fixture-dup-name-b", "fixture-abi-major-next", "fixture-abi-minor-next",
         "fixture-null-descriptor", "fixture-small-descriptor", "fixture-dup-provider",
         "fixture-null-vtable", "fixture-small-vtable", "fixture-missing-forward", "notaplugin"}) {
     EXPECT_FALSE(loaded_from(broken)) << broken;

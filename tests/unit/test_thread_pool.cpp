@@ -182,7 +182,7 @@ TEST(ThreadPoolTest, HostRoutesParallelForAndLog) {
   EXPECT_EQ(host->struct_size, sizeof(ts_host));
   EXPECT_EQ(host->abi_minor, static_cast<uint32_t>(TS_ABI_MINOR));
   EXPECT_EQ(host->n_threads, 2);
-  EXPECT_EQ(host->cuda_stream, nullptr);
+  EXPECT_EQ(host->device_context, nullptr);
   ASSERT_NE(host->parallel_for, nullptr);
   ASSERT_NE(host->log, nullptr);
   std::vector<std::atomic<int>> hits(301);

@@ -1,91 +1,141 @@
-// Block: one plugin object behind the C vtable, with errors turned into exceptions.
+// Block: one plugin object behind ts_block_vtable, and the provider's layout and
+// capability queries.
 #include <tessera/engine/block.hpp>
 #include <tessera/engine/error.hpp>
 
-#include <cstddef>
+#include <cstring>
 #include <string>
 #include <utility>
 
 namespace tessera {
 namespace {
 
-// True when a vtable of `struct_size` bytes reaches past the member at `offset`
-// of `size` bytes, i.e. the plugin was built with that member present.
-constexpr bool covers(uint32_t struct_size, size_t offset, size_t size) {
-  return struct_size >= offset + size;
+const ts_block_vtable& block_vtable_of(const ProviderRef& provider, const std::string& label) {
+  if (provider.provider == nullptr || !vtable_of_kind<ts_block_vtable>(provider.provider->kind))
+    throw Error(label + ": the provider is not a block provider");
+  if (const std::string problem = vtable_problem(*provider.provider); !problem.empty())
+    throw Error(label + ": " + problem);
+  return *static_cast<const ts_block_vtable*>(provider.provider->vtable);
 }
 
-std::string status_message(int status, const ts_error& err) {
-  std::string message(err.message);
-  if (message.empty()) message = "the plugin reported no message";
-  if (status == TS_UNSUPPORTED) return "unsupported: " + message;
-  if (status != TS_ERROR) return "status " + std::to_string(status) + ": " + message;
-  return message;
+// As PluginObject::has, for a vtable without an object.
+template <class F>
+bool vtable_has(const ts_block_vtable& vt, F ts_block_vtable::*member) {
+  const auto offset = static_cast<size_t>(reinterpret_cast<const char*>(&(vt.*member)) -
+                                          reinterpret_cast<const char*>(&vt));
+  return vt.struct_size >= offset + sizeof(F) && vt.*member != nullptr;
 }
 
 }  // namespace
 
-Block::Block(ProviderRef provider, const ts_block_config& config, std::string label)
-    : provider_(std::move(provider)), label_(std::move(label)) {
-  if (provider_.provider == nullptr || provider_.provider->vtable == nullptr)
-    throw Error(label_ + ": the provider has no block vtable");
-  vt_ = static_cast<const ts_block_vtable*>(provider_.provider->vtable);
-  const bool complete =
-      covers(vt_->struct_size, offsetof(ts_block_vtable, forward), sizeof(vt_->forward));
-  if (!complete || vt_->create == nullptr || vt_->destroy == nullptr || vt_->info == nullptr ||
-      vt_->forward == nullptr)
-    throw Error(label_ + ": the block vtable lacks create, destroy, info or forward (struct_size " +
-                std::to_string(vt_->struct_size) + ", expected at least " +
-                std::to_string(offsetof(ts_block_vtable, forward) + sizeof(vt_->forward)) + ")");
+std::optional<BlockLayout> describe_block(const ProviderRef& provider,
+                                          const ts_block_config& config,
+                                          const std::string& label) {
+  const ts_block_vtable& vt = block_vtable_of(provider, label);
+  if (!vtable_has(vt, &ts_block_vtable::describe)) return std::nullopt;
+  std::vector<ts_weight_decl> decls(16);
+  ts_block_layout out{};
+  // A plugin that declares more than fits says how many; ask again with room for all.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    out = ts_block_layout{};
+    out.struct_size = sizeof(ts_block_layout);
+    out.capacity = static_cast<int32_t>(decls.size());
+    out.weights = decls.data();
+    ts_error err{};
+    const int status = vt.describe(&config, &out, &err);
+    if (status != TS_OK) {
+      const std::string message = label + ": " + plugin_status_message(status, err);
+      if (status == TS_UNSUPPORTED) throw PluginUnsupported(message);
+      throw Error(message);
+    }
+    if (out.n_weights < 0)
+      throw Error(label + ": describe reports " + std::to_string(out.n_weights) +
+                  " weights; expected a count >= 0");
+    if (out.n_weights <= static_cast<int32_t>(decls.size())) break;
+    if (attempt == 1)
+      throw Error(label + ": describe reports " + std::to_string(out.n_weights) +
+                  " weights after it was given room for " + std::to_string(decls.size()));
+    decls.resize(static_cast<size_t>(out.n_weights));
+  }
+  if (out.kv_heads < 0 || (out.kv_heads > 0 && out.head_dim <= 0) ||
+      (out.kv_heads > 0 && dtype_size(out.kv_dtype) == 0))
+    throw Error(label + ": describe reports kv_heads " + std::to_string(out.kv_heads) +
+                ", head_dim " + std::to_string(out.head_dim) + " and kv_dtype " +
+                std::to_string(out.kv_dtype) +
+                "; expected kv_heads >= 0, and head_dim > 0 and a known dtype when kv_heads > 0");
 
+  BlockLayout layout;
+  layout.flags = out.flags;
+  if (out.kv_heads > 0)
+    layout.kv = {out.kv_heads, out.head_dim, static_cast<ts_dtype>(out.kv_dtype)};
+  for (int32_t i = 0; i < out.n_weights; ++i) {
+    const ts_weight_decl& d = decls[static_cast<size_t>(i)];
+    const size_t length = strnlen(d.name, sizeof(d.name));
+    const std::string where = label + ": describe: weight #" + std::to_string(i);
+    if (length == 0 || length == sizeof(d.name))
+      throw Error(where + " has an empty or unterminated name");
+    DeclaredWeight w;
+    w.name.assign(d.name, length);
+    if (d.ndim < 1 || d.ndim > TS_MAX_DIMS)
+      throw Error(where + " ('" + w.name + "') has ndim " + std::to_string(d.ndim) +
+                  "; expected 1.." + std::to_string(TS_MAX_DIMS));
+    for (int32_t k = 0; k < d.ndim; ++k) {
+      if (d.shape[k] <= 0)
+        throw Error(where + " ('" + w.name + "') has dimension " + std::to_string(k) + " = " +
+                    std::to_string(d.shape[k]) + "; expected > 0");
+      w.shape.push_back(d.shape[k]);
+    }
+    if (d.split < TS_SPLIT_REPLICATED || d.split > TS_SPLIT_COLUMNS ||
+        (d.split == TS_SPLIT_COLUMNS && d.ndim < 2))
+      throw Error(where + " ('" + w.name + "') has split " + std::to_string(d.split) +
+                  "; expected 0 (replicated), 1 (rows) or 2 (columns, for a matrix)");
+    if (d.init < TS_INIT_LINEAR || d.init > TS_INIT_ONES)
+      throw Error(where + " ('" + w.name + "') has init " + std::to_string(d.init) +
+                  "; expected 0..4 (ts_init)");
+    w.dtypes = d.dtypes;
+    w.split = static_cast<ts_split>(d.split);
+    w.init = static_cast<ts_init>(d.init);
+    w.init_scale = d.init_scale;
+    for (const DeclaredWeight& other : layout.weights)
+      if (other.name == w.name) throw Error(where + " declares '" + w.name + "' twice");
+    layout.weights.push_back(std::move(w));
+  }
+  return layout;
+}
+
+std::string block_unsupported_reason(const ProviderRef& provider, const ts_block_config& config,
+                                     const std::string& label) {
+  const ts_block_vtable& vt = block_vtable_of(provider, label);
+  if (!vtable_has(vt, &ts_block_vtable::supports)) return "";
   ts_error err{};
-  const int created = vt_->create(&config, &self_, &err);
-  if (created != TS_OK) {
-    self_ = nullptr;  // a failed create owns nothing
-    throw Error(label_ + ": " + status_message(created, err));
-  }
-  if (self_ == nullptr) throw Error(label_ + ": create returned OK but no object");
+  const int status = vt.supports(&config, &err);
+  if (status == TS_OK) return "";
+  if (status == TS_UNSUPPORTED) return plugin_status_message(TS_ERROR, err);
+  throw Error(label + ": supports: " + plugin_status_message(status, err));
+}
 
-  err = ts_error{};
+Block::Block(ProviderRef provider, const ts_block_config& config, std::string label)
+    : object_(std::move(provider), std::move(label),
+              [&config](const ts_block_vtable& vt, void** self, ts_error* err) {
+                return vt.create(&config, self, err);
+              }) {
   info_.struct_size = sizeof(ts_block_info);
-  const int got_info = vt_->info(self_, &info_, &err);
-  if (got_info != TS_OK) {
-    vt_->destroy(self_);
-    self_ = nullptr;
-    throw Error(label_ + ": info: " + status_message(got_info, err));
-  }
-  if (info_.kv_heads < 0 || (info_.kv_heads > 0 && info_.head_dim <= 0)) {
-    vt_->destroy(self_);
-    self_ = nullptr;
-    throw Error(label_ + ": info reports kv_heads " + std::to_string(info_.kv_heads) +
+  // A failure here destroys the object with object_.
+  object_.call("info", &ts_block_vtable::info, &info_);
+  if (info_.kv_heads < 0 || (info_.kv_heads > 0 && info_.head_dim <= 0))
+    throw Error(object_.label() + ": info reports kv_heads " + std::to_string(info_.kv_heads) +
                 " and head_dim " + std::to_string(info_.head_dim) +
                 "; expected kv_heads >= 0 and head_dim > 0 when kv_heads > 0");
-  }
-}
-
-// The destructor body runs before provider_ is destroyed, so the plugin's code
-// is still loaded when destroy is called.
-Block::~Block() {
-  if (self_ != nullptr) vt_->destroy(self_);
-}
-
-bool Block::has_compact_kv() const {
-  return covers(vt_->struct_size, offsetof(ts_block_vtable, compact_kv), sizeof(vt_->compact_kv)) &&
-         vt_->compact_kv != nullptr;
 }
 
 void Block::forward(const ts_block_io& io) {
-  ts_error err{};
-  const int status = vt_->forward(self_, &io, &err);
-  if (status != TS_OK) throw Error(label_ + ": " + status_message(status, err));
+  object_.call("", &ts_block_vtable::forward, &io);
 }
 
 void Block::compact_kv(ts_kv_layer& kv, int32_t slot, int32_t first_row, const int32_t* keep,
                        int32_t n_keep) {
-  if (!has_compact_kv()) throw Error(label_ + ": the plugin has no compact_kv");
-  ts_error err{};
-  const int status = vt_->compact_kv(self_, &kv, slot, first_row, keep, n_keep, &err);
-  if (status != TS_OK) throw Error(label_ + ": compact_kv: " + status_message(status, err));
+  if (!has_compact_kv()) throw Error(label() + ": the plugin has no compact_kv");
+  object_.call("compact_kv", &ts_block_vtable::compact_kv, &kv, slot, first_row, keep, n_keep);
 }
 
 }  // namespace tessera

@@ -1,5 +1,6 @@
 // Generation: prefill the prompt, then let a decoder plugin pick and feed tokens
 // through a ts_decode_host that runs the Model.
+#include <tessera/engine/decoder.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/generator.hpp>
 #include <tessera/plugin.hpp>
@@ -14,12 +15,6 @@
 
 namespace tessera {
 namespace {
-
-std::string status_message(int status, const ts_error& err) {
-  std::string message(err.message);
-  if (message.empty()) message = "the plugin reported no message";
-  return status == TS_UNSUPPORTED ? "unsupported: " + message : message;
-}
 
 // The Model seen through ts_decode_host, with each slot's last logits and hidden state.
 class DecodeHost {
@@ -36,20 +31,20 @@ class DecodeHost {
       return static_cast<DecodeHost*>(ctx)->guarded(
           err, [&](DecodeHost& self) { self.forward(*request); });
     };
-    host_.compact_kv = [](void* ctx, int32_t seq, int32_t first_row, const int32_t* keep,
+    host_.compact_kv = [](void* ctx, int32_t slot, int32_t first_row, const int32_t* keep,
                           int32_t n_keep, ts_error* err) {
       return static_cast<DecodeHost*>(ctx)->guarded(
-          err, [&](DecodeHost& self) { self.model_.compact_kv(seq, first_row, keep, n_keep); });
+          err, [&](DecodeHost& self) { self.model_.compact_kv(slot, first_row, keep, n_keep); });
     };
-    host_.last_logits = [](void* ctx, int32_t seq) -> const float* {
-      return static_cast<DecodeHost*>(ctx)->last(seq, true);
+    host_.last_logits = [](void* ctx, int32_t slot) -> const float* {
+      return static_cast<DecodeHost*>(ctx)->last(slot, true);
     };
-    host_.last_hidden = [](void* ctx, int32_t seq) -> const float* {
-      return static_cast<DecodeHost*>(ctx)->last(seq, false);
+    host_.last_hidden = [](void* ctx, int32_t slot) -> const float* {
+      return static_cast<DecodeHost*>(ctx)->last(slot, false);
     };
-    host_.length = [](void* ctx, int32_t seq) -> int32_t {
+    host_.length = [](void* ctx, int32_t slot) -> int32_t {
       Model& m = static_cast<DecodeHost*>(ctx)->model_;
-      return seq >= 0 && seq < m.kv_cache().slots() ? m.kv_cache().length(seq) : -1;
+      return slot >= 0 && slot < m.kv_cache().slots() ? m.kv_cache().length(slot) : -1;
     };
   }
 
@@ -60,11 +55,11 @@ class DecodeHost {
   std::exception_ptr take_failure() { return std::exchange(failure_, nullptr); }
 
   void forward(const ts_forward_request& request) {
-    if (request.n_seqs < 1 || request.seqs == nullptr || request.offsets == nullptr ||
+    if (request.n_seqs < 1 || request.slots == nullptr || request.offsets == nullptr ||
         request.tokens == nullptr)
-      throw Error("decode host forward: expected n_seqs >= 1 and non-NULL seqs, offsets, tokens");
+      throw Error("decode host forward: expected n_seqs >= 1 and non-NULL slots, offsets, tokens");
     const auto n_seqs = static_cast<size_t>(request.n_seqs);
-    batch_.slots.assign(request.seqs, request.seqs + n_seqs);
+    batch_.slots.assign(request.slots, request.slots + n_seqs);
     batch_.offsets.assign(request.offsets, request.offsets + n_seqs + 1);
     const int32_t n_tokens = batch_.offsets.back();
     if (n_tokens < 0) throw Error("decode host forward: offsets end below 0");
@@ -125,10 +120,10 @@ class DecodeHost {
   }
 
   // NULL for a slot out of range or one that has not been fed yet.
-  const float* last(int32_t seq, bool logits) const {
-    if (seq < 0 || static_cast<size_t>(seq) >= last_logits_.size()) return nullptr;
+  const float* last(int32_t slot, bool logits) const {
+    if (slot < 0 || static_cast<size_t>(slot) >= last_logits_.size()) return nullptr;
     const auto& v =
-        logits ? last_logits_[static_cast<size_t>(seq)] : last_hidden_[static_cast<size_t>(seq)];
+        logits ? last_logits_[static_cast<size_t>(slot)] : last_hidden_[static_cast<size_t>(slot)];
     return v.empty() ? nullptr : v.data();
   }
 
@@ -138,50 +133,6 @@ class DecodeHost {
   std::vector<float> logits_scratch_, hidden_scratch_;
   std::vector<std::vector<float>> last_logits_, last_hidden_;
   std::exception_ptr failure_;
-};
-
-// A decoder plugin object; destroyed before its library can be released.
-class Decoder {
- public:
-  Decoder(ProviderRef provider, const ts_decoder_config& config, std::string label)
-      : provider_(std::move(provider)), label_(std::move(label)) {
-    if (provider_.provider == nullptr || provider_.provider->vtable == nullptr)
-      throw Error(label_ + ": the provider has no decoder vtable");
-    vt_ = static_cast<const ts_decoder_vtable*>(provider_.provider->vtable);
-    const size_t needed = offsetof(ts_decoder_vtable, step) + sizeof(vt_->step);
-    if (vt_->struct_size < needed || vt_->create == nullptr || vt_->destroy == nullptr ||
-        vt_->step == nullptr)
-      throw Error(label_ + ": the decoder vtable lacks create, destroy or step (struct_size " +
-                  std::to_string(vt_->struct_size) + ", expected at least " +
-                  std::to_string(needed) + ")");
-    ts_error err{};
-    const int status = vt_->create(&config, &self_, &err);
-    if (status != TS_OK) {
-      self_ = nullptr;
-      throw Error(label_ + ": " + status_message(status, err));
-    }
-    if (self_ == nullptr) throw Error(label_ + ": create returned OK but no object");
-  }
-  ~Decoder() {
-    if (self_ != nullptr) vt_->destroy(self_);
-  }
-  Decoder(const Decoder&) = delete;
-  Decoder& operator=(const Decoder&) = delete;
-
-  void step(DecodeHost& host, ts_decode_step& step) {
-    ts_error err{};
-    const int status = vt_->step(self_, host.c_host(), &step, &err);
-    if (status == TS_OK) return;
-    // A failure inside the model is rethrown as itself (with its type).
-    if (std::exception_ptr failure = host.take_failure()) std::rethrow_exception(failure);
-    throw Error(label_ + ": step: " + status_message(status, err));
-  }
-
- private:
-  const ts_decoder_vtable* vt_ = nullptr;
-  ProviderRef provider_;
-  void* self_ = nullptr;
-  std::string label_;
 };
 
 std::vector<int64_t> int_list(const ParamValue& value, const std::string& key) {
@@ -208,24 +159,52 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
 GenerateResult Generator::generate_after(int32_t keep, const std::vector<int32_t>& prompt,
                                          const GenerateOptions& options,
                                          const std::function<void(int32_t)>& on_token) {
-  if (prompt.empty()) throw Error("generate: the prompt is empty; expected at least one token");
+  std::function<void(size_t, int32_t)> each;
+  if (on_token) each = [&on_token](size_t, int32_t token) { on_token(token); };
+  return generate_batch({SequenceRequest{0, keep, prompt}}, options, each).front();
+}
+
+std::vector<GenerateResult> Generator::generate_batch(
+    const std::vector<SequenceRequest>& sequences, const GenerateOptions& options,
+    const std::function<void(size_t, int32_t)>& on_token) {
   const int32_t capacity = model_.kv_cache().capacity();
-  constexpr int32_t kSlot = 0;
-  const int32_t cached = model_.kv_cache().length(kSlot);
-  if (keep < 0 || keep > cached)
-    throw Error("generate: keeping " + std::to_string(keep) + " cached tokens, but slot 0 holds " +
-                std::to_string(cached) + "; expected 0 <= keep <= " + std::to_string(cached));
-  if (prompt.size() > static_cast<size_t>(capacity - keep))
-    throw Error("generate: the prompt has " + std::to_string(prompt.size()) + " tokens" +
-                (keep > 0 ? " after " + std::to_string(keep) + " cached ones" : std::string()) +
-                ", more than the model's capacity of " + std::to_string(capacity) +
-                " tokens per sequence");
+  const int32_t slots = model_.kv_cache().slots();
+  if (sequences.empty()) throw Error("generate: no sequences; expected at least one");
+  if (sequences.size() > static_cast<size_t>(slots))
+    throw Error("generate: " + std::to_string(sequences.size()) + " sequences but the model has " +
+                std::to_string(slots) + " slots (ModelOptions::max_seqs)");
+  const size_t n = sequences.size();
+  for (size_t i = 0; i < n; ++i) {
+    const SequenceRequest& r = sequences[i];
+    const std::string which = n == 1 ? std::string() : " (sequence " + std::to_string(i) + ")";
+    if (r.slot < 0 || r.slot >= slots)
+      throw Error("generate" + which + ": slot " + std::to_string(r.slot) +
+                  " is out of range; the model has " + std::to_string(slots) +
+                  " slots (ModelOptions::max_seqs)");
+    for (size_t j = 0; j < i; ++j)
+      if (sequences[j].slot == r.slot)
+        throw Error("generate: sequences " + std::to_string(j) + " and " + std::to_string(i) +
+                    " both use slot " + std::to_string(r.slot) + "; expected distinct slots");
+    if (r.tokens.empty())
+      throw Error("generate" + which + ": the prompt is empty; expected at least one token");
+    const int32_t cached = model_.kv_cache().length(r.slot);
+    if (r.keep < 0 || r.keep > cached)
+      throw Error("generate" + which + ": keeping " + std::to_string(r.keep) +
+                  " cached tokens, but slot " + std::to_string(r.slot) + " holds " +
+                  std::to_string(cached) + "; expected 0 <= keep <= " + std::to_string(cached));
+    if (r.tokens.size() > static_cast<size_t>(capacity - r.keep))
+      throw Error("generate" + which + ": the prompt has " + std::to_string(r.tokens.size()) +
+                  " tokens" +
+                  (r.keep > 0 ? " after " + std::to_string(r.keep) + " cached ones"
+                              : std::string()) +
+                  ", more than the model's capacity of " + std::to_string(capacity) +
+                  " tokens per sequence");
+  }
   if (options.max_new_tokens < 0)
     throw Error("generate: max_new_tokens is " + std::to_string(options.max_new_tokens) +
                 ", expected >= 0");
 
   // Decoder configuration: the caller's params, plus what the model knows.
-  const std::string kind = options.decoder.kind.empty() ? "greedy" : options.decoder.kind;
   ParamList params = options.decoder.params;
   if (params.find("eos_token_ids") == nullptr && !model_.manifest().model.eos_token_ids.empty())
     params.set("eos_token_ids", model_.manifest().model.eos_token_ids);
@@ -233,85 +212,110 @@ GenerateResult Generator::generate_after(int32_t keep, const std::vector<int32_t
   if (params.find("hidden_size") == nullptr) params.set("hidden_size", int64_t{model_.hidden()});
   std::vector<int64_t> eos;
   if (const ParamValue* v = params.find("eos_token_ids")) eos = int_list(*v, "eos_token_ids");
+  const std::unique_ptr<Decoder> decoder = make_decoder(
+      registry_, options.decoder, params, model_.vocab(), model_.hidden(), model_.pool().host());
 
-  ProviderRef provider;
-  try {
-    provider = registry_.find(TS_KIND_DECODER, kind, TS_DEVICE_CPU, options.decoder.plugin);
-  } catch (const PluginError& e) {
-    throw PluginError("decoder '" + kind + "': " + e.what());
-  }
-  ts_decoder_config config{};
-  config.struct_size = sizeof(ts_decoder_config);
-  config.vocab = model_.vocab();
-  config.hidden = model_.hidden();
-  config.params = params.c_params();
-  config.weights = nullptr;
-  config.host = model_.pool().host();
-  std::string label = "decoder " + kind + " (" + provider.plugin_name() + ")";
-  Decoder decoder(std::move(provider), config, std::move(label));
-
-  GenerateResult result;
-  if (options.max_new_tokens == 0) return result;
+  std::vector<GenerateResult> results(n);
+  if (options.max_new_tokens == 0) return results;
 
   DecodeHost host(model_);
-  if (keep == 0)
-    model_.reset(kSlot);
-  else if (keep < cached)
-    model_.compact_kv(kSlot, keep, nullptr, 0);  // drops the rows after `keep`
-  host.clear(kSlot);
+  std::vector<int32_t> slot_of(n), offsets(n + 1, 0), tokens;
+  std::vector<int32_t> remaining(n);
+  for (size_t i = 0; i < n; ++i) {
+    const SequenceRequest& r = sequences[i];
+    if (r.keep == 0)
+      model_.reset(r.slot);
+    else if (r.keep < model_.kv_cache().length(r.slot))
+      model_.compact_kv(r.slot, r.keep, nullptr, 0);  // drops the rows after `keep`
+    host.clear(r.slot);
+    slot_of[i] = r.slot;
+    tokens.insert(tokens.end(), r.tokens.begin(), r.tokens.end());
+    offsets[i + 1] = static_cast<int32_t>(tokens.size());
+    // Every emitted token but the last is fed back, so n tokens need n - 1 free rows.
+    const int32_t room = capacity - r.keep - static_cast<int32_t>(r.tokens.size()) + 1;
+    remaining[i] = std::min(options.max_new_tokens, room);
+  }
 
   const auto prefill_start = std::chrono::steady_clock::now();
   {
-    const int32_t offsets[2] = {0, static_cast<int32_t>(prompt.size())};
     ts_forward_request request{};
     request.struct_size = sizeof(ts_forward_request);
-    request.n_seqs = 1;
-    request.seqs = &kSlot;
-    request.offsets = offsets;
-    request.tokens = prompt.data();
-    host.forward(request);  // last_only: one row of logits
+    request.n_seqs = static_cast<int32_t>(n);
+    request.slots = slot_of.data();
+    request.offsets = offsets.data();
+    request.tokens = tokens.data();
+    host.forward(request);  // last_only: one row of logits per sequence
   }
-  result.prefill_seconds = seconds_since(prefill_start);
-
-  // Every emitted token but the last is fed back, so n tokens need n - 1 free rows.
-  const int32_t room = capacity - keep - static_cast<int32_t>(prompt.size()) + 1;
-  int32_t remaining = std::min(options.max_new_tokens, room);
+  const double prefill_seconds = seconds_since(prefill_start);
 
   const auto decode_start = std::chrono::steady_clock::now();
   constexpr int32_t kStepCapacity = 16;
-  int32_t tokens[kStepCapacity];
-  while (remaining > 0) {
-    int32_t count = 0;
-    uint8_t finished = 0;
+  std::vector<size_t> running;  // indices of the sequences still going
+  for (size_t i = 0; i < n; ++i)
+    if (remaining[i] > 0) running.push_back(i);
+  std::vector<int32_t> step_slots, step_budget, step_tokens, step_counts;
+  std::vector<uint8_t> step_finished;
+  while (!running.empty()) {
+    const size_t m = running.size();
+    step_slots.resize(m);
+    step_budget.resize(m);
+    for (size_t k = 0; k < m; ++k) {
+      step_slots[k] = slot_of[running[k]];
+      step_budget[k] = remaining[running[k]];
+    }
+    step_tokens.assign(m * kStepCapacity, 0);
+    step_counts.assign(m, 0);
+    step_finished.assign(m, 0);
     ts_decode_step step{};
     step.struct_size = sizeof(ts_decode_step);
-    step.n_seqs = 1;
-    step.seqs = &kSlot;
-    step.budget = &remaining;
+    step.n_seqs = static_cast<int32_t>(m);
+    step.slots = step_slots.data();
+    step.budget = step_budget.data();
     step.capacity = kStepCapacity;
-    step.tokens = tokens;
-    step.counts = &count;
-    step.finished = &finished;
-    decoder.step(host, step);
-    if (count < 0 || count > std::min(kStepCapacity, remaining))
-      throw Error("generate: the decoder emitted " + std::to_string(count) +
-                  " tokens in one step; expected 0 to " +
-                  std::to_string(std::min(kStepCapacity, remaining)));
-    if (count == 0 && finished == 0)
-      throw Error("generate: the decoder emitted no token and did not finish");
-    for (int32_t i = 0; i < count; ++i) {
-      result.tokens.push_back(tokens[i]);
-      if (on_token) on_token(tokens[i]);
+    step.tokens = step_tokens.data();
+    step.counts = step_counts.data();
+    step.finished = step_finished.data();
+    try {
+      decoder->step(*host.c_host(), step);
+    } catch (const Error&) {
+      // A failure inside the model is rethrown as itself (with its type).
+      if (std::exception_ptr failure = host.take_failure()) std::rethrow_exception(failure);
+      throw;
     }
-    remaining -= count;
-    if (finished != 0) {
-      result.stopped_on_eos =
-          count > 0 && std::find(eos.begin(), eos.end(), int64_t{tokens[count - 1]}) != eos.end();
-      break;
+    std::vector<size_t> still;
+    for (size_t k = 0; k < m; ++k) {
+      const size_t i = running[k];
+      const int32_t count = step_counts[k];
+      const int32_t most = std::min(kStepCapacity, remaining[i]);
+      if (count < 0 || count > most)
+        throw Error("generate: the decoder emitted " + std::to_string(count) +
+                    " tokens in one step for slot " + std::to_string(slot_of[i]) +
+                    "; expected 0 to " + std::to_string(most));
+      if (count == 0 && step_finished[k] == 0)
+        throw Error("generate: the decoder emitted no token for slot " +
+                    std::to_string(slot_of[i]) + " and did not finish it");
+      for (int32_t t = 0; t < count; ++t) {
+        const int32_t token = step_tokens[k * kStepCapacity + static_cast<size_t>(t)];
+        results[i].tokens.push_back(token);
+        if (on_token) on_token(i, token);
+      }
+      remaining[i] -= count;
+      if (step_finished[k] != 0) {
+        const int32_t last = count > 0 ? step_tokens[k * kStepCapacity + count - 1] : -1;
+        results[i].stopped_on_eos =
+            count > 0 && std::find(eos.begin(), eos.end(), int64_t{last}) != eos.end();
+      } else if (remaining[i] > 0) {
+        still.push_back(i);
+      }
     }
+    running = std::move(still);
   }
-  result.decode_seconds = seconds_since(decode_start);
-  return result;
+  const double decode_seconds = seconds_since(decode_start);
+  for (GenerateResult& r : results) {
+    r.prefill_seconds = prefill_seconds;
+    r.decode_seconds = decode_seconds;
+  }
+  return results;
 }
 
 }  // namespace tessera

@@ -3,7 +3,8 @@
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/model.hpp>
-#include <tessera/engine/single_rank_comm.hpp>
+#include <tessera/engine/parallel.hpp>
+#include <tessera/kv_rows.hpp>
 #include <tessera/plugin.hpp>
 
 #include <algorithm>
@@ -85,21 +86,6 @@ bool same_kv_shape(const KvLayerShape& a, const KvLayerShape& b) {
   return a.kv_heads == b.kv_heads && a.head_dim == b.head_dim && a.dtype == b.dtype;
 }
 
-// Moves rows first_row + keep[i] to first_row + i of one slot in one cache tensor.
-void move_rows(const ts_tensor& t, int32_t slot, int32_t first_row, const int32_t* keep,
-               int32_t n_keep) {
-  const size_t esize = dtype_size(t.dtype);
-  const size_t row_bytes = static_cast<size_t>(t.shape[2] * t.shape[3]) * esize;
-  char* base = static_cast<char*>(t.data) + static_cast<size_t>(slot * t.stride[0]) * esize;
-  for (int32_t i = 0; i < n_keep; ++i) {
-    const int64_t src = first_row + keep[i];
-    const int64_t dst = first_row + i;
-    if (src == dst) continue;
-    std::memmove(base + static_cast<size_t>(dst * t.stride[1]) * esize,
-                 base + static_cast<size_t>(src * t.stride[1]) * esize, row_bytes);
-  }
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ Impl
@@ -156,7 +142,7 @@ struct Model::Impl {
   std::vector<SubBlock> ffn;
   std::vector<KvLayerShape> kv_shapes;
   Tensor embed, final_norm, lm_head;
-  ts_comm local_comm{};
+  std::unique_ptr<Parallel> parallel;  // [runtime.parallel], when ModelOptions gives no comm
   const ts_comm* comm = nullptr;
   ts_device device = TS_DEVICE_CPU;
   std::string source;
@@ -184,9 +170,9 @@ struct Model::Impl {
     const bool is_attention = kind == TS_KIND_ATTENTION;
     const std::string part = is_attention ? "attention" : "ffn";
     const std::string owner = "layer " + std::to_string(layer) + " " + part;
-    ProviderRef provider;
+    std::vector<ProviderRef> candidates;
     try {
-      provider = m.registry_.find(kind, spec.kind, device, spec.plugin);
+      candidates = m.registry_.candidates(kind, spec.kind, device, spec.plugin);
     } catch (const PluginError& e) {
       throw PluginError(owner + " '" + spec.kind + "'" + where_text(spec.where) + ": " + e.what());
     }
@@ -214,8 +200,34 @@ struct Model::Impl {
     config.weights = &w.c;
     config.comm = comm;
     config.host = m.pool_.host();
-    std::string label = owner + " " + spec.kind + " (" + provider.plugin_name() + ")";
-    sub.block = std::make_unique<Block>(std::move(provider), config, std::move(label));
+
+    // Best score first; a provider that declines (supports, or create returning
+    // TS_UNSUPPORTED) hands over to the next.
+    std::vector<std::string> declined;
+    for (ProviderRef& provider : candidates) {
+      std::string label = owner + " " + spec.kind + " (" + provider.plugin_name() + ")";
+      const std::string who = provider.plugin_name() + " (" + provider.path().string() + ")";
+      ts_block_config query = config;
+      query.weights = nullptr;
+      const std::string reason = block_unsupported_reason(provider, query, label);
+      if (!reason.empty()) {
+        declined.push_back(who + ": " + reason);
+        continue;
+      }
+      try {
+        w.held.clear();
+        sub.block = std::make_unique<Block>(std::move(provider), config, std::move(label));
+        break;
+      } catch (const PluginUnsupported& e) {
+        declined.push_back(who + ": " + e.what());
+      }
+    }
+    if (!sub.block) {
+      std::string message = owner + " '" + spec.kind + "'" + where_text(spec.where) + ": all " +
+                            std::to_string(candidates.size()) + " providers declined it:";
+      for (const std::string& d : declined) message += "\n  " + d;
+      throw PluginError(message);
+    }
 
     if (!sub.block->identity()) {
       const std::string norm_name =
@@ -309,8 +321,12 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
                                    : im.require(weights_, "lm_head.weight",
                                                 {vocab_rows, hidden_size}, "lm head", weight_dtype);
 
-  im.local_comm = single_rank_comm();
-  im.comm = options_.comm != nullptr ? options_.comm : &im.local_comm;
+  if (options_.comm != nullptr) {
+    im.comm = options_.comm;
+  } else {
+    im.parallel = make_parallel(registry_, manifest_.runtime.parallel, pool_.host());
+    im.comm = &im.parallel->comm();
+  }
 
   for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
     const LayerSpec& ls = manifest_.layers[static_cast<size_t>(layer)];
@@ -598,8 +614,8 @@ void Model::compact_kv(int32_t slot, int32_t first_row, const int32_t* keep, int
     if (block.has_compact_kv()) {
       block.compact_kv(kv, slot, first_row, keep, n_keep);
     } else {
-      move_rows(kv.k, slot, first_row, keep, n_keep);
-      move_rows(kv.v, slot, first_row, keep, n_keep);
+      sdk::move_kv_rows(kv.k, slot, first_row, keep, n_keep);
+      sdk::move_kv_rows(kv.v, slot, first_row, keep, n_keep);
     }
   }
   kv_.set_length(slot, first_row + n_keep);

@@ -12,6 +12,8 @@
 #define BOOST_DLL_USE_STD_FS
 #endif
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 
 #include <algorithm>
 #include <boost/dll/shared_library.hpp>
@@ -95,7 +97,7 @@ std::string abi_string(unsigned major, unsigned minor) {
 
 const std::string kHostAbi = abi_string(TS_ABI_MAJOR, TS_ABI_MINOR);
 
-// The smallest struct sizes a plugin built against ABI 1.0 may report: each
+// The smallest struct sizes a plugin built against ABI 2.0 may report: each
 // covers the fields and the function pointers that version made mandatory.
 // Later minors only append, so anything at least this large is readable.
 // The members' sizes are those of the pointers they hold, which is what is measured.
@@ -113,7 +115,6 @@ constexpr size_t kMinParallelVtableSize =
     offsetof(ts_parallel_vtable, communicator) + sizeof(ts_parallel_vtable::communicator);
 constexpr size_t kMinSearchVtableSize =
     offsetof(ts_search_vtable, free_string) + sizeof(ts_search_vtable::free_string);
-// The backend kind arrived in ABI 1.1 with all of these entries.
 constexpr size_t kMinBackendVtableSize =
     offsetof(ts_backend_vtable, sample) + sizeof(ts_backend_vtable::sample);
 
@@ -238,7 +239,7 @@ std::vector<std::string> missing_functions(const ts_provider& p) {
           {reinterpret_cast<const void*>(v->create), "create"},
           {reinterpret_cast<const void*>(v->destroy), "destroy"},
           {reinterpret_cast<const void*>(v->device_info), "device_info"},
-          {reinterpret_cast<const void*>(v->stream), "stream"},
+          {reinterpret_cast<const void*>(v->context), "context"},
           {reinterpret_cast<const void*>(v->alloc), "alloc"},
           {reinterpret_cast<const void*>(v->free), "free"},
           {reinterpret_cast<const void*>(v->copy), "copy"},
@@ -258,6 +259,27 @@ std::vector<std::string> missing_functions(const ts_provider& p) {
   }
   return missing;
 }
+
+}  // namespace
+
+std::string vtable_problem(const ts_provider& p) {
+  if (p.vtable == nullptr) return "the provider has a NULL vtable";
+  const uint32_t vtable_size = *static_cast<const uint32_t*>(p.vtable);
+  const size_t min_size = min_vtable_size(p.kind);
+  if (vtable_size < min_size) {
+    return "its " + std::string(kind_name(p.kind)) + " vtable has struct_size " +
+           std::to_string(vtable_size) + ", smaller than the ABI " + std::to_string(TS_ABI_MAJOR) +
+           ".0 minimum of " + std::to_string(min_size);
+  }
+  const std::vector<std::string> missing = missing_functions(p);
+  if (missing.empty()) return "";
+  std::string names;
+  for (const std::string& m : missing) names += (names.empty() ? "" : ", ") + m;
+  return "its " + std::string(kind_name(p.kind)) + " vtable leaves mandatory functions NULL: " +
+         names;
+}
+
+namespace {
 
 // Checks the descriptor a plugin returned and collects its providers.
 PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor* d) {
@@ -284,7 +306,8 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
   if (d->struct_size < kMinDescriptorSize) {
     fail_load(path,
               "its descriptor reports struct_size " + std::to_string(d->struct_size) +
-                  ", smaller than the ABI 1.0 minimum of " + std::to_string(kMinDescriptorSize),
+                  ", smaller than the ABI " + std::to_string(TS_ABI_MAJOR) + ".0 minimum of " +
+                  std::to_string(kMinDescriptorSize),
               plugin_abi);
   }
   if (d->name == nullptr || d->name[0] == '\0') {
@@ -325,10 +348,6 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
                     " (expected 0..5: attention, ffn, decoder, parallel, search, backend)",
                 plugin_abi);
     }
-    if (p->kind == TS_KIND_BACKEND && d->abi_minor < 1) {
-      fail_load(path, where + " is a backend, a kind that needs plugin ABI 1.1 or later",
-                plugin_abi);
-    }
     if (p->name == nullptr || p->name[0] == '\0') {
       fail_load(path, where + " (" + kind_name(p->kind) + ") has no name", plugin_abi);
     }
@@ -345,7 +364,8 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
     if (vtable_size < min_size) {
       fail_load(path,
                 described + " has a vtable with struct_size " + std::to_string(vtable_size) +
-                    ", smaller than the ABI 1.0 minimum of " + std::to_string(min_size) +
+                    ", smaller than the ABI " + std::to_string(TS_ABI_MAJOR) + ".0 minimum of " +
+                    std::to_string(min_size) +
                     " for a " + kind_name(p->kind) + " vtable",
                 plugin_abi);
     }
@@ -367,6 +387,37 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
     info.providers.push_back(p);
   }
   return info;
+}
+
+// The entry point: an exported function named tessera_plugin. The symbol's ELF type is
+// checked before anything is called, so a library exporting that name as data (an ABI
+// 1.x plugin, whose entry was a Boost.DLL alias, or a variable by mistake) is refused
+// instead of being jumped into.
+ts_plugin_entry_fn resolve_entry(const boost::dll::shared_library& handle, const fs::path& path) {
+  const std::string how =
+      " (define it with TESSERA_PLUGIN from <tessera/plugin.hpp>, or in C as "
+      "'TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void)')";
+  if (!handle.has(kEntrySymbol)) {
+    fail_load(path, std::string("not a Tessera plugin: it exports no '") + kEntrySymbol +
+                        "' symbol" + how);
+  }
+  auto& function = handle.get<const ts_plugin_descriptor*()>(kEntrySymbol);
+  void* address = reinterpret_cast<void*>(&function);
+  Dl_info where{};
+  void* entry = nullptr;  // the symbol's ElfW(Sym) in the library's dynamic symbol table
+  if (::dladdr1(address, &where, &entry, RTLD_DL_SYMENT) == 0 || entry == nullptr) {
+    fail_load(path, std::string("the dynamic loader cannot describe its '") + kEntrySymbol +
+                        "' symbol");
+  }
+  const unsigned type = ELF64_ST_TYPE(static_cast<const ElfW(Sym)*>(entry)->st_info);
+  if (type != STT_FUNC && type != STT_GNU_IFUNC) {
+    fail_load(path, std::string("it exports '") + kEntrySymbol +
+                        "' as data, not as a function: a plugin built for ABI 1.x (whose entry "
+                        "was a Boost.DLL alias) or a variable of that name; rebuild it against "
+                        "this host's SDK" +
+                        how);
+  }
+  return reinterpret_cast<ts_plugin_entry_fn>(address);
 }
 
 }  // namespace
@@ -470,12 +521,8 @@ const PluginInfo& PluginRegistry::load(const fs::path& library) {
     }
     fail_load(path, "it is not a loadable shared library (" + reason + ")");
   }
-  if (!handle.has(kEntrySymbol)) {
-    fail_load(path, std::string("not a Tessera plugin: it exports no '") + kEntrySymbol +
-                        "' symbol (define one with TESSERA_PLUGIN from <tessera/plugin.hpp>)");
-  }
-  const ts_plugin_descriptor* descriptor =
-      handle.get_alias<const ts_plugin_descriptor*()>(kEntrySymbol)();
+  const ts_plugin_entry_fn entry = resolve_entry(handle, path);
+  const ts_plugin_descriptor* descriptor = entry();
   PluginInfo info = validate_descriptor(path, descriptor);
 
   for (const auto& loaded : state_->libraries) {
@@ -503,6 +550,12 @@ const std::vector<PluginInfo>& PluginRegistry::plugins() const {
 
 ProviderRef PluginRegistry::find(ts_kind kind, const std::string& name, ts_device device,
                                  const std::string& plugin) const {
+  return candidates(kind, name, device, plugin).front();
+}
+
+std::vector<ProviderRef> PluginRegistry::candidates(ts_kind kind, const std::string& name,
+                                                    ts_device device,
+                                                    const std::string& plugin) const {
   const std::string wanted =
       std::string(kind_name(kind)) + " '" + name + "' on " + device_name(device);
   auto describe_state = [&] {
@@ -532,7 +585,7 @@ ProviderRef PluginRegistry::find(ts_kind kind, const std::string& name, ts_devic
     }
   }
 
-  ProviderRef best;
+  std::vector<ProviderRef> ranked;
   std::vector<std::string> unable;  // providers that matched but reported score 0
   for (const auto& lib : state_->libraries) {
     if (named && lib != named) continue;
@@ -543,11 +596,13 @@ ProviderRef PluginRegistry::find(ts_kind kind, const std::string& name, ts_devic
         unable.push_back(lib->info().name + " (" + lib->info().path.string() + ")");
         continue;
       }
-      // Ties go to the plugin loaded first, i.e. earliest in the search order.
-      if (best.provider == nullptr || score > best.score) best = ProviderRef{lib, p, score};
+      ranked.push_back(ProviderRef{lib, p, score});
     }
   }
-  if (best.provider != nullptr) return best;
+  // Best first; ties go to the plugin loaded first, i.e. earliest in the search order.
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const ProviderRef& a, const ProviderRef& b) { return a.score > b.score; });
+  if (!ranked.empty()) return ranked;
 
   std::string message = "no plugin provides " + wanted;
   if (!plugin.empty()) message = "plugin '" + plugin + "' does not provide " + wanted;

@@ -76,7 +76,7 @@ ThreadPool::ThreadPool(int n_threads) {
   host_.n_threads = n_threads_;
   host_.parallel_for = &host_parallel_for;
   host_.log = &host_log;
-  host_.cuda_stream = nullptr;
+  host_.device_context = nullptr;
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }

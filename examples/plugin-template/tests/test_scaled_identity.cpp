@@ -1,13 +1,10 @@
-// Loads the built plugin the way the host does (its C entry point through
-// Boost.DLL), then checks the block against a naive reference and checks that
-// bad input comes back as an error status with a message, never an exception.
+// Loads the built plugin through its exported C function, tessera_plugin, then
+// checks the block against a naive reference and checks that bad input comes back
+// as an error status with a message, never an exception. Needs only the SDK and
+// the C library's dlopen.
+#include <dlfcn.h>
 #include <tessera/abi.h>
 #include <tessera/dtype.hpp>
-
-#ifndef BOOST_DLL_USE_STD_FS
-#define BOOST_DLL_USE_STD_FS
-#endif
-#include <boost/dll/shared_library.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -66,9 +63,12 @@ struct Config {
 }  // namespace
 
 int main() {
-  boost::dll::shared_library library(
-      TEMPLATE_PLUGIN_FILE, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
-  auto entry = library.get_alias<const ts_plugin_descriptor*()>(TS_PLUGIN_ENTRY);
+  void* library = dlopen(TEMPLATE_PLUGIN_FILE, RTLD_LAZY | RTLD_LOCAL);
+  check(library != nullptr, "the plugin library loads");
+  if (library == nullptr) return 1;
+  const auto entry = reinterpret_cast<ts_plugin_entry_fn>(dlsym(library, TS_PLUGIN_ENTRY));
+  check(entry != nullptr, "the plugin exports tessera_plugin");
+  if (entry == nullptr) return 1;
   const ts_plugin_descriptor* plugin = entry();
   check(plugin != nullptr && plugin->struct_size >= sizeof(ts_plugin_descriptor),
         "descriptor present and complete");

@@ -1,13 +1,15 @@
-// The CUDA backend (ts_backend_vtable, ABI 1.1): device memory, copies, and the forward
-// pass outside the blocks (RMSNorm, residual add, embedding gather, the lm head through
-// cuBLASLt, argmax and sampling), all on one stream the backend owns and lends to the
-// device blocks as ts_host.cuda_stream. See docs/architecture.md ("A model on a device").
+// The CUDA backend (ts_backend_vtable): device memory, copies, and the forward pass outside
+// the blocks (RMSNorm, residual add, embedding gather, the lm head through cuBLASLt, argmax
+// and sampling), all on one stream the backend owns and lends to the device blocks inside
+// its context (ts_host.device_context, a ts_cuda_context). See docs/architecture.md ("A
+// model on a device").
 #include "backend_kernels.hpp"
 
 #include <tessera/abi.h>
 #include <tessera/cuda/cublaslt.hpp>
 #include <tessera/cuda/runtime.hpp>
 #include <tessera/dtype.hpp>
+#include <tessera/cuda/context.h>
 #include <tessera/plugin.hpp>
 
 #include <cuda_runtime.h>
@@ -37,6 +39,9 @@ class CudaBackend {
     cu::require_device(device_, kLabel);
     cu::check(cudaSetDevice(device_), "cudaSetDevice");
     cu::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    context_.struct_size = sizeof(ts_cuda_context);
+    context_.device_index = device_;
+    context_.stream = stream_;
     done_ = std::make_unique<cu::Event>();
   }
   ~CudaBackend() {
@@ -66,7 +71,8 @@ class CudaBackend {
     return info;
   }
 
-  void* stream() { return stream_; }
+  // What blocks and collectives receive as ts_host.device_context.
+  void* context() { return &context_; }
 
   void* alloc(size_t bytes) {
     const cu::DeviceScope scope(device_);
@@ -266,6 +272,7 @@ class CudaBackend {
 
   int32_t device_ = 0;
   cudaStream_t stream_ = nullptr;
+  ts_cuda_context context_{};
   std::unique_ptr<cu::Gemm> gemm_;  // made on the first matmul
   std::unique_ptr<cu::Event> done_;
   cu::PinnedBuffer staging_;

@@ -1,15 +1,20 @@
 /* Tessera plugin ABI.
  *
- * A plugin is a shared library that exports exactly one C symbol, the alias
- * TS_PLUGIN_ENTRY ("tessera_plugin"), a function returning a ts_plugin_descriptor.
- * Everything crosses this boundary as plain C: no exceptions, no C++ objects,
- * no allocation freed on the other side.
+ * A plugin is a shared library that exports exactly one C function,
+ *
+ *   TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void);
+ *
+ * (TS_PLUGIN_ENTRY names it), returning a descriptor that lives as long as the
+ * library. This header is all a plugin needs: it is plain C, and a plugin written
+ * in C against it alone is a complete plugin. Everything crosses this boundary as
+ * plain C: no exceptions, no C++ objects, no allocation freed on the other side.
  *
  * Versioning: a host accepts a plugin whose abi_major equals its own. Minor
  * versions are additive: new fields and function pointers are only ever appended
  * to the end of a struct, and every extensible struct starts with struct_size so
  * that each side reads only what the other side has. A host never calls a
  * function pointer that is NULL or lies beyond the plugin's struct_size.
+ * docs/architecture.md lists what each version added and what later minors plan.
  */
 #ifndef TESSERA_ABI_H
 #define TESSERA_ABI_H
@@ -21,10 +26,19 @@
 extern "C" {
 #endif
 
-#define TS_ABI_MAJOR 1
-/* 1.1 added TS_KIND_BACKEND and ts_backend_vtable (device runtimes). */
-#define TS_ABI_MINOR 1
+/* 2.0: the entry point is an exported C function (1.x exported a Boost.DLL alias);
+ * ts_host.device_context replaces cuda_stream; collectives take a device context;
+ * blocks may describe their weights and the cache they need (describe) and say
+ * whether they can be built (supports); decode requests address cache slots. */
+#define TS_ABI_MAJOR 2
+#define TS_ABI_MINOR 0
 #define TS_PLUGIN_ENTRY "tessera_plugin"
+
+#if defined(_WIN32)
+#define TS_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define TS_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
 
 /* ---------------------------------------------------------------- status */
 
@@ -91,7 +105,8 @@ typedef struct ts_params {
 
 typedef void (*ts_range_fn)(void* arg, int64_t begin, int64_t end);
 
-/* What the host lends every plugin object: its thread pool, its log, its stream. */
+/* What the host lends every plugin object: its thread pool, its log, and the
+ * device context of the backend the object runs with. */
 typedef struct ts_host {
   uint32_t struct_size;
   uint32_t abi_minor;
@@ -102,21 +117,27 @@ typedef struct ts_host {
   void (*parallel_for)(void* ctx, int64_t n, int64_t grain, ts_range_fn fn, void* arg);
   /* level: 0 debug, 1 info, 2 warning, 3 error. */
   void (*log)(void* ctx, int32_t level, const char* message);
-  /* The application's CUDA stream (cudaStream_t) for device plugins, else NULL. */
-  void* cuda_stream;
+  /* The context of the device backend (ts_backend_vtable.context): what it is,
+   * the backend that made it defines. The CUDA backend's is a ts_cuda_context
+   * (tessera/cuda/context.h: device ordinal and stream). NULL on the CPU. */
+  void* device_context;
 } ts_host;
 
-/* A group of ranks. Tensors are reduced/gathered along `dim`. */
+/* A group of ranks. Tensors are reduced/gathered along `dim`. Every collective
+ * takes the device context its tensors' work is ordered on (ts_host.device_context
+ * of the caller: NCCL queues on the stream inside it); NULL for CPU tensors. */
 typedef struct ts_comm {
   uint32_t struct_size;
   void* ctx;
   int32_t rank;
   int32_t world;
-  int (*all_reduce_sum)(void* ctx, ts_tensor* inout, ts_error* err);
-  int (*all_gather)(void* ctx, const ts_tensor* in, ts_tensor* out, int32_t dim, ts_error* err);
+  int (*all_reduce_sum)(void* ctx, ts_tensor* inout, void* device_context, ts_error* err);
+  int (*all_gather)(void* ctx, const ts_tensor* in, ts_tensor* out, int32_t dim,
+                    void* device_context, ts_error* err);
   int (*reduce_scatter_sum)(void* ctx, const ts_tensor* in, ts_tensor* out, int32_t dim,
-                            ts_error* err);
-  int (*broadcast)(void* ctx, ts_tensor* inout, int32_t root, ts_error* err);
+                            void* device_context, ts_error* err);
+  int (*broadcast)(void* ctx, ts_tensor* inout, int32_t root, void* device_context,
+                   ts_error* err);
 } ts_comm;
 
 /* Named weights owned by the host. `name` is local to the block
@@ -135,7 +156,7 @@ typedef enum ts_kind {
   TS_KIND_DECODER = 2,
   TS_KIND_PARALLEL = 3,
   TS_KIND_SEARCH = 4,
-  TS_KIND_BACKEND = 5 /* ABI 1.1: ts_backend_vtable */
+  TS_KIND_BACKEND = 5
 } ts_kind;
 
 typedef struct ts_block_config {
@@ -150,7 +171,7 @@ typedef struct ts_block_config {
    * followed by the block's own (kv_heads, intermediate_size, ...). */
   ts_params params;
   const ts_weights* weights;
-  const ts_comm* comm; /* rank/world for sharded blocks; world 1 when unsharded */
+  const ts_comm* comm; /* rank/world for sharded blocks; NULL or world 1 when unsharded */
   const ts_host* host;
 } ts_block_config;
 
@@ -168,6 +189,56 @@ typedef struct ts_block_info {
   int32_t kv_dtype;
   int64_t parameters; /* parameters this rank holds */
 } ts_block_info;
+
+/* How a weight may be split across the ranks of a tensor-parallel group. */
+typedef enum ts_split {
+  TS_SPLIT_REPLICATED = 0, /* every rank holds all of it (norms, small maps) */
+  TS_SPLIT_ROWS = 1,       /* dim 0 is split: column-parallel linears (q/k/v, gate/up) */
+  TS_SPLIT_COLUMNS = 2     /* dim 1 is split: row-parallel linears (o, down) */
+} ts_split;
+
+/* How the host fills a weight when a model asks for random weights. The draws
+ * are the host's (deterministic per seed and full name); only the law is the
+ * block's. */
+typedef enum ts_init {
+  TS_INIT_LINEAR = 0, /* N(0, 1) / sqrt(shape[ndim - 1]): a linear map's fan-in */
+  TS_INIT_NORM = 1,   /* 1 + 0.1 N(0, 1): a norm's scale */
+  TS_INIT_NORMAL = 2, /* init_scale * N(0, 1) */
+  TS_INIT_ZEROS = 3,
+  TS_INIT_ONES = 4
+} ts_init;
+
+#define TS_MAX_WEIGHT_NAME 128
+
+/* One weight a block reads through ts_weights.get, as it declares it before it
+ * is made. All of it is written by the plugin into host-owned memory. */
+typedef struct ts_weight_decl {
+  char name[TS_MAX_WEIGHT_NAME]; /* block-local ("q_proj.weight"), NUL-terminated */
+  int32_t ndim;
+  int64_t shape[TS_MAX_DIMS]; /* the whole tensor, unsharded */
+  /* The dtypes the block reads it in, as a mask of (1u << ts_dtype). The host keeps
+   * matrices in [runtime] weight_dtype and vectors in f32 when the mask allows;
+   * 0 means f32, f16 and bf16. */
+  uint32_t dtypes;
+  int32_t split; /* ts_split */
+  int32_t init;  /* ts_init */
+  float init_scale; /* TS_INIT_NORMAL only */
+} ts_weight_decl;
+
+/* What a block with a given configuration needs, known before it is made: its
+ * weights, its KV cache and whether it is an identity. Filled by describe. */
+typedef struct ts_block_layout {
+  uint32_t struct_size;
+  uint32_t flags;   /* ts_block_flags, as info() will report them */
+  int32_t kv_heads; /* as ts_block_info: per rank of config->comm; 0 = no cache */
+  int32_t head_dim;
+  int32_t kv_dtype;
+  int32_t n_weights;        /* written by the plugin: how many weights it reads */
+  int32_t capacity;         /* set by the host: entries `weights` can hold */
+  ts_weight_decl* weights;  /* host-owned; the plugin fills min(n_weights, capacity)
+                             * entries, and the host asks again with more room when
+                             * n_weights > capacity */
+} ts_block_layout;
 
 /* One layer's KV cache, owned by the host. k and v are
  * [slots, capacity, kv_heads, head_dim]; lengths[slot] rows are already valid. */
@@ -204,6 +275,8 @@ typedef struct ts_block_io {
 
 typedef struct ts_block_vtable {
   uint32_t struct_size;
+  /* create may return TS_UNSUPPORTED (with a reason) when it cannot build this
+   * configuration on this machine: the host then tries the next provider. */
   int (*create)(const ts_block_config* config, void** self, ts_error* err);
   void (*destroy)(void* self);
   int (*info)(void* self, ts_block_info* out, ts_error* err);
@@ -213,20 +286,35 @@ typedef struct ts_block_vtable {
    * NULL the host moves the rows itself. */
   int (*compact_kv)(void* self, ts_kv_layer* kv, int32_t slot, int32_t first_row,
                     const int32_t* keep, int32_t n_keep, ts_error* err);
+  /* Optional. The weights and cache a block of this configuration needs, without
+   * making it (config->weights is NULL). TS_ERROR for parameters it cannot accept,
+   * naming them. The host derives from it random weights, the shape checks at
+   * load, the KV cache and what `tessera info` shows; a provider without it gets
+   * none of these for its own tensors. */
+  int (*describe)(const ts_block_config* config, ts_block_layout* out, ts_error* err);
+  /* Optional. TS_OK when create would succeed for this configuration on this
+   * machine (config->weights is NULL); TS_UNSUPPORTED with the reason when not,
+   * so that the host picks another provider before loading anything. */
+  int (*supports)(const ts_block_config* config, ts_error* reason);
 } ts_block_vtable;
 
 /* ---------------------------------------------------------------- decoders */
 
-/* Feeds tokens to sequences through the whole model. Sequence s gets tokens
- * offsets[s] .. offsets[s+1]-1, appended after its cached rows. positions NULL
+/* Slots and sequences: a slot is a row of the KV cache (the host's storage); a
+ * sequence is one stream of tokens being generated, which occupies a slot while
+ * it runs. Every call below addresses slots; entry s of a batch or step is the
+ * sequence in slots[s].
+ *
+ * Feeds tokens through the whole model. Entry s gets tokens offsets[s] ..
+ * offsets[s+1]-1, appended after the rows cached in slots[s]. positions NULL
  * means consecutive positions after the cache; tree_masks as in ts_batch. When
  * logits / hidden are non-NULL they receive f32 [n_tokens, vocab] and
  * [n_tokens, hidden] (final-norm output) for every fed token. The host also
- * remembers, per sequence, the logits and hidden state of the last token fed. */
+ * remembers, per slot, the logits and hidden state of the last token fed. */
 typedef struct ts_forward_request {
   uint32_t struct_size;
   int32_t n_seqs;
-  const int32_t* seqs;
+  const int32_t* slots;
   const int32_t* offsets;
   const int32_t* tokens;
   const int32_t* positions;
@@ -241,13 +329,13 @@ typedef struct ts_decode_host {
   int32_t vocab;
   int32_t hidden;
   int (*forward)(void* ctx, const ts_forward_request* request, ts_error* err);
-  /* As ts_block_vtable.compact_kv, across every layer, and shortens the sequence
+  /* As ts_block_vtable.compact_kv, across every layer, and shortens the slot
    * to first_row + n_keep rows. */
-  int (*compact_kv)(void* ctx, int32_t seq, int32_t first_row, const int32_t* keep, int32_t n_keep,
-                    ts_error* err);
-  const float* (*last_logits)(void* ctx, int32_t seq); /* [vocab] */
-  const float* (*last_hidden)(void* ctx, int32_t seq); /* [hidden] */
-  int32_t (*length)(void* ctx, int32_t seq);           /* cached rows */
+  int (*compact_kv)(void* ctx, int32_t slot, int32_t first_row, const int32_t* keep,
+                    int32_t n_keep, ts_error* err);
+  const float* (*last_logits)(void* ctx, int32_t slot); /* [vocab] */
+  const float* (*last_hidden)(void* ctx, int32_t slot); /* [hidden] */
+  int32_t (*length)(void* ctx, int32_t slot);           /* cached rows */
 } ts_decode_host;
 
 typedef struct ts_decoder_config {
@@ -260,12 +348,13 @@ typedef struct ts_decoder_config {
 } ts_decoder_config;
 
 /* One step for each listed sequence: choose the next token(s) from the host's
- * last logits, write them out, and feed them through host->forward unless the
- * sequence finished (an end token, or budget exhausted). */
+ * last logits of its slot, write them out, and feed them through host->forward
+ * unless the sequence finished (an end token, or budget exhausted). Entry s of
+ * every array is the sequence in slots[s]. */
 typedef struct ts_decode_step {
   uint32_t struct_size;
   int32_t n_seqs;
-  const int32_t* seqs;
+  const int32_t* slots;
   const int32_t* budget; /* [n_seqs] tokens each sequence may still emit, >= 1 */
   int32_t capacity;      /* room per sequence in tokens */
   int32_t* tokens;       /* [n_seqs * capacity] */
@@ -305,17 +394,17 @@ typedef struct ts_search_vtable {
 
 /* ---------------------------------------------------------------- backends */
 
-/* ABI 1.1. A device runtime: memory on one device, copies, and the operations
- * of the forward pass that are not blocks (RMSNorm, residual add, embedding
- * gather, the lm head, choosing tokens). The core stays free of device code:
- * it drives a model on a device through this table and lends device blocks the
- * backend's stream as ts_host.cuda_stream.
+/* A device runtime: memory on one device, copies, and the operations of the
+ * forward pass that are not blocks (RMSNorm, residual add, embedding gather,
+ * the lm head, choosing tokens). The core stays free of device code: it drives
+ * a model on a device through this table and lends device blocks the backend's
+ * context as ts_host.device_context.
  *
  * Order: every call is queued on the backend's one stream in call order, as
  * is the work of blocks given that stream. Calls that leave results in host
  * memory (copy to TS_DEVICE_CPU, argmax, sample) return once they are there.
  * Tensors are on the backend's device unless a comment says host memory.
- * Every entry of 1.1 is mandatory; later minors append optional ones. */
+ * Every entry of 2.0 is mandatory; later minors append optional ones. */
 
 typedef struct ts_backend_config {
   uint32_t struct_size;
@@ -342,8 +431,10 @@ typedef struct ts_backend_vtable {
   int (*create)(const ts_backend_config* config, void** self, ts_error* err);
   void (*destroy)(void* self);
   int (*device_info)(void* self, ts_backend_device_info* out, ts_error* err);
-  /* The native queue (a cudaStream_t), lent to device blocks as ts_host.cuda_stream. */
-  void* (*stream)(void* self);
+  /* The device context lent to device blocks and collectives as
+   * ts_host.device_context; valid while self lives. Its layout is this backend's
+   * (the CUDA one: ts_cuda_context). */
+  void* (*context)(void* self);
 
   int (*alloc)(void* self, size_t bytes, void** out, ts_error* err);
   void (*free)(void* self, void* ptr);
@@ -387,7 +478,7 @@ typedef struct ts_provider {
    * on this machine. May be NULL: a score of 1. */
   int32_t (*score)(void);
   /* ts_block_vtable for ATTENTION and FFN, ts_decoder_vtable, ts_parallel_vtable,
-   * ts_search_vtable, ts_backend_vtable (ABI 1.1). */
+   * ts_search_vtable, ts_backend_vtable. */
   const void* vtable;
 } ts_provider;
 
@@ -402,6 +493,9 @@ typedef struct ts_plugin_descriptor {
 } ts_plugin_descriptor;
 
 typedef const ts_plugin_descriptor* (*ts_plugin_entry_fn)(void);
+
+/* The one symbol a plugin exports (define it; the host resolves it by name). */
+TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,14 @@
 // Header-only C++ helpers for writing Tessera plugins over the C ABI in abi.h.
+// They need the C++ standard library only (no Boost); a plugin in C needs abi.h alone.
 //
 //   struct MyBlock {
 //     explicit MyBlock(const ts_block_config& config);   // throw on bad input
 //     ts_block_info info() const;
 //     void forward(const ts_block_io& io);
+//     // Optional: what a block of this configuration reads and caches (ts_block_layout),
+//     // and a check that throws sdk::Unsupported when this machine cannot build it.
+//     static tessera::sdk::BlockLayout describe(const ts_block_config& config);
+//     static void supports(const ts_block_config& config);
 //   };
 //   static const ts_block_vtable kVtable = tessera::sdk::block_vtable<MyBlock>();
 //   static const ts_provider kProviders[] = {
@@ -17,20 +22,17 @@
 #include <tessera/abi.h>
 #include <tessera/dtype.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#ifndef BOOST_DLL_USE_STD_FS
-#define BOOST_DLL_USE_STD_FS
-#endif
-#include <boost/dll/alias.hpp>
 
 namespace tessera::sdk {
 
@@ -199,7 +201,68 @@ void parallel_for(const ts_host* host, int64_t n, int64_t grain, F&& f) {
       const_cast<void*>(static_cast<const void*>(&f)));
 }
 
+// ---------------------------------------------------------------- layouts
+
+// One declared weight (ts_weight_decl) in C++ form.
+struct WeightDecl {
+  std::string name;            // block-local, "q_proj.weight"
+  std::vector<int64_t> shape;  // unsharded
+  ts_split split = TS_SPLIT_REPLICATED;
+  ts_init init = TS_INIT_LINEAR;
+  float init_scale = 0.0f;  // TS_INIT_NORMAL
+  uint32_t dtypes = 0;      // mask of 1u << ts_dtype; 0: f32, f16 and bf16
+};
+
+// What describe() returns (ts_block_layout in C++ form).
+struct BlockLayout {
+  uint32_t flags = 0;
+  int32_t kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t kv_dtype = TS_F32;
+  std::vector<WeightDecl> weights;
+};
+
+// Writes `layout` into the host's struct: the counts always, the entries that fit.
+inline void write_layout(const BlockLayout& layout, ts_block_layout& out) {
+  out.flags = layout.flags;
+  out.kv_heads = layout.kv_heads;
+  out.head_dim = layout.head_dim;
+  out.kv_dtype = layout.kv_dtype;
+  out.n_weights = static_cast<int32_t>(layout.weights.size());
+  const int32_t room = out.weights == nullptr ? 0 : std::max(out.capacity, 0);
+  for (int32_t i = 0; i < std::min(out.n_weights, room); ++i) {
+    const WeightDecl& w = layout.weights[static_cast<size_t>(i)];
+    if (w.name.size() >= TS_MAX_WEIGHT_NAME)
+      throw std::invalid_argument("weight name '" + w.name + "' is longer than " +
+                                  std::to_string(TS_MAX_WEIGHT_NAME - 1) + " bytes");
+    if (w.shape.size() > TS_MAX_DIMS)
+      throw std::invalid_argument("weight '" + w.name + "' has more than " +
+                                  std::to_string(TS_MAX_DIMS) + " dimensions");
+    ts_weight_decl& d = out.weights[i];
+    d = ts_weight_decl{};
+    std::memcpy(d.name, w.name.c_str(), w.name.size() + 1);
+    d.ndim = static_cast<int32_t>(w.shape.size());
+    for (size_t k = 0; k < w.shape.size(); ++k) d.shape[k] = w.shape[k];
+    d.dtypes = w.dtypes;
+    d.split = w.split;
+    d.init = w.init;
+    d.init_scale = w.init_scale;
+  }
+}
+
 // ---------------------------------------------------------------- vtables
+
+template <class T, class = void>
+struct has_describe : std::false_type {};
+template <class T>
+struct has_describe<T, std::void_t<decltype(T::describe(std::declval<const ts_block_config&>()))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct has_supports : std::false_type {};
+template <class T>
+struct has_supports<T, std::void_t<decltype(T::supports(std::declval<const ts_block_config&>()))>>
+    : std::true_type {};
 
 template <class T, class = void>
 struct has_compact_kv : std::false_type {};
@@ -230,6 +293,16 @@ ts_block_vtable block_vtable() {
                       const int32_t* keep, int32_t n_keep, ts_error* err) {
       return guard(
           err, [&] { static_cast<Block*>(self)->compact_kv(*kv, slot, first_row, keep, n_keep); });
+    };
+  }
+  if constexpr (has_describe<Block>::value) {
+    v.describe = [](const ts_block_config* config, ts_block_layout* out, ts_error* err) {
+      return guard(err, [&] { write_layout(Block::describe(*config), *out); });
+    };
+  }
+  if constexpr (has_supports<Block>::value) {
+    v.supports = [](const ts_block_config* config, ts_error* reason) {
+      return guard(reason, [&] { Block::supports(*config); });
     };
   }
   return v;
@@ -292,9 +365,9 @@ ts_parallel_vtable parallel_vtable() {
   return v;
 }
 
-// A ts_backend_vtable (ABI 1.1) over a class with
+// A ts_backend_vtable over a class with
 //   explicit Backend(const ts_backend_config&);   // throw Unsupported when the device is absent
-//   ts_backend_device_info device_info(); void* stream();
+//   ts_backend_device_info device_info(); void* context();
 //   void* alloc(size_t); void free(void*) noexcept;
 //   void copy(void* dst, int32_t dst_device, const void* src, int32_t src_device, size_t);
 //   void synchronize(); void convert(const ts_tensor&, ts_tensor&);
@@ -318,7 +391,7 @@ ts_backend_vtable backend_vtable() {
       out->struct_size = sizeof(ts_backend_device_info);
     });
   };
-  v.stream = [](void* self) { return static_cast<Backend*>(self)->stream(); };
+  v.context = [](void* self) { return static_cast<Backend*>(self)->context(); };
   v.alloc = [](void* self, size_t bytes, void** out, ts_error* err) {
     return guard(err, [&] { *out = static_cast<Backend*>(self)->alloc(bytes); });
   };
@@ -366,19 +439,17 @@ constexpr ts_provider provider(ts_kind kind, const char* name, ts_device device,
 
 }  // namespace tessera::sdk
 
-// Defines the plugin's single exported entry point. PROVIDERS is a C array of ts_provider.
-#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                          \
-  namespace {                                                             \
-  const ts_plugin_descriptor* tessera_plugin_descriptor() {               \
-    static const ts_plugin_descriptor d{                                  \
-        sizeof(ts_plugin_descriptor),                                     \
-        TS_ABI_MAJOR,                                                     \
-        TS_ABI_MINOR,                                                     \
-        NAME,                                                             \
-        VERSION,                                                          \
-        static_cast<int32_t>(sizeof(PROVIDERS) / sizeof((PROVIDERS)[0])), \
-        PROVIDERS};                                                       \
-    return &d;                                                            \
-  }                                                                       \
-  }                                                                       \
-  BOOST_DLL_ALIAS(tessera_plugin_descriptor, tessera_plugin)
+// Defines the plugin's single exported entry point, the C function tessera_plugin().
+// PROVIDERS is a C array of ts_provider. Use it once, at namespace scope.
+#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                                        \
+  extern "C" TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void) {        \
+    static const ts_plugin_descriptor d{                                                \
+        sizeof(ts_plugin_descriptor),                                                   \
+        TS_ABI_MAJOR,                                                                   \
+        TS_ABI_MINOR,                                                                   \
+        NAME,                                                                           \
+        VERSION,                                                                        \
+        static_cast<int32_t>(sizeof(PROVIDERS) / sizeof((PROVIDERS)[0])),               \
+        PROVIDERS};                                                                     \
+    return &d;                                                                          \
+  }

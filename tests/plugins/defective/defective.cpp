@@ -39,7 +39,7 @@ const ts_provider kProviders[] = {
 #endif
 };
 
-#if defined(FIXTURE_DEFECT_ABI_MAJOR_2)
+#if defined(FIXTURE_DEFECT_ABI_MAJOR_NEXT)
 constexpr uint16_t kMajor = TS_ABI_MAJOR + 1;
 #else
 constexpr uint16_t kMajor = TS_ABI_MAJOR;
@@ -65,14 +65,19 @@ const ts_plugin_descriptor kDescriptor{
     kName,           "0.0.1", static_cast<int32_t>(sizeof(kProviders) / sizeof(kProviders[0])),
     kProviders};
 
-const ts_plugin_descriptor* descriptor() {
+}  // namespace
+
+#if defined(FIXTURE_DEFECT_DATA_ENTRY)
+// The entry as data, as an ABI 1.x plugin exported it (a Boost.DLL alias: a pointer to
+// the function); a host that called it would jump into the pointer's bytes.
+extern "C" TS_PLUGIN_EXPORT const void* const tessera_plugin_as_data __asm__("tessera_plugin");
+const void* const tessera_plugin_as_data = &kDescriptor;
+#else
+extern "C" TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void) {
 #if defined(FIXTURE_DEFECT_NULL_DESCRIPTOR)
   return nullptr;
 #else
   return &kDescriptor;
 #endif
 }
-
-}  // namespace
-
-BOOST_DLL_ALIAS(descriptor, tessera_plugin)
+#endif

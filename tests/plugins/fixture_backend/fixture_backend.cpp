@@ -22,7 +22,7 @@ class HostBackend {
     info.device = TS_DEVICE_CPU;
     return info;
   }
-  void* stream() { return nullptr; }
+  void* context() { return nullptr; }
   void* alloc(size_t bytes) { return std::malloc(bytes == 0 ? 1 : bytes); }
   void free(void* p) noexcept { std::free(p); }
   void copy(void* dst, int32_t, const void* src, int32_t, size_t bytes) {

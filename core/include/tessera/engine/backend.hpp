@@ -1,11 +1,12 @@
-// A device runtime made by a backend provider (ts_backend_vtable, ABI 1.1): owns the plugin
-// object, keeps its library loaded, turns error codes into exceptions, and gives the core
-// an Allocator for tensors and KV caches on the device. The core stays free of device
-// code: everything device-specific happens behind the vtable.
+// A device runtime made by a backend provider (ts_backend_vtable): a plugin object
+// (plugin_object.hpp) that gives the core an Allocator for tensors and KV caches on the
+// device. The core stays free of device code: everything device-specific happens behind
+// the vtable.
 #pragma once
 
 #include <tessera/abi.h>
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/plugin_object.hpp>
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/tensor.hpp>
 
@@ -16,8 +17,8 @@ namespace tessera {
 
 // The backend's create reported TS_UNSUPPORTED: the device is not there (no GPU, no
 // driver). what() carries the plugin's reason, e.g. "no CUDA device: ...".
-struct BackendUnavailable : Error {
-  using Error::Error;
+struct BackendUnavailable : PluginUnsupported {
+  using PluginUnsupported::PluginUnsupported;
 };
 
 class Backend {
@@ -28,12 +29,13 @@ class Backend {
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
-  ts_device device() const { return static_cast<ts_device>(provider_.provider->device); }
+  ts_device device() const { return static_cast<ts_device>(provider().provider->device); }
   int32_t device_index() const { return device_index_; }
-  const ProviderRef& provider() const { return provider_; }
+  const ProviderRef& provider() const { return object_->provider(); }
   ts_backend_device_info device_info() const;
-  // The native stream (a cudaStream_t) to lend device blocks as ts_host.cuda_stream.
-  void* stream() const;
+  // The device context to lend device blocks as ts_host.device_context (the CUDA
+  // backend's is a ts_cuda_context).
+  void* context() const;
   // Tensors and KV caches on the device: Tensor(shape, dtype, backend.allocator()).
   Allocator& allocator();
 
@@ -55,13 +57,12 @@ class Backend {
 
  private:
   class DeviceAllocator;
-  void check(int status, const ts_error& err, const char* what) const;
+  static std::unique_ptr<PluginObject<ts_backend_vtable>> make(ProviderRef provider,
+                                                               int32_t device_index,
+                                                               const ts_host* host);
 
-  ProviderRef provider_;
-  const ts_backend_vtable* vt_ = nullptr;
-  void* self_ = nullptr;
+  std::unique_ptr<PluginObject<ts_backend_vtable>> object_;
   int32_t device_index_ = 0;
-  std::string label_;
   std::unique_ptr<DeviceAllocator> allocator_;
 };
 

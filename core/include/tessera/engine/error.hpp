@@ -31,6 +31,12 @@ struct PluginError : Error {
   using Error::Error;
 };
 
+// A plugin object's create (or capability query) reported TS_UNSUPPORTED: this
+// provider cannot build what was asked on this machine, and another may.
+struct PluginUnsupported : Error {
+  using Error::Error;
+};
+
 // A model file or weight that is missing, malformed or of the wrong shape.
 struct ModelError : Error {
   using Error::Error;

@@ -1,9 +1,12 @@
-// Generation: prefill, then decoder steps (a decoder plugin) until an end token
-// or the token budget, streaming each token out.
+// Generation: prefill, then decoder steps (a decoder plugin) until an end token or
+// the token budget, streaming each token out. Several sequences run at once, each in
+// its own slot of the model's KV cache (a slot is cache storage; a sequence is one
+// stream of tokens that occupies a slot while it runs).
 #pragma once
 
 #include <tessera/engine/model.hpp>
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
@@ -22,6 +25,14 @@ struct GenerateResult {
   double decode_seconds = 0;
 };
 
+// One sequence of generate_batch: the slot it runs in, how many of the tokens that slot's
+// cache holds it keeps (0: start over), and the tokens to feed after them.
+struct SequenceRequest {
+  int32_t slot = 0;
+  int32_t keep = 0;
+  std::vector<int32_t> tokens;
+};
+
 class Generator {
  public:
   Generator(Model& model, const PluginRegistry& registry);
@@ -37,6 +48,14 @@ class Generator {
   GenerateResult generate_after(int32_t keep, const std::vector<int32_t>& tokens,
                                 const GenerateOptions& options,
                                 const std::function<void(int32_t)>& on_token = {});
+
+  // Several sequences at once, in distinct slots: one batched prefill, then every decoder
+  // step over all the sequences still running. Each gets what it would get alone in its
+  // slot (greedy exactly; sampling draws from one stream per slot). on_token(i, token) for
+  // sequence i. The options (budget, decoder) are shared.
+  std::vector<GenerateResult> generate_batch(
+      const std::vector<SequenceRequest>& sequences, const GenerateOptions& options,
+      const std::function<void(size_t, int32_t)>& on_token = {});
 
  private:
   Model& model_;

@@ -10,8 +10,12 @@
 
 namespace tessera {
 
-// One loaded library. Kept alive by every object created from it, so nothing a
-// plugin made can outlive its code.
+// One loaded library. A library that loaded and passed every check stays loaded
+// until the process exits, whatever holds it: plugin code may leave thread-local
+// destructors or atexit handlers behind, which would crash after an unload. So
+// nothing a plugin made can outlive its code, even an object destroyed during
+// static destruction. ProviderRef's reference only names where a provider came
+// from (plugin name, file); it is not what keeps the code mapped.
 class PluginLibrary;
 
 struct ProviderRef {
@@ -61,6 +65,11 @@ class PluginRegistry {
   // PluginError listing the loaded plugins and every path searched.
   ProviderRef find(ts_kind kind, const std::string& name, ts_device device,
                    const std::string& plugin = "") const;
+  // Every provider find() considers that can run on this machine, best score first
+  // (ties in load order): the order in which the host tries them when one declines
+  // (supports) or its create returns TS_UNSUPPORTED. Throws as find() when empty.
+  std::vector<ProviderRef> candidates(ts_kind kind, const std::string& name, ts_device device,
+                                      const std::string& plugin = "") const;
 
  private:
   struct State;
@@ -68,5 +77,10 @@ class PluginRegistry {
 };
 
 const char* kind_name(int32_t kind);
+
+// Empty when the provider's vtable is large enough for its kind and has every
+// mandatory entry; otherwise what is wrong ("the block vtable leaves mandatory
+// functions NULL: forward"). The registry refuses such a library when it loads it.
+std::string vtable_problem(const ts_provider& provider);
 
 }  // namespace tessera

@@ -1,6 +1,9 @@
 // The "greedy" and "sampling" decoders: one token per sequence per step, then one forward
-// call for every sequence that goes on.
+// call for every sequence that goes on. Sampling draws from one stream per slot, so a
+// sequence's tokens depend on its seed, its slot and its own logits only: several
+// sequences at once draw what each would alone.
 #include <cmath>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -53,19 +56,20 @@ class TokenDecoder {
 
   void step(const ts_decode_host& host, ts_decode_step& step) {
     check_step(host, step);
-    feed_seqs_.clear();
+    feed_slots_.clear();
     feed_tokens_.clear();
     for (int32_t s = 0; s < step.n_seqs; ++s) {
-      const int32_t seq = step.seqs[s];
-      const float* logits = host.last_logits(host.ctx, seq);
+      const int32_t slot = step.slots[s];
+      const float* logits = host.last_logits(host.ctx, slot);
       if (logits == nullptr)
-        throw std::runtime_error(name_ + " decoder: the host has no logits for sequence " +
-                                 std::to_string(seq) + " (was it prefilled?)");
+        throw std::runtime_error(name_ + " decoder: the host has no logits for slot " +
+                                 std::to_string(slot) + " (was it prefilled?)");
       int32_t token = 0;
       try {
-        token = sampler_ ? sampler_->sample(logits, host.vocab) : argmax_token(logits, host.vocab);
+        token = settings_ ? sampler_of(slot).sample(logits, host.vocab)
+                          : argmax_token(logits, host.vocab);
       } catch (const std::invalid_argument& e) {
-        throw std::runtime_error(name_ + " decoder, sequence " + std::to_string(seq) + ": " +
+        throw std::runtime_error(name_ + " decoder, slot " + std::to_string(slot) + ": " +
                                  e.what());
       }
       step.tokens[static_cast<int64_t>(s) * step.capacity] = token;
@@ -73,19 +77,19 @@ class TokenDecoder {
       const bool done = step.budget[s] == 1 || is_eos(token);
       step.finished[s] = done ? 1 : 0;
       if (!done) {
-        feed_seqs_.push_back(seq);
+        feed_slots_.push_back(slot);
         feed_tokens_.push_back(token);
       }
     }
-    if (feed_seqs_.empty()) return;
+    if (feed_slots_.empty()) return;
 
-    const int32_t n_feed = static_cast<int32_t>(feed_seqs_.size());
-    feed_offsets_.resize(feed_seqs_.size() + 1);
+    const int32_t n_feed = static_cast<int32_t>(feed_slots_.size());
+    feed_offsets_.resize(feed_slots_.size() + 1);
     for (int32_t i = 0; i <= n_feed; ++i) feed_offsets_[i] = i;
     ts_forward_request request{};
     request.struct_size = sizeof(ts_forward_request);
     request.n_seqs = n_feed;
-    request.seqs = feed_seqs_.data();
+    request.slots = feed_slots_.data();
     request.offsets = feed_offsets_.data();
     request.tokens = feed_tokens_.data();
     ts_error err{};
@@ -130,7 +134,22 @@ class TokenDecoder {
         eos_.push_back(static_cast<int32_t>(ids[i]));
       }
     }
-    if (mode_ == Mode::kSampling) sampler_.emplace(read_sampling(params));
+    if (mode_ == Mode::kSampling) settings_.emplace(read_sampling(params));
+  }
+
+  // The draw stream of one slot: slot 0 draws from the seed itself, slot k from a seed
+  // mixed with k (splitmix64 of seed + k), so slots never share a stream.
+  Sampler& sampler_of(int32_t slot) {
+    auto it = samplers_.find(slot);
+    if (it != samplers_.end()) return it->second;
+    SamplingSettings settings = *settings_;
+    if (slot != 0) {
+      uint64_t z = settings.seed + static_cast<uint64_t>(slot) * 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      settings.seed = z ^ (z >> 31);
+    }
+    return samplers_.emplace(slot, Sampler(settings)).first->second;
   }
 
   static SamplingSettings read_sampling(const sdk::Params& params) {
@@ -175,9 +194,10 @@ class TokenDecoder {
     if (step.capacity < 1)
       throw std::invalid_argument(where + "capacity is " + std::to_string(step.capacity) +
                                   ", expected room for at least 1 token per sequence");
-    if (step.seqs == nullptr || step.budget == nullptr || step.tokens == nullptr ||
+    if (step.slots == nullptr || step.budget == nullptr || step.tokens == nullptr ||
         step.counts == nullptr || step.finished == nullptr)
-      throw std::invalid_argument(where + "seqs, budget, tokens, counts and finished must be set");
+      throw std::invalid_argument(where +
+                                  "slots, budget, tokens, counts and finished must be set");
     for (int32_t s = 0; s < step.n_seqs; ++s)
       if (step.budget[s] < 1)
         throw std::invalid_argument(where + "budget[" + std::to_string(s) + "] is " +
@@ -194,9 +214,10 @@ class TokenDecoder {
   std::string name_;
   int32_t vocab_;
   std::vector<int32_t> eos_;
-  std::optional<Sampler> sampler_;
+  std::optional<SamplingSettings> settings_;  // set for sampling
+  std::map<int32_t, Sampler> samplers_;       // one draw stream per slot
   // Reused across steps: the step runs once per generated token.
-  std::vector<int32_t> feed_seqs_, feed_tokens_, feed_offsets_;
+  std::vector<int32_t> feed_slots_, feed_tokens_, feed_offsets_;
 };
 
 struct GreedyDecoder : TokenDecoder {

@@ -116,18 +116,19 @@ class LocalParallel {
     comm.ctx = this;
     comm.rank = 0;
     comm.world = 1;
-    comm.all_reduce_sum = [](void*, ts_tensor* inout, ts_error* err) {
+    comm.all_reduce_sum = [](void*, ts_tensor* inout, void*, ts_error* err) {
       return sdk::guard(err,
                         [&] { check_tensor(inout, "parallel-local all_reduce_sum: ", "inout"); });
     };
-    comm.all_gather = [](void*, const ts_tensor* in, ts_tensor* out, int32_t dim, ts_error* err) {
+    comm.all_gather = [](void*, const ts_tensor* in, ts_tensor* out, int32_t dim, void*,
+                         ts_error* err) {
       return sdk::guard(err, [&] { copy_collective("all_gather", in, out, dim); });
     };
-    comm.reduce_scatter_sum = [](void*, const ts_tensor* in, ts_tensor* out, int32_t dim,
+    comm.reduce_scatter_sum = [](void*, const ts_tensor* in, ts_tensor* out, int32_t dim, void*,
                                  ts_error* err) {
       return sdk::guard(err, [&] { copy_collective("reduce_scatter_sum", in, out, dim); });
     };
-    comm.broadcast = [](void*, ts_tensor* inout, int32_t root, ts_error* err) {
+    comm.broadcast = [](void*, ts_tensor* inout, int32_t root, void*, ts_error* err) {
       return sdk::guard(err, [&] {
         check_tensor(inout, "parallel-local broadcast: ", "inout");
         if (root != 0)

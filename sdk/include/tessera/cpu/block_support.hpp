@@ -140,13 +140,13 @@ inline void comm_rank_world(const ts_block_config& config, const std::string& la
                                 " of world " + std::to_string(world));
 }
 
-// Sums a partial output over the ranks (no-op for world 1).
+// Sums a partial output over the ranks (no-op for world 1). CPU tensors: no device context.
 inline void all_reduce_partial(const ts_comm* comm, const std::string& label, ts_tensor& y) {
   if (comm == nullptr || comm->world <= 1) return;
   if (comm->all_reduce_sum == nullptr)
     throw std::invalid_argument(label + ": the communicator has no all_reduce_sum");
   ts_error err{};
-  if (comm->all_reduce_sum(comm->ctx, &y, &err) != TS_OK)
+  if (comm->all_reduce_sum(comm->ctx, &y, nullptr, &err) != TS_OK)
     throw std::runtime_error(label + ": all_reduce_sum failed: " + err.message);
 }
 

@@ -8,6 +8,7 @@
 
 #include <tessera/abi.h>
 #include <tessera/cuda/check.hpp>
+#include <tessera/cuda/context.h>
 #include <tessera/plugin.hpp>
 
 #include <cuda_runtime.h>
@@ -55,11 +56,15 @@ inline void require_device(int32_t index, const std::string& label) {
                            " does not exist (this machine has " + std::to_string(n) + ")");
 }
 
-// The stream the host lends (ts_host.cuda_stream), or the legacy default stream.
+// The stream of the CUDA backend's context the host lends (ts_host.device_context, a
+// ts_cuda_context), or the legacy default stream when there is none.
 inline cudaStream_t host_stream(const ts_host* host) {
-  if (host == nullptr || host->struct_size < offsetof(ts_host, cuda_stream) + sizeof(void*))
+  if (host == nullptr || host->struct_size < offsetof(ts_host, device_context) + sizeof(void*) ||
+      host->device_context == nullptr)
     return nullptr;
-  return static_cast<cudaStream_t>(host->cuda_stream);
+  const auto* context = static_cast<const ts_cuda_context*>(host->device_context);
+  if (context->struct_size < offsetof(ts_cuda_context, stream) + sizeof(void*)) return nullptr;
+  return static_cast<cudaStream_t>(context->stream);
 }
 
 // Makes `device` current for a scope and restores the previous one.
