@@ -1,7 +1,7 @@
-#include <cstring>
 #include <string>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/kv_cache.hpp>
+#include <tessera/kv_rows.hpp>
 
 namespace tessera {
 
@@ -82,22 +82,13 @@ void KvCache::compact(int32_t slot, int32_t first_row, const int32_t* keep, int3
   }
   for (size_t layer = 0; layer < shapes_.size(); ++layer) {
     if (shapes_[layer].kv_heads == 0) continue;
-    for (Tensor* t : {&k_[layer], &v_[layer]}) {
+    for (const Tensor* t : {&k_[layer], &v_[layer]}) {
       if (t->device() != TS_DEVICE_CPU) {
         throw Error("KV cache compact: layer " + std::to_string(layer) + " lives on " +
                     device_name(t->device()) +
                     "; the host moves CPU rows only (the block must provide compact_kv)");
       }
-      const size_t row_bytes = static_cast<size_t>(shapes_[layer].kv_heads) *
-                               shapes_[layer].head_dim * dtype_size(shapes_[layer].dtype);
-      auto* base = static_cast<unsigned char*>(t->raw()) +
-                   (static_cast<size_t>(slot) * capacity_ + first_row) * row_bytes;
-      // keep[i] >= i (ascending), so moving front to back never overwrites a row still needed.
-      for (int32_t i = 0; i < n_keep; ++i) {
-        if (keep[i] == i) continue;
-        std::memmove(base + static_cast<size_t>(i) * row_bytes,
-                     base + static_cast<size_t>(keep[i]) * row_bytes, row_bytes);
-      }
+      sdk::move_kv_rows(t->view(), slot, first_row, keep, n_keep);
     }
   }
   lengths_[static_cast<size_t>(slot)] = first_row + n_keep;

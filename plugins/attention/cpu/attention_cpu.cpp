@@ -19,6 +19,7 @@
 #include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/cpu/ops.hpp>
+#include <tessera/kv_rows.hpp>
 #include <tessera/plugin.hpp>
 #include <tessera/rope_scaling.hpp>
 
@@ -214,17 +215,8 @@ class GqaAttention {
                                     " of slot " + num(slot) + " is beyond the capacity " +
                                     num(cache.capacity));
     }
-    const int64_t width = cache.kv_heads * cache.head_dim;
-    const size_t esize = tessera::dtype_size(kv_dtype_);
-    const size_t bytes = static_cast<size_t>(width) * esize;
-    for (int32_t i = 0; i < n_keep; ++i) {
-      if (keep[i] == i) continue;
-      const int64_t dst = (static_cast<int64_t>(slot) * cache.capacity + first_row + i) * width;
-      const int64_t src =
-          (static_cast<int64_t>(slot) * cache.capacity + first_row + keep[i]) * width;
-      std::memmove(cache.k + dst * esize, cache.k + src * esize, bytes);
-      std::memmove(cache.v + dst * esize, cache.v + src * esize, bytes);
-    }
+    tessera::sdk::move_kv_rows(kv.k, slot, first_row, keep, n_keep);
+    tessera::sdk::move_kv_rows(kv.v, slot, first_row, keep, n_keep);
   }
 
  private:
