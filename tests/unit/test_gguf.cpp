@@ -16,6 +16,8 @@
 #include <tessera/formats/gguf.hpp>
 #include <vector>
 
+#include "default_model.hpp"
+
 namespace tessera {
 namespace {
 
@@ -652,14 +654,12 @@ TEST(GgufTest, FuzzCorpusParsesOrThrowsModelError) {
 // ---- The real default model -----------------------------------------------------------------
 
 fs::path smollm2_path() {
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : "/root") / ".cache" / "tessera" / "models" /
-         "SmolLM2-135M-Instruct.Q4_1.gguf";
+  return test::default_model_path();
 }
 
 TEST(GgufSmolLM2Test, MetadataOfTheDefaultModel) {
   const fs::path path = smollm2_path();
-  if (!fs::exists(path)) GTEST_SKIP() << path << " is absent (fetched with the default model)";
+  TESSERA_NEED_DEFAULT_MODEL(fs::exists(path), path.string());
   const GgufFile file = GgufFile::open(path);
   EXPECT_EQ(file.version(), 3u);
   EXPECT_EQ(file.get_string("general.architecture"), "llama");
@@ -678,7 +678,7 @@ TEST(GgufSmolLM2Test, MetadataOfTheDefaultModel) {
 
 TEST(GgufSmolLM2Test, EveryTensorDequantisesAndMatchesPython) {
   const fs::path path = smollm2_path();
-  if (!fs::exists(path)) GTEST_SKIP() << path << " is absent (fetched with the default model)";
+  TESSERA_NEED_DEFAULT_MODEL(fs::exists(path), path.string());
   const GgufFile file = GgufFile::open(path);
   const nlohmann::json golden =
       nlohmann::json::parse(std::ifstream(kGoldenDir / "smollm2_q4_1.json"));

@@ -20,6 +20,8 @@
 #include "gguf_test_writer.hpp"
 #include "model_fixtures.hpp"
 
+#include "default_model.hpp"
+
 namespace tessera::test {
 namespace {
 
@@ -632,16 +634,12 @@ TEST_F(GgufModelErrors, UnsupportedTokenizersLeaveNoTokenizerAndSayWhy) {
 // ---------------------------------------------------------------- the real SmolLM2 file
 
 fs::path smollm2_path() {
-  const char* cache = std::getenv("TESSERA_CACHE");
-  const char* home = std::getenv("HOME");
-  const fs::path root =
-      cache ? fs::path(cache) : fs::path(home ? home : "/root") / ".cache" / "tessera";
-  return root / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  return test::default_model_path();
 }
 
 TEST(GgufModelSmolLM2, TokenizerFromGgufMatchesTheGoldenIds) {
   const fs::path path = smollm2_path();
-  if (!fs::exists(path)) GTEST_SKIP() << path << " is absent; scripts/fetch-default-model.sh";
+  TESSERA_NEED_DEFAULT_MODEL(fs::exists(path), path.string());
   const GgufFile file = GgufFile::open(path);
   const TokenizerData data = gguf_tokenizer_data(file);
   EXPECT_EQ(data.pre, "smollm");
@@ -665,7 +663,7 @@ TEST(GgufModelSmolLM2, TokenizerFromGgufMatchesTheGoldenIds) {
 
 TEST(GgufModelSmolLM2, LoadsAsTheSmolLM2Shape) {
   const fs::path path = smollm2_path();
-  if (!fs::exists(path)) GTEST_SKIP() << path << " is absent; scripts/fetch-default-model.sh";
+  TESSERA_NEED_DEFAULT_MODEL(fs::exists(path), path.string());
   const LoadedModel loaded = load_gguf_model(path);
   const ModelSpec& m = loaded.manifest.model;
   const ModelSpec expected = builtin_shape("smollm2-135m").model;

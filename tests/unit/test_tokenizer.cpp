@@ -20,6 +20,8 @@
 #include "tessera/formats/gguf_model.hpp"
 #include "tessera/text/tokenizer.hpp"
 
+#include "default_model.hpp"
+
 namespace tessera {
 namespace {
 
@@ -166,9 +168,7 @@ class TokenizerSmolLM2 : public ::testing::Test {
     // Without the golden script's file, Tessera's own writer makes one from the GGUF: the
     // golden ids (from Hugging Face's tokenizers) then check the writer and the reader.
     const fs::path gguf = cache_dir() / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!fs::exists(gguf)) {
-      GTEST_SKIP() << path_ << " and " << gguf << " are missing (scripts/fetch-default-model.sh)";
-    }
+    TESSERA_NEED_DEFAULT_MODEL(fs::exists(gguf), path_.string() + " and " + gguf.string());
     path_ = fs::temp_directory_path() /
             ("tessera-smollm2-tokenizer-" + std::to_string(::getpid()) + ".json");
     if (!fs::exists(path_)) {

@@ -223,8 +223,10 @@ struct Model::Impl {
       }
     }
     if (!sub.block) {
-      std::string message = owner + " '" + spec.kind + "'" + where_text(spec.where) + ": all " +
-                            std::to_string(candidates.size()) + " providers declined it:";
+      std::string message = owner + " '" + spec.kind + "'" + where_text(spec.where) +
+                            (candidates.size() == 1 ? ": its only provider declined it:"
+                                                    : ": all " + std::to_string(candidates.size()) +
+                                                          " providers declined it:");
       for (const std::string& d : declined) message += "\n  " + d;
       throw PluginError(message);
     }
