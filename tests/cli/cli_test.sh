@@ -23,6 +23,63 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
   cat "$work/out"
   ;;
+plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact)
+  # Decoders, communicators and search providers have suites of their own.
+  lib=${1#plugin_check_}; lib=${lib//_/-}
+  "$TESSERA" plugin-check "$PLUGIN_DIR/libtessera-$lib.so" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check $lib exited non-zero"; }
+  grep -q '^FAIL' "$work/out" && { cat "$work/out"; fail "a case failed"; }
+  grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
+  case "$lib" in
+  decoding-basic)
+    expect_in "PASS  decoder greedy equals argmax, ties to the lowest index" "$work/out"
+    expect_in "PASS  decoder sampling draws follow softmax(logits / temperature)" "$work/out"
+    expect_in "PASS  decoder sampling decodes several slots as each alone" "$work/out"
+    expect_in "PASS  decoder greedy refuses an unknown parameter" "$work/out"
+    expect_in "PASS  decoder sampling refuses bad temperature" "$work/out"
+    ;;
+  parallel-local)
+    for w in 1 2 3 4; do
+      for op in all_reduce_sum all_gather reduce_scatter_sum broadcast; do
+        expect_in "PASS  parallel local $op world=$w bf16" "$work/out"
+      done
+    done
+    expect_in "PASS  parallel local all_reduce_sum with mismatched shapes fails on every rank, world=3" "$work/out"
+    ;;
+  search-exact)
+    expect_in "PASS  search exact puzzle.block_selection layers=4 both budgets" "$work/out"
+    expect_in "PASS  search exact reports budgets nothing fits as infeasible" "$work/out"
+    expect_in "PASS  search exact refuses an unknown problem type" "$work/out"
+    ;;
+  esac
+  grep -q '^checking' "$work/out" || fail "no header line"
+  ;;
+plugin_check_single_rank_parallel_skips)
+  # A communicator that cannot form several ranks in one process (like one rank of an MPI
+  # job): its world-1 cases pass, the larger worlds are skipped with its reason, exit 0.
+  "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-single-rank.so" >"$work/out" 2>&1 ||
+    { cat "$work/out"; fail "plugin-check exited non-zero"; }
+  for w in 2 3 4; do
+    expect_in "SKIP  parallel single-rank world=$w: cannot form this world in one process" "$work/out"
+  done
+  expect_in "cannot form a world of 2 by itself" "$work/out"
+  expect_in "PASS  parallel single-rank all_gather world=1 bf16" "$work/out"
+  grep -q 'world=[234] ' "$work/out" && { cat "$work/out"; fail "a case of world > 1 ran"; }
+  expect_in "16 passed, 0 failed, 3 skipped" "$work/out"
+  ;;
+plugin_check_wrong_decoder_fails)
+  if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-decoder.so" >"$work/out" 2>"$work/err"; then
+    cat "$work/out"; fail "plugin-check passed a greedy decoder that emits the second-best token"
+  fi
+  expect_in "FAIL  decoder greedy equals argmax, ties to the lowest index, vocab=1000" "$work/out"
+  # Only argmax is wrong: the protocol checks pass (vocab 1 has no second-best token).
+  for c in "emits within its budget and feeds what it emits" "is deterministic" \
+    "decodes several slots as each alone" "refuses an unknown parameter" \
+    "refuses a step with budget 0" "equals argmax, ties to the lowest index, vocab=1"; do
+    grep -qxF "PASS  decoder greedy $c" "$work/out" || { cat "$work/out"; fail "'$c' should pass"; }
+  done
+  expect_in "case(s) failed" "$work/err"
+  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "error is not one line"
+  ;;
 plugin_check_wrong_plugin_fails)
   if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-attention.so" >"$work/out" 2>"$work/err"; then
     fail "plugin-check passed a plugin that ignores tree masks"

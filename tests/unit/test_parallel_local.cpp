@@ -21,7 +21,7 @@
 namespace {
 
 const ts_parallel_vtable& local_vtable() {
-  static auto entry = boost::dll::import <const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-parallel-local.so"), "tessera_plugin");
   const ts_plugin_descriptor* plugin = entry();
   for (int32_t i = 0; i < plugin->n_providers; ++i)
@@ -475,6 +475,67 @@ TEST(ParallelLocal, MismatchedCallsFailOnEveryRankWithoutHanging) {
     return comm.all_reduce_sum(comm.ctx, &t, nullptr, err);
   });
   EXPECT_EQ(results, all_ok(2));
+}
+
+TEST(ParallelLocal, AGroupRefusesWhatItCannotMove) {
+  const Ranks ranks("refusals", 2);
+  // u8 cannot be summed (it can be gathered).
+  std::vector<uint8_t> bytes(4, 1);
+  auto results = ranks.run([&](int32_t, const ts_comm& comm, ts_error* err) {
+    std::vector<uint8_t> mine = bytes;
+    ts_tensor t = view(mine.data(), TS_U8, {4});
+    return comm.all_reduce_sum(comm.ctx, &t, nullptr, err);
+  });
+  for (const auto& [status, message] : results)
+    EXPECT_NE(message.find("dtype u8 cannot be summed"), std::string::npos) << message;
+  std::vector<std::vector<uint8_t>> outs(2, std::vector<uint8_t>(8, 0));
+  results = ranks.run([&](int32_t r, const ts_comm& comm, ts_error* err) {
+    std::vector<uint8_t> mine(4, static_cast<uint8_t>(r + 1));
+    const ts_tensor in = view(mine.data(), TS_U8, {4});
+    ts_tensor out = view(outs[static_cast<size_t>(r)].data(), TS_U8, {8});
+    return comm.all_gather(comm.ctx, &in, &out, 0, nullptr, err);
+  });
+  EXPECT_EQ(results, all_ok(2));
+  EXPECT_EQ(outs[1], (std::vector<uint8_t>{1, 1, 1, 1, 2, 2, 2, 2}));
+  // A device tensor, in and out of different dtypes, an out of the wrong size.
+  std::vector<float> data(4, 1.0f), out(8, 0.0f);
+  results = ranks.run([&](int32_t r, const ts_comm& comm, ts_error* err) {
+    ts_tensor t = view(data.data(), TS_F32, {4});
+    if (r == 0) t.device = TS_DEVICE_CUDA;
+    return comm.broadcast(comm.ctx, &t, 0, nullptr, err);
+  });
+  for (const auto& [status, message] : results)
+    EXPECT_NE(message.find("rank 0's call is invalid: a cuda tensor; a group of more than one "
+                           "rank moves CPU tensors only"),
+              std::string::npos)
+        << message;
+  results = ranks.run([&](int32_t, const ts_comm& comm, ts_error* err) {
+    std::vector<float> in(4, 1.0f);
+    std::vector<uint16_t> half(8);
+    const ts_tensor tin = view(in.data(), TS_F32, {4});
+    ts_tensor tout = view(half.data(), TS_BF16, {8});
+    return comm.all_gather(comm.ctx, &tin, &tout, 0, nullptr, err);
+  });
+  for (const auto& [status, message] : results)
+    EXPECT_NE(message.find("in has dtype f32 but out has dtype bf16"), std::string::npos)
+        << message;
+  results = ranks.run([&](int32_t, const ts_comm& comm, ts_error* err) {
+    std::vector<float> in(4, 1.0f), small(7);
+    const ts_tensor tin = view(in.data(), TS_F32, {4});
+    ts_tensor tout = view(small.data(), TS_F32, {7});
+    return comm.all_gather(comm.ctx, &tin, &tout, 0, nullptr, err);
+  });
+  for (const auto& [status, message] : results)
+    EXPECT_NE(message.find("rank 0's out has shape [7], expected 8 along dim 0"), std::string::npos)
+        << message;
+  results = ranks.run([&](int32_t, const ts_comm& comm, ts_error* err) {
+    std::vector<float> in(4, 1.0f), o(4);
+    const ts_tensor tin = view(in.data(), TS_F32, {4});
+    ts_tensor tout = view(o.data(), TS_F32, {2, 2});
+    return comm.reduce_scatter_sum(comm.ctx, &tin, &tout, 0, nullptr, err);
+  });
+  for (const auto& [status, message] : results)
+    EXPECT_NE(message.find("out has shape [2, 2] and in [4]"), std::string::npos) << message;
 }
 
 TEST(ParallelLocal, ARankThatNeverCallsTimesOutAndBreaksTheGroup) {
