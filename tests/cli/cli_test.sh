@@ -80,6 +80,33 @@ plugin_check_wrong_decoder_fails)
   expect_in "case(s) failed" "$work/err"
   [ "$(wc -l <"$work/err")" -eq 1 ] || fail "error is not one line"
   ;;
+c_plugin)
+  # A plugin in plain C: no C++ runtime, one exported symbol, and it passes the suite.
+  lib="$FIXTURE_DIR/libtessera-fixture-c.so"
+  [ -f "$lib" ] || fail "$lib was not built"
+  readelf -d "$lib" >"$work/dynamic" || fail "readelf -d"
+  grep -q 'NEEDED' "$work/dynamic" || { cat "$work/dynamic"; fail "no NEEDED entries: not a dynamic library?"; }
+  if grep -E 'NEEDED.*(libstdc\+\+|libc\+\+|libboost|libgcc_s)' "$work/dynamic"; then fail "the C plugin needs a C++ runtime"; fi
+  readelf --dyn-syms -W "$lib" | awk '$7 != "UND" && ($5 == "GLOBAL" || $5 == "WEAK") { print $8 }' |
+    grep -v '^$' | sort -u >"$work/exports"
+  [ "$(cat "$work/exports")" = "tessera_plugin" ] || { cat "$work/exports"; fail "exports other than tessera_plugin"; }
+  "$TESSERA" plugin-check "$lib" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check on the C plugin"; }
+  grep -q '^FAIL' "$work/out" && fail "a case failed"
+  expect_in "PASS  ffn swiglu hidden=576 intermediate=1536 tokens=9" "$work/out"
+  expect_in "PASS  attention linear hidden=64" "$work/out"
+  # Pinned in a manifest, its blocks give the tokens the C++ blocks give.
+  mkdir -p "$work/plugins" && cp "$lib" "$work/plugins/"
+  sed -e 's/kind = "swiglu"/kind = "swiglu", plugin = "tessera-fixture-c"/' \
+    -e 's/kind = "linear"/kind = "linear", plugin = "tessera-fixture-c"/' "$hetero" >"$work/c.toml"
+  [ "$(grep -c 'tessera-fixture-c' "$work/c.toml")" -eq 4 ] || { cat "$work/c.toml"; fail "expected 4 pinned blocks"; }
+  "$TESSERA" validate "$work/c.toml" --plugin-path "$work/plugins" >"$work/validate" 2>&1 ||
+    { cat "$work/validate"; fail "validate with the C plugin"; }
+  expect_in "(tessera-fixture-c)" "$work/validate"
+  "$TESSERA" generate "$hetero" --tokens 1,2,3,4 -n 12 -q >"$work/cxx" || fail "generate with the C++ blocks"
+  "$TESSERA" generate "$work/c.toml" --plugin-path "$work/plugins" --tokens 1,2,3,4 -n 12 -q >"$work/c" ||
+    fail "generate with the C blocks"
+  cmp -s "$work/cxx" "$work/c" || fail "C blocks: $(cat "$work/c"); C++ blocks: $(cat "$work/cxx")"
+  ;;
 plugin_check_wrong_plugin_fails)
   if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-attention.so" >"$work/out" 2>"$work/err"; then
     fail "plugin-check passed a plugin that ignores tree masks"
