@@ -107,6 +107,66 @@ c_plugin)
     fail "generate with the C blocks"
   cmp -s "$work/cxx" "$work/c" || fail "C blocks: $(cat "$work/c"); C++ blocks: $(cat "$work/cxx")"
   ;;
+search_command)
+  cat >"$work/problem.json" <<'JSON'
+{
+  "problem": "puzzle.block_selection",
+  "budgets": {"memory_bytes": 3},
+  "layers": [
+    {"attention": [{"name": "full", "score": 0, "memory_bytes": 2}, {"name": "small", "score": 0.5, "memory_bytes": 1}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 0}]},
+    {"attention": [{"name": "full", "score": 0, "memory_bytes": 2}, {"name": "small", "score": 0.25, "memory_bytes": 1}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 0}]}
+  ]
+}
+JSON
+  "$TESSERA" search "$work/problem.json" >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "search exited non-zero"; }
+  python3 - "$work/out" <<'PY' || fail "unexpected solution"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["status"] == "optimal", s
+assert abs(s["objective"] - 0.25) < 1e-12, s
+assert [l["attention"] for l in s["layers"]] == ["full", "small"], s
+assert s["totals"]["memory_bytes"] == 3, s
+PY
+  # --output, the provider named, the plugin pinned and a solver parameter give the same.
+  "$TESSERA" search "$work/problem.json" --provider exact --plugin tessera-search-exact \
+    --param max_nodes=1000 -o "$work/solution.json" >"$work/out2" || fail "search --output"
+  [ -s "$work/out2" ] && fail "--output also printed to stdout"
+  cmp -s "$work/out" "$work/solution.json" || fail "--output wrote another solution"
+  # An infeasible budget is an answer (exit 0) with a reason.
+  sed 's/"memory_bytes": 3}/"memory_bytes": 1}/' "$work/problem.json" >"$work/tight.json"
+  "$TESSERA" search "$work/tight.json" >"$work/out3" 2>"$work/err3" || fail "an infeasible problem is not an error"
+  expect_in '"status": "infeasible"' "$work/out3"
+  expect_in "infeasible: " "$work/err3"
+  ;;
+search_errors)
+  check_error() {  # expected-substring, then the command's arguments
+    local want=$1; shift
+    if "$TESSERA" "$@" >"$work/out" 2>"$work/err"; then fail "'$*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'$*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  check_error "problem is required" search
+  check_error "problem '$work/missing.json' does not exist" search "$work/missing.json"
+  check_error "is a folder" search "$work"
+  printf '{"problem": "puzzle.block_selection",\n  "layers": [\n    {"attention": ]}\n' >"$work/broken.json"
+  check_error "broken.json:3:19: invalid JSON" search "$work/broken.json"
+  printf '[1, 2]' >"$work/array.json"
+  check_error "the problem document is a JSON array" search "$work/array.json"
+  printf '{"problem": "parallel.configuration"}' >"$work/unknown.json"
+  check_error "unknown problem type 'parallel.configuration'; known problem types: puzzle.block_selection" search "$work/unknown.json"
+  printf '{"problem": "puzzle.block_selection", "layers": [{"attention": [], "ffn": []}]}' >"$work/empty.json"
+  check_error "layers[0].attention is empty" search "$work/empty.json"
+  check_error "search 'nope'" search "$work/unknown.json" --provider nope
+  check_error "plugin 'no-such-plugin'" search "$work/unknown.json" --plugin no-such-plugin
+  check_error "--param 'max_nodes': expected KEY=VALUE" search "$work/unknown.json" --param max_nodes
+  check_error "parameter 'max_nodes' is 0" search "$work/unknown.json" --param max_nodes=0
+  check_error "unknown parameter 'depth'" search "$work/unknown.json" --param depth=3
+  printf '{"problem": "puzzle.block_selection", "layers": [{"attention": [{"name": "a", "score": 0}], "ffn": [{"name": "f", "score": 0}]}]}' >"$work/ok.json"
+  check_error "cannot write the solution to '$work/no-such-folder/solution.json'" search "$work/ok.json" -o "$work/no-such-folder/solution.json"
+  ;;
 plugin_check_wrong_plugin_fails)
   if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-attention.so" >"$work/out" 2>"$work/err"; then
     fail "plugin-check passed a plugin that ignores tree masks"
