@@ -19,5 +19,6 @@ Runner add_init_random_command(CLI::App& app);
 Runner add_convert_command(CLI::App& app);
 Runner add_info_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+Runner add_search_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -379,6 +379,7 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
   uint64_t seed = 1;
   std::vector<const ts_provider*> device_providers;
   for (const ts_provider* p : plugin.providers) {
+    if (check_interface(registry, plugin, *p, options, report)) continue;  // not a block
     if (p->device != TS_DEVICE_CPU) {
       device_providers.push_back(p);  // checked through a backend, below
       continue;

@@ -1,6 +1,8 @@
 // The conformance suite: runs each block a plugin provides against the naive
 // reference over a grid of shapes, KV-head counts, batch sizes, decode steps
-// and tree masks, and reports the error of every case.
+// and tree masks, and reports the error of every case. Decoders, communicators
+// and search providers have suites of their own (conformance_decoder.cpp,
+// conformance_parallel.cpp, conformance_search.cpp).
 #pragma once
 
 #include <tessera/engine/plugin_registry.hpp>
@@ -17,14 +19,18 @@ struct CaseResult {
   double max_rel = 0;    // max_abs / largest |reference|
   double tolerance = 0;  // on max_rel
   bool passed = false;
-  std::string error;  // set when the plugin failed outright
+  std::string error;     // set when the plugin failed outright
+  bool measured = true;  // false: a yes/no check; max_abs, max_rel and tolerance mean nothing
 };
 
 struct ConformanceReport {
   std::vector<CaseResult> cases;
   std::vector<std::string> skipped;        // providers with no reference, with the reason
   int32_t unchecked_device_providers = 0;  // device providers skipped: no device (or backend)
-  std::string device;                      // the device the device providers ran on, if any
+  // Providers with a suite whose every case was skipped, e.g. a communicator that cannot
+  // form several ranks in one process.
+  int32_t unchecked_providers = 0;
+  std::string device;  // the device the device providers ran on, if any
 };
 
 struct ConformanceOptions {
@@ -40,5 +46,24 @@ struct ConformanceOptions {
 // Checks every provider of `plugin` (already loaded in `registry`).
 ConformanceReport run_conformance(const PluginRegistry& registry, const PluginInfo& plugin,
                                   const ConformanceOptions& options);
+
+// Runs the suite of a decoder, parallel or search provider (conformance_interfaces.cpp)
+// and returns true; false for other kinds, which run_conformance checks itself.
+bool check_interface(const PluginRegistry& registry, const PluginInfo& plugin,
+                     const ts_provider& provider, const ConformanceOptions& options,
+                     ConformanceReport& report);
+
+// The suites of the other interfaces, one provider each; they append cases and skips.
+// A decoder over synthetic logits (conformance_decoder.cpp).
+void check_decoder(const ProviderRef& provider, const ConformanceOptions& options,
+                   ConformanceReport& report);
+// A communicator against a single-process reference at 1 to 4 ranks, one thread per rank,
+// made with the parameters world, rank and group (conformance_parallel.cpp).
+void check_parallel(const ProviderRef& provider, const ConformanceOptions& options,
+                    ConformanceReport& report);
+// A search provider against brute force on small puzzle.block_selection problems
+// (conformance_search.cpp).
+void check_search(const ProviderRef& provider, const ConformanceOptions& options,
+                  ConformanceReport& report);
 
 }  // namespace tessera::cli

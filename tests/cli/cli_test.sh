@@ -23,6 +23,150 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
   cat "$work/out"
   ;;
+plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact)
+  # Decoders, communicators and search providers have suites of their own.
+  lib=${1#plugin_check_}; lib=${lib//_/-}
+  "$TESSERA" plugin-check "$PLUGIN_DIR/libtessera-$lib.so" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check $lib exited non-zero"; }
+  grep -q '^FAIL' "$work/out" && { cat "$work/out"; fail "a case failed"; }
+  grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
+  case "$lib" in
+  decoding-basic)
+    expect_in "PASS  decoder greedy equals argmax, ties to the lowest index" "$work/out"
+    expect_in "PASS  decoder sampling draws follow softmax(logits / temperature)" "$work/out"
+    expect_in "PASS  decoder sampling decodes several slots as each alone" "$work/out"
+    expect_in "PASS  decoder greedy refuses an unknown parameter" "$work/out"
+    expect_in "PASS  decoder sampling refuses bad temperature" "$work/out"
+    ;;
+  parallel-local)
+    for w in 1 2 3 4; do
+      for op in all_reduce_sum all_gather reduce_scatter_sum broadcast; do
+        expect_in "PASS  parallel local $op world=$w bf16" "$work/out"
+      done
+    done
+    expect_in "PASS  parallel local all_reduce_sum with mismatched shapes fails on every rank, world=3" "$work/out"
+    ;;
+  search-exact)
+    expect_in "PASS  search exact puzzle.block_selection layers=4 both budgets" "$work/out"
+    expect_in "PASS  search exact reports budgets nothing fits as infeasible" "$work/out"
+    expect_in "PASS  search exact refuses an unknown problem type" "$work/out"
+    ;;
+  esac
+  grep -q '^checking' "$work/out" || fail "no header line"
+  ;;
+plugin_check_single_rank_parallel_skips)
+  # A communicator that cannot form several ranks in one process (like one rank of an MPI
+  # job): its world-1 cases pass, the larger worlds are skipped with its reason, exit 0.
+  "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-single-rank.so" >"$work/out" 2>&1 ||
+    { cat "$work/out"; fail "plugin-check exited non-zero"; }
+  for w in 2 3 4; do
+    expect_in "SKIP  parallel single-rank world=$w: cannot form this world in one process" "$work/out"
+  done
+  expect_in "cannot form a world of 2 by itself" "$work/out"
+  expect_in "PASS  parallel single-rank all_gather world=1 bf16" "$work/out"
+  grep -q 'world=[234] ' "$work/out" && { cat "$work/out"; fail "a case of world > 1 ran"; }
+  expect_in "16 passed, 0 failed, 3 skipped" "$work/out"
+  ;;
+plugin_check_wrong_decoder_fails)
+  if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-decoder.so" >"$work/out" 2>"$work/err"; then
+    cat "$work/out"; fail "plugin-check passed a greedy decoder that emits the second-best token"
+  fi
+  expect_in "FAIL  decoder greedy equals argmax, ties to the lowest index, vocab=1000" "$work/out"
+  # Only argmax is wrong: the protocol checks pass (vocab 1 has no second-best token).
+  for c in "emits within its budget and feeds what it emits" "is deterministic" \
+    "decodes several slots as each alone" "refuses an unknown parameter" \
+    "refuses a step with budget 0" "equals argmax, ties to the lowest index, vocab=1"; do
+    grep -qxF "PASS  decoder greedy $c" "$work/out" || { cat "$work/out"; fail "'$c' should pass"; }
+  done
+  expect_in "case(s) failed" "$work/err"
+  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "error is not one line"
+  ;;
+c_plugin)
+  # A plugin in plain C: no C++ runtime, one exported symbol, and it passes the suite.
+  lib="$FIXTURE_DIR/libtessera-fixture-c.so"
+  [ -f "$lib" ] || fail "$lib was not built"
+  readelf -d "$lib" >"$work/dynamic" || fail "readelf -d"
+  grep -q 'NEEDED' "$work/dynamic" || { cat "$work/dynamic"; fail "no NEEDED entries: not a dynamic library?"; }
+  if grep -E 'NEEDED.*(libstdc\+\+|libc\+\+|libboost|libgcc_s)' "$work/dynamic"; then fail "the C plugin needs a C++ runtime"; fi
+  readelf --dyn-syms -W "$lib" | awk '$7 != "UND" && ($5 == "GLOBAL" || $5 == "WEAK") { print $8 }' |
+    grep -v '^$' | sort -u >"$work/exports"
+  [ "$(cat "$work/exports")" = "tessera_plugin" ] || { cat "$work/exports"; fail "exports other than tessera_plugin"; }
+  "$TESSERA" plugin-check "$lib" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check on the C plugin"; }
+  grep -q '^FAIL' "$work/out" && fail "a case failed"
+  expect_in "PASS  ffn swiglu hidden=576 intermediate=1536 tokens=9" "$work/out"
+  expect_in "PASS  attention linear hidden=64" "$work/out"
+  # Pinned in a manifest, its blocks give the tokens the C++ blocks give.
+  mkdir -p "$work/plugins" && cp "$lib" "$work/plugins/"
+  sed -e 's/kind = "swiglu"/kind = "swiglu", plugin = "tessera-fixture-c"/' \
+    -e 's/kind = "linear"/kind = "linear", plugin = "tessera-fixture-c"/' "$hetero" >"$work/c.toml"
+  [ "$(grep -c 'tessera-fixture-c' "$work/c.toml")" -eq 4 ] || { cat "$work/c.toml"; fail "expected 4 pinned blocks"; }
+  "$TESSERA" validate "$work/c.toml" --plugin-path "$work/plugins" >"$work/validate" 2>&1 ||
+    { cat "$work/validate"; fail "validate with the C plugin"; }
+  expect_in "(tessera-fixture-c)" "$work/validate"
+  "$TESSERA" generate "$hetero" --tokens 1,2,3,4 -n 12 -q >"$work/cxx" || fail "generate with the C++ blocks"
+  "$TESSERA" generate "$work/c.toml" --plugin-path "$work/plugins" --tokens 1,2,3,4 -n 12 -q >"$work/c" ||
+    fail "generate with the C blocks"
+  cmp -s "$work/cxx" "$work/c" || fail "C blocks: $(cat "$work/c"); C++ blocks: $(cat "$work/cxx")"
+  ;;
+search_command)
+  cat >"$work/problem.json" <<'JSON'
+{
+  "problem": "puzzle.block_selection",
+  "budgets": {"memory_bytes": 3},
+  "layers": [
+    {"attention": [{"name": "full", "score": 0, "memory_bytes": 2}, {"name": "small", "score": 0.5, "memory_bytes": 1}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 0}]},
+    {"attention": [{"name": "full", "score": 0, "memory_bytes": 2}, {"name": "small", "score": 0.25, "memory_bytes": 1}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 0}]}
+  ]
+}
+JSON
+  "$TESSERA" search "$work/problem.json" >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "search exited non-zero"; }
+  python3 - "$work/out" <<'PY' || fail "unexpected solution"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["status"] == "optimal", s
+assert abs(s["objective"] - 0.25) < 1e-12, s
+assert [l["attention"] for l in s["layers"]] == ["full", "small"], s
+assert s["totals"]["memory_bytes"] == 3, s
+PY
+  # --output, the provider named, the plugin pinned and a solver parameter give the same.
+  "$TESSERA" search "$work/problem.json" --provider exact --plugin tessera-search-exact \
+    --param max_nodes=1000 -o "$work/solution.json" >"$work/out2" || fail "search --output"
+  [ -s "$work/out2" ] && fail "--output also printed to stdout"
+  cmp -s "$work/out" "$work/solution.json" || fail "--output wrote another solution"
+  # An infeasible budget is an answer (exit 0) with a reason.
+  sed 's/"memory_bytes": 3}/"memory_bytes": 1}/' "$work/problem.json" >"$work/tight.json"
+  "$TESSERA" search "$work/tight.json" >"$work/out3" 2>"$work/err3" || fail "an infeasible problem is not an error"
+  expect_in '"status": "infeasible"' "$work/out3"
+  expect_in "infeasible: " "$work/err3"
+  ;;
+search_errors)
+  check_error() {  # expected-substring, then the command's arguments
+    local want=$1; shift
+    if "$TESSERA" "$@" >"$work/out" 2>"$work/err"; then fail "'$*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'$*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  check_error "problem is required" search
+  check_error "problem '$work/missing.json' does not exist" search "$work/missing.json"
+  check_error "is a folder" search "$work"
+  printf '{"problem": "puzzle.block_selection",\n  "layers": [\n    {"attention": ]}\n' >"$work/broken.json"
+  check_error "broken.json:3:19: invalid JSON" search "$work/broken.json"
+  printf '[1, 2]' >"$work/array.json"
+  check_error "the problem document is a JSON array" search "$work/array.json"
+  printf '{"problem": "parallel.configuration"}' >"$work/unknown.json"
+  check_error "unknown problem type 'parallel.configuration'; known problem types: puzzle.block_selection" search "$work/unknown.json"
+  printf '{"problem": "puzzle.block_selection", "layers": [{"attention": [], "ffn": []}]}' >"$work/empty.json"
+  check_error "layers[0].attention is empty" search "$work/empty.json"
+  check_error "search 'nope'" search "$work/unknown.json" --provider nope
+  check_error "plugin 'no-such-plugin'" search "$work/unknown.json" --plugin no-such-plugin
+  check_error "--param 'max_nodes': expected KEY=VALUE" search "$work/unknown.json" --param max_nodes
+  check_error "parameter 'max_nodes' is 0" search "$work/unknown.json" --param max_nodes=0
+  check_error "unknown parameter 'depth'" search "$work/unknown.json" --param depth=3
+  printf '{"problem": "puzzle.block_selection", "layers": [{"attention": [{"name": "a", "score": 0}], "ffn": [{"name": "f", "score": 0}]}]}' >"$work/ok.json"
+  check_error "cannot write the solution to '$work/no-such-folder/solution.json'" search "$work/ok.json" -o "$work/no-such-folder/solution.json"
+  ;;
 plugin_check_wrong_plugin_fails)
   if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-attention.so" >"$work/out" 2>"$work/err"; then
     fail "plugin-check passed a plugin that ignores tree masks"

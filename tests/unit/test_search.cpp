@@ -2,6 +2,10 @@
 // integer dynamic programme, infeasible budgets, and error messages naming JSON paths.
 #include <gtest/gtest.h>
 #include <tessera/abi.h>
+#include <tessera/engine/error.hpp>
+#include <tessera/engine/params.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/search.hpp>
 
 #ifndef BOOST_DLL_USE_STD_FS
 #define BOOST_DLL_USE_STD_FS
@@ -10,7 +14,9 @@
 #include <boost/dll/import.hpp>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -467,6 +473,80 @@ TEST(SearchErrors, RejectsBadSolverParameters) {
   p.key = "max_node";
   p.i = 5;
   EXPECT_NE(create_error(p).find("unknown parameter 'max_node'"), std::string::npos);
+}
+
+// ------------------------------------------------- through the host's wrapper
+
+// A registry holding the exact solver only.
+const tessera::PluginRegistry& search_registry() {
+  static tessera::PluginRegistry* registry = [] {
+    auto* r = new tessera::PluginRegistry();
+    r->load(TESSERA_PLUGIN_DIR "/libtessera-search-exact.so");
+    return r;
+  }();
+  return *registry;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+TEST(SearchWrapper, MakeSearchSolvesAsBruteForce) {
+  const std::unique_ptr<tessera::Search> search =
+      tessera::make_search(search_registry(), "exact", "", tessera::ParamList(), nullptr);
+  EXPECT_EQ(search->label(), "search exact (tessera-search-exact)");
+  EXPECT_EQ(search->provider().plugin_name(), "tessera-search-exact");
+  std::mt19937 rng(77);
+  std::uniform_int_distribution<int> size(2, 4);
+  for (int trial = 0; trial < 24; ++trial) {
+    Instance inst = random_instance(rng, size(rng), size(rng), size(rng), 20);
+    // Budgets halfway between the cheapest and the dearest choice: they bind.
+    if (trial % 2 == 0)
+      inst.memory_budget =
+          std::floor(0.5 * (extreme_total(inst, true, true) + extreme_total(inst, true, false)));
+    if (trial % 3 == 0)
+      inst.latency_budget =
+          std::floor(0.5 * (extreme_total(inst, false, true) + extreme_total(inst, false, false)));
+    const json solution = json::parse(search->solve(to_json(inst).dump()));
+    check_solution(inst, solution, brute_force(inst), "trial " + std::to_string(trial));
+    if (HasFailure()) return;
+  }
+  // The same problem twice through one object: the same answer.
+  const std::string problem = to_json(random_instance(rng, 3, 3, 3, 9)).dump();
+  EXPECT_EQ(search->solve(problem), search->solve(problem));
+}
+
+TEST(SearchWrapper, ErrorsNameTheProviderAndTheFault) {
+  const std::unique_ptr<tessera::Search> search = tessera::make_search(
+      search_registry(), "exact", "tessera-search-exact", tessera::ParamList(), nullptr);
+  std::string error = error_of([&] { search->solve("{\"problem\": "); });
+  EXPECT_NE(error.find("search exact (tessera-search-exact): solve: search-exact: the problem is "
+                       "not valid JSON"),
+            std::string::npos)
+      << error;
+  error = error_of([&] { search->solve(R"({"problem": "parallel.configuration"})"); });
+  EXPECT_NE(error.find("unknown problem type 'parallel.configuration'"), std::string::npos)
+      << error;
+  error = error_of(
+      [&] { tessera::make_search(search_registry(), "nope", "", tessera::ParamList(), nullptr); });
+  EXPECT_NE(error.find("search 'nope'"), std::string::npos) << error;
+  error = error_of([&] {
+    tessera::make_search(search_registry(), "exact", "no-such-plugin", tessera::ParamList(),
+                         nullptr);
+  });
+  EXPECT_NE(error.find("no-such-plugin"), std::string::npos) << error;
+  tessera::ParamList bad;
+  bad.set("max_nodes", int64_t{0});
+  error = error_of([&] { tessera::make_search(search_registry(), "exact", "", bad, nullptr); });
+  EXPECT_NE(error.find("search exact (tessera-search-exact): search-exact: parameter 'max_nodes' "
+                       "is 0"),
+            std::string::npos)
+      << error;
 }
 
 }  // namespace
