@@ -173,8 +173,8 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
     ParamList params;
     set_model_params(params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
     const ts_weights weights_abi{&w, lookup_device_weight};
-    const std::unique_ptr<Block> block = make_device_block(ctx, p, w, params, c.hidden, weights_abi,
-                                                           "conformance " + name.str());
+    const std::unique_ptr<Block> block =
+        make_device_block(ctx, p, w, params, c.hidden, weights_abi, "conformance " + name.str());
     const ts_block_info& info = block->info();
     if (info.kv_heads != c.kv || info.head_dim != c.head_dim)
       throw Error("info() reports kv_heads=" + std::to_string(info.kv_heads) +
@@ -309,8 +309,8 @@ CaseResult check_dense(DeviceContext& ctx, const ts_provider& p, int32_t hidden,
     ParamList params;
     set_model_params(params, hidden, 1, hidden, 1, inter, 64);
     const ts_weights weights_abi{&w, lookup_device_weight};
-    const std::unique_ptr<Block> block = make_device_block(ctx, p, w, params, hidden, weights_abi,
-                                                           "conformance " + name.str());
+    const std::unique_ptr<Block> block =
+        make_device_block(ctx, p, w, params, hidden, weights_abi, "conformance " + name.str());
     if (block->info().kv_heads != 0) throw Error("a cache-free block must report kv_heads 0");
     if (noop && !block->identity()) throw Error("a no-op block must set TS_BLOCK_IDENTITY");
     const Tensor x = rounded_random(rng, {tokens, hidden}, 1.0);

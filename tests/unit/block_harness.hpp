@@ -33,8 +33,8 @@ namespace tessera::test {
 class PluginLibrary {
  public:
   explicit PluginLibrary(const std::string& path)
-      : entry_(boost::dll::import<const ts_plugin_descriptor*()>(
-            std::filesystem::path(path), TS_PLUGIN_ENTRY)) {
+      : entry_(boost::dll::import <const ts_plugin_descriptor*()>(std::filesystem::path(path),
+                                                                  TS_PLUGIN_ENTRY)) {
     descriptor_ = entry_();
     if (descriptor_ == nullptr) throw std::runtime_error(path + ": entry returned NULL");
   }

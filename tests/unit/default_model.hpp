@@ -30,12 +30,12 @@ inline bool default_model_required() {
 }  // namespace tessera::test
 
 // In a test body or SetUp: skips (or fails, when the model is required) without the file.
-#define TESSERA_NEED_DEFAULT_MODEL(present, what)                                          \
-  do {                                                                                     \
-    if (!(present)) {                                                                      \
-      if (::tessera::test::default_model_required())                                       \
-        GTEST_FAIL() << (what) << " is absent and TESSERA_REQUIRE_DEFAULT_MODEL is set "   \
-                     << "(run scripts/fetch-default-model.sh)";                            \
-      GTEST_SKIP() << (what) << " is absent (scripts/fetch-default-model.sh)";             \
-    }                                                                                      \
+#define TESSERA_NEED_DEFAULT_MODEL(present, what)                                        \
+  do {                                                                                   \
+    if (!(present)) {                                                                    \
+      if (::tessera::test::default_model_required())                                     \
+        GTEST_FAIL() << (what) << " is absent and TESSERA_REQUIRE_DEFAULT_MODEL is set " \
+                     << "(run scripts/fetch-default-model.sh)";                          \
+      GTEST_SKIP() << (what) << " is absent (scripts/fetch-default-model.sh)";           \
+    }                                                                                    \
   } while (false)

@@ -26,7 +26,7 @@ namespace {
 using tessera::testing::FakeDecodeHost;
 
 const ts_plugin_descriptor* decoding_plugin() {
-  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import <const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-decoding-basic.so"), "tessera_plugin");
   return entry();
 }

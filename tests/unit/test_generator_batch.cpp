@@ -93,8 +93,8 @@ TEST_F(GeneratorBatchTest, SamplingBatchEqualsEachSequenceAloneInItsSlot) {
   EXPECT_EQ(generator.generate(requests[0].tokens, options).tokens, batch[0].tokens);
   // Two slots fed the same prompt draw from different streams (a flat-ish distribution at
   // temperature 1.5 over 101 tokens: ten equal draws would be a broken seed mix).
-  const std::vector<GenerateResult> twins = generator.generate_batch(
-      {{0, 0, requests[0].tokens}, {1, 0, requests[0].tokens}}, options);
+  const std::vector<GenerateResult> twins =
+      generator.generate_batch({{0, 0, requests[0].tokens}, {1, 0, requests[0].tokens}}, options);
   EXPECT_NE(twins[0].tokens, twins[1].tokens);
 }
 
@@ -123,8 +123,8 @@ TEST_F(GeneratorBatchTest, EachSequenceStopsAtItsOwnCapacity) {
   std::vector<int32_t> long_prompt(35);
   for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(5 + i);
   Generator generator(model, plugins());
-  const std::vector<GenerateResult> batch = generator.generate_batch(
-      {{0, 0, long_prompt}, {1, 0, {64, 2}}}, decoding("greedy", 12));
+  const std::vector<GenerateResult> batch =
+      generator.generate_batch({{0, 0, long_prompt}, {1, 0, {64, 2}}}, decoding("greedy", 12));
   EXPECT_EQ(batch[0].tokens.size(), 6u);
   EXPECT_EQ(batch[1].tokens.size(), 12u);
   EXPECT_EQ(batch[1].tokens, alone({{1, 0, {64, 2}}}, decoding("greedy", 12))[0]);
@@ -135,14 +135,16 @@ TEST_F(GeneratorBatchTest, RefusesBadBatchesNamingTheSequence) {
   const GenerateOptions options = decoding("greedy", 4);
   EXPECT_NE(error_of([&] { generator.generate_batch({}, options); }).find("no sequences"),
             std::string::npos);
-  const std::string twice =
-      error_of([&] { generator.generate_batch({{1, 0, {5}}, {1, 0, {6}}}, options); });
+  const std::string twice = error_of([&] {
+    generator.generate_batch({{1, 0, {5}}, {1, 0, {6}}}, options);
+  });
   EXPECT_NE(twice.find("sequences 0 and 1 both use slot 1"), std::string::npos) << twice;
   const std::string range = error_of([&] { generator.generate_batch({{4, 0, {5}}}, options); });
   EXPECT_NE(range.find("slot 4 is out of range; the model has 4 slots"), std::string::npos)
       << range;
-  const std::string empty =
-      error_of([&] { generator.generate_batch({{0, 0, {5}}, {2, 0, {}}}, options); });
+  const std::string empty = error_of([&] {
+    generator.generate_batch({{0, 0, {5}}, {2, 0, {}}}, options);
+  });
   EXPECT_NE(empty.find("(sequence 1): the prompt is empty"), std::string::npos) << empty;
   const std::string keep = error_of([&] { generator.generate_batch({{3, 2, {5}}}, options); });
   EXPECT_NE(keep.find("slot 3 holds"), std::string::npos) << keep;

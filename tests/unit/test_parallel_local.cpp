@@ -21,7 +21,7 @@
 namespace {
 
 const ts_parallel_vtable& local_vtable() {
-  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import <const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-parallel-local.so"), "tessera_plugin");
   const ts_plugin_descriptor* plugin = entry();
   for (int32_t i = 0; i < plugin->n_providers; ++i)

@@ -50,8 +50,7 @@ std::string plugin_error_of(F&& f) {
 TEST(ProviderChoice, DeclinersOutbidTheCpuPluginAndAreSkipped) {
   const auto owned = registry_with_decliners();
   const PluginRegistry& registry = *owned;
-  const std::vector<ProviderRef> ranked =
-      registry.candidates(TS_KIND_FFN, "swiglu", TS_DEVICE_CPU);
+  const std::vector<ProviderRef> ranked = registry.candidates(TS_KIND_FFN, "swiglu", TS_DEVICE_CPU);
   ASSERT_EQ(ranked.size(), 3u);
   EXPECT_EQ(ranked[0].score, 1000);
   EXPECT_EQ(ranked[1].score, 1000);

@@ -29,7 +29,7 @@ namespace {
 using nlohmann::json;
 
 const ts_plugin_descriptor* search_plugin() {
-  static auto entry = boost::dll::import<const ts_plugin_descriptor*()>(
+  static auto entry = boost::dll::import <const ts_plugin_descriptor*()>(
       std::filesystem::path(TESSERA_PLUGIN_DIR "/libtessera-search-exact.so"), "tessera_plugin");
   return entry();
 }

@@ -91,8 +91,7 @@ void Backend::synchronize() {
 }
 
 Tensor Backend::upload(const Tensor& host, ts_dtype dtype) {
-  if (host.device() != TS_DEVICE_CPU)
-    throw Error(object_->label() + ": upload takes a CPU tensor");
+  if (host.device() != TS_DEVICE_CPU) throw Error(object_->label() + ": upload takes a CPU tensor");
   const Tensor converted = host.dtype() == dtype ? host : host.to(dtype);
   Tensor out(host.shape(), dtype, allocator());
   copy_to_device(out.raw(), converted.raw(), converted.bytes());

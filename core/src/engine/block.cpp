@@ -29,8 +29,7 @@ bool vtable_has(const ts_block_vtable& vt, F ts_block_vtable::*member) {
 }  // namespace
 
 std::optional<BlockLayout> describe_block(const ProviderRef& provider,
-                                          const ts_block_config& config,
-                                          const std::string& label) {
+                                          const ts_block_config& config, const std::string& label) {
   const ts_block_vtable& vt = block_vtable_of(provider, label);
   if (!vtable_has(vt, &ts_block_vtable::describe)) return std::nullopt;
   std::vector<ts_weight_decl> decls(16);

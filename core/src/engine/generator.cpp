@@ -193,12 +193,11 @@ std::vector<GenerateResult> Generator::generate_batch(
                   " cached tokens, but slot " + std::to_string(r.slot) + " holds " +
                   std::to_string(cached) + "; expected 0 <= keep <= " + std::to_string(cached));
     if (r.tokens.size() > static_cast<size_t>(capacity - r.keep))
-      throw Error("generate" + which + ": the prompt has " + std::to_string(r.tokens.size()) +
-                  " tokens" +
-                  (r.keep > 0 ? " after " + std::to_string(r.keep) + " cached ones"
-                              : std::string()) +
-                  ", more than the model's capacity of " + std::to_string(capacity) +
-                  " tokens per sequence");
+      throw Error(
+          "generate" + which + ": the prompt has " + std::to_string(r.tokens.size()) + " tokens" +
+          (r.keep > 0 ? " after " + std::to_string(r.keep) + " cached ones" : std::string()) +
+          ", more than the model's capacity of " + std::to_string(capacity) +
+          " tokens per sequence");
   }
   if (options.max_new_tokens < 0)
     throw Error("generate: max_new_tokens is " + std::to_string(options.max_new_tokens) +

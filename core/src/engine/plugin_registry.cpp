@@ -275,8 +275,8 @@ std::string vtable_problem(const ts_provider& p) {
   if (missing.empty()) return "";
   std::string names;
   for (const std::string& m : missing) names += (names.empty() ? "" : ", ") + m;
-  return "its " + std::string(kind_name(p.kind)) + " vtable leaves mandatory functions NULL: " +
-         names;
+  return "its " + std::string(kind_name(p.kind)) +
+         " vtable leaves mandatory functions NULL: " + names;
 }
 
 namespace {
@@ -365,8 +365,7 @@ PluginInfo validate_descriptor(const fs::path& path, const ts_plugin_descriptor*
       fail_load(path,
                 described + " has a vtable with struct_size " + std::to_string(vtable_size) +
                     ", smaller than the ABI " + std::to_string(TS_ABI_MAJOR) + ".0 minimum of " +
-                    std::to_string(min_size) +
-                    " for a " + kind_name(p->kind) + " vtable",
+                    std::to_string(min_size) + " for a " + kind_name(p->kind) + " vtable",
                 plugin_abi);
     }
     const std::vector<std::string> missing = missing_functions(*p);
@@ -406,8 +405,8 @@ ts_plugin_entry_fn resolve_entry(const boost::dll::shared_library& handle, const
   Dl_info where{};
   void* entry = nullptr;  // the symbol's ElfW(Sym) in the library's dynamic symbol table
   if (::dladdr1(address, &where, &entry, RTLD_DL_SYMENT) == 0 || entry == nullptr) {
-    fail_load(path, std::string("the dynamic loader cannot describe its '") + kEntrySymbol +
-                        "' symbol");
+    fail_load(path,
+              std::string("the dynamic loader cannot describe its '") + kEntrySymbol + "' symbol");
   }
   const unsigned type = ELF64_ST_TYPE(static_cast<const ElfW(Sym)*>(entry)->st_info);
   if (type != STT_FUNC && type != STT_GNU_IFUNC) {

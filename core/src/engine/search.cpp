@@ -5,8 +5,7 @@
 
 namespace tessera {
 
-Search::Search(ProviderRef provider, const ParamList& params, const ts_host* host,
-               std::string name)
+Search::Search(ProviderRef provider, const ParamList& params, const ts_host* host, std::string name)
     : object_(std::move(provider), std::move(name),
               [&params, host](const ts_search_vtable& vt, void** self, ts_error* err) {
                 const ts_params c = params.c_params();

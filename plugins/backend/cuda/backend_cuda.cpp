@@ -6,10 +6,10 @@
 #include "backend_kernels.hpp"
 
 #include <tessera/abi.h>
+#include <tessera/cuda/context.h>
 #include <tessera/cuda/cublaslt.hpp>
 #include <tessera/cuda/runtime.hpp>
 #include <tessera/dtype.hpp>
-#include <tessera/cuda/context.h>
 #include <tessera/plugin.hpp>
 
 #include <cuda_runtime.h>

@@ -136,8 +136,7 @@ typedef struct ts_comm {
                     void* device_context, ts_error* err);
   int (*reduce_scatter_sum)(void* ctx, const ts_tensor* in, ts_tensor* out, int32_t dim,
                             void* device_context, ts_error* err);
-  int (*broadcast)(void* ctx, ts_tensor* inout, int32_t root, void* device_context,
-                   ts_error* err);
+  int (*broadcast)(void* ctx, ts_tensor* inout, int32_t root, void* device_context, ts_error* err);
 } ts_comm;
 
 /* Named weights owned by the host. `name` is local to the block
@@ -220,8 +219,8 @@ typedef struct ts_weight_decl {
    * matrices in [runtime] weight_dtype and vectors in f32 when the mask allows;
    * 0 means f32, f16 and bf16. */
   uint32_t dtypes;
-  int32_t split; /* ts_split */
-  int32_t init;  /* ts_init */
+  int32_t split;    /* ts_split */
+  int32_t init;     /* ts_init */
   float init_scale; /* TS_INIT_NORMAL only */
 } ts_weight_decl;
 
@@ -233,11 +232,11 @@ typedef struct ts_block_layout {
   int32_t kv_heads; /* as ts_block_info: per rank of config->comm; 0 = no cache */
   int32_t head_dim;
   int32_t kv_dtype;
-  int32_t n_weights;        /* written by the plugin: how many weights it reads */
-  int32_t capacity;         /* set by the host: entries `weights` can hold */
-  ts_weight_decl* weights;  /* host-owned; the plugin fills min(n_weights, capacity)
-                             * entries, and the host asks again with more room when
-                             * n_weights > capacity */
+  int32_t n_weights;       /* written by the plugin: how many weights it reads */
+  int32_t capacity;        /* set by the host: entries `weights` can hold */
+  ts_weight_decl* weights; /* host-owned; the plugin fills min(n_weights, capacity)
+                            * entries, and the host asks again with more room when
+                            * n_weights > capacity */
 } ts_block_layout;
 
 /* One layer's KV cache, owned by the host. k and v are
@@ -331,8 +330,8 @@ typedef struct ts_decode_host {
   int (*forward)(void* ctx, const ts_forward_request* request, ts_error* err);
   /* As ts_block_vtable.compact_kv, across every layer, and shortens the slot
    * to first_row + n_keep rows. */
-  int (*compact_kv)(void* ctx, int32_t slot, int32_t first_row, const int32_t* keep,
-                    int32_t n_keep, ts_error* err);
+  int (*compact_kv)(void* ctx, int32_t slot, int32_t first_row, const int32_t* keep, int32_t n_keep,
+                    ts_error* err);
   const float* (*last_logits)(void* ctx, int32_t slot); /* [vocab] */
   const float* (*last_hidden)(void* ctx, int32_t slot); /* [hidden] */
   int32_t (*length)(void* ctx, int32_t slot);           /* cached rows */

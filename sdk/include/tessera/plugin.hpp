@@ -441,15 +441,15 @@ constexpr ts_provider provider(ts_kind kind, const char* name, ts_device device,
 
 // Defines the plugin's single exported entry point, the C function tessera_plugin().
 // PROVIDERS is a C array of ts_provider. Use it once, at namespace scope.
-#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                                        \
-  extern "C" TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void) {        \
-    static const ts_plugin_descriptor d{                                                \
-        sizeof(ts_plugin_descriptor),                                                   \
-        TS_ABI_MAJOR,                                                                   \
-        TS_ABI_MINOR,                                                                   \
-        NAME,                                                                           \
-        VERSION,                                                                        \
-        static_cast<int32_t>(sizeof(PROVIDERS) / sizeof((PROVIDERS)[0])),               \
-        PROVIDERS};                                                                     \
-    return &d;                                                                          \
+#define TESSERA_PLUGIN(NAME, VERSION, PROVIDERS)                                 \
+  extern "C" TS_PLUGIN_EXPORT const ts_plugin_descriptor* tessera_plugin(void) { \
+    static const ts_plugin_descriptor d{                                         \
+        sizeof(ts_plugin_descriptor),                                            \
+        TS_ABI_MAJOR,                                                            \
+        TS_ABI_MINOR,                                                            \
+        NAME,                                                                    \
+        VERSION,                                                                 \
+        static_cast<int32_t>(sizeof(PROVIDERS) / sizeof((PROVIDERS)[0])),        \
+        PROVIDERS};                                                              \
+    return &d;                                                                   \
   }

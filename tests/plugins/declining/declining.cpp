@@ -18,11 +18,12 @@ struct Declining {
 #if defined(FIXTURE_DECLINE_CREATE)
     throw tessera::sdk::Unsupported("create declines (fixture): " + shown(config));
 #else
-    throw std::logic_error("create must not be reached after supports declined: " +
-                           shown(config));
+    throw std::logic_error("create must not be reached after supports declined: " + shown(config));
 #endif
   }
-  ts_block_info info() const { return ts_block_info{}; }
+  ts_block_info info() const {
+    return ts_block_info{};
+  }
   void forward(const ts_block_io&) {}
 #if defined(FIXTURE_DECLINE_SUPPORTS)
   static void supports(const ts_block_config& config) {

@@ -36,8 +36,7 @@ struct BlockLayout {
 // The provider's describe for `config` (weights NULL), or nullopt when the provider
 // has none. Throws Error "<label>: describe: ..." when it refuses the configuration.
 std::optional<BlockLayout> describe_block(const ProviderRef& provider,
-                                          const ts_block_config& config,
-                                          const std::string& label);
+                                          const ts_block_config& config, const std::string& label);
 
 // Empty when the provider can build `config` here (or has no capability query);
 // else its reason. Throws Error when the query itself fails with TS_ERROR.

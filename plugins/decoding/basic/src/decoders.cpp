@@ -196,8 +196,7 @@ class TokenDecoder {
                                   ", expected room for at least 1 token per sequence");
     if (step.slots == nullptr || step.budget == nullptr || step.tokens == nullptr ||
         step.counts == nullptr || step.finished == nullptr)
-      throw std::invalid_argument(where +
-                                  "slots, budget, tokens, counts and finished must be set");
+      throw std::invalid_argument(where + "slots, budget, tokens, counts and finished must be set");
     for (int32_t s = 0; s < step.n_seqs; ++s)
       if (step.budget[s] < 1)
         throw std::invalid_argument(where + "budget[" + std::to_string(s) + "] is " +

@@ -7,8 +7,8 @@
 #pragma once
 
 #include <tessera/abi.h>
-#include <tessera/cuda/check.hpp>
 #include <tessera/cuda/context.h>
+#include <tessera/cuda/check.hpp>
 #include <tessera/plugin.hpp>
 
 #include <cuda_runtime.h>
