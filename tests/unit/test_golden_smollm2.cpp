@@ -45,8 +45,8 @@ constexpr bool kOptimisedBuild = true;
 #else
 constexpr bool kOptimisedBuild = false;
 #endif
-constexpr size_t kSanitizerCases = 2;
-constexpr size_t kSanitizerTokens = 4;
+constexpr size_t kSanitizerCases = 3;
+constexpr size_t kSanitizerTokens = 8;
 
 const fs::path kGolden =
     fs::path(TESSERA_SOURCE_DIR) / "tests" / "golden" / "models" / "smollm2_golden.json";
