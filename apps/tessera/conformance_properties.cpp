@@ -286,7 +286,8 @@ bool check_block_properties(const ProviderRef& provider, const ConformanceOption
   add_case("chain tree mask equals causal", tol, [&](double& max_abs, double& max_ref) {
     std::vector<uint8_t> chain(static_cast<size_t>(kA * kA), 0);
     for (int32_t i = 0; i < kA; ++i)
-      for (int32_t j = 0; j <= i; ++j) chain[static_cast<size_t>(i * kA + j)] = 1;
+      for (int32_t j = 0; j <= i; ++j)
+        chain[static_cast<size_t>(i) * kA + static_cast<size_t>(j)] = 1;
     compare(whole_a(chain.data()), whole_a(nullptr), max_abs, max_ref);
   });
   return true;

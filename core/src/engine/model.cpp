@@ -201,10 +201,11 @@ struct Model::Impl {
     config.host = m.pool_.host();
 
     std::vector<std::string> declined;
-    std::optional<PlannedBlock> planned;
+    PlannedBlock chosen;  // the plan of the provider whose block was made
     for (const ProviderRef& provider : candidates) {
       std::string reason;
-      planned = plan_block_with(m.manifest_, layer, kind, spec, provider, options, &reason);
+      std::optional<PlannedBlock> planned =
+          plan_block_with(m.manifest_, layer, kind, spec, provider, options, &reason);
       if (!planned) {
         declined.push_back(reason);
         continue;
@@ -219,6 +220,7 @@ struct Model::Impl {
       try {
         w.held.clear();
         sub.block = std::make_unique<Block>(provider, config, planned->label);
+        chosen = std::move(*planned);
         break;
       } catch (const PluginUnsupported& e) {
         declined.push_back(provider.plugin_name() + " (" + provider.path().string() +
@@ -230,8 +232,8 @@ struct Model::Impl {
 
     // What the block reports must be what its provider declared: the cache was sized and
     // the norms planned from the declaration.
-    if (planned->declared()) {
-      const BlockLayout& layout = *planned->layout;
+    if (chosen.layout) {
+      const BlockLayout& layout = *chosen.layout;
       const ts_block_info& info = block.info();
       const bool flags_agree = block.identity() == layout.identity();
       const bool kv_agrees = info.kv_heads == layout.kv.kv_heads &&
@@ -254,7 +256,7 @@ struct Model::Impl {
     if (is_attention) {
       // The cache as declared (checked above against info()); from info() for a block
       // whose provider declares nothing.
-      sub.kv = planned->declared() ? planned->kv() : kv_shape_of(block);
+      sub.kv = chosen.declared() ? chosen.kv() : kv_shape_of(block);
       // A plugin that ignores kv_dtype would otherwise go unnoticed.
       const ParamValue* asked = params.find("kv_dtype");
       const std::string* asked_name = asked ? std::get_if<std::string>(asked) : nullptr;
@@ -592,7 +594,9 @@ void Model::swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec) {
 void Model::add_weights(const std::string& name, Tensor t) {
   // WeightStore::add replaces a tensor of the same name; blocks built earlier hold their
   // own reference to the old one, so it stays alive until they are swapped out.
-  weights_.add(name, to_stored_dtype(t, manifest_.runtime.weight_dtype));
+  const ts_dtype want = stored_dtype(t, manifest_.runtime.weight_dtype);
+  if (t.dtype() != want) t = t.to(want);
+  weights_.add(name, std::move(t));
 }
 
 void Model::reset(int32_t slot) {
