@@ -168,7 +168,7 @@ bool check_block_properties(const ProviderRef& provider, const ConformanceOption
     CaseResult r;
     r.name = prefix + " describe";
     r.error = std::string(e.what()) +
-              " (a kind that needs parameters of its own gets them with --param key=value)";
+              " (plugin-check gives a kind its own parameters with --param key=value)";
     report.cases.push_back(r);
     return true;
   }

@@ -75,17 +75,18 @@ TEST(SlidingWindow, ItsDescribeIsItsPlan) {
             (std::vector<int64_t>{16, 48}));
   EXPECT_TRUE(plan.undeclared().empty());
   // Its parameters are its own to check, at its place in the manifest.
-  const std::string no_window = [] {
+  const std::string bad_window = [] {
     try {
-      (void)plan_weights(sliding_manifest("{ kind = \"sliding-gqa\" }"), fixture_plugins());
+      (void)plan_weights(sliding_manifest("{ kind = \"sliding-gqa\", window = 0 }"),
+                         fixture_plugins());
     } catch (const ManifestError& e) {
       return std::string(e.what());
     }
     return std::string("<no error>");
   }();
-  EXPECT_NE(no_window.find("sliding.toml:20:13: layer 1 attention sliding-gqa"), std::string::npos)
-      << no_window;
-  EXPECT_NE(no_window.find("missing parameter 'window'"), std::string::npos) << no_window;
+  EXPECT_NE(bad_window.find("sliding.toml:20:13: layer 1 attention sliding-gqa"), std::string::npos)
+      << bad_window;
+  EXPECT_NE(bad_window.find("window 0 must be >= 1"), std::string::npos) << bad_window;
 }
 
 TEST(SlidingWindow, RandomWeightsFromItsDeclarationBuildAndGenerate) {

@@ -6,7 +6,7 @@
 // with random weights, from safetensors, in generate and in plugin-check.
 //
 // Parameters: num_heads, kv_heads (default num_heads), head_dim (default hidden/num_heads),
-// rope_theta and the RoPE scaling of the model, window (required, >= 1).
+// rope_theta and the RoPE scaling of the model, window (>= 1, default 4).
 #include <tessera/abi.h>
 #include <tessera/cpu/block_support.hpp>
 #include <tessera/cpu/dense_blocks.hpp>
@@ -45,7 +45,7 @@ Shape read_shape(const ts_block_config& config, const std::string& label) {
     s.heads = p.get_int("num_heads");
     s.kv_heads = p.get_int("kv_heads", s.heads);
     s.head_dim = p.get_int("head_dim", s.heads > 0 ? s.hidden / s.heads : 0);
-    s.window = p.get_int("window");
+    s.window = p.get_int("window", 4);
     s.theta = p.get_float("rope_theta", 10000.0);
     s.scaling = sdk::rope_scaling_from_params(p);
   } catch (const std::invalid_argument& e) {
