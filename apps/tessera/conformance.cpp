@@ -429,8 +429,10 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
     } else if (name == "noop" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {
       report.cases.push_back(check_noop(ref, static_cast<ts_kind>(p->kind), pool));
     } else if (!check_block_properties(ref, options, pool, seed++, report)) {
+      const bool block = p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN;
       report.skipped.push_back(std::string(kind_name(p->kind)) + " '" + p->name +
-                               "': no reference implementation and no describe for this provider");
+                               "': no reference implementation" +
+                               (block ? " and no describe" : "") + " for this provider");
       continue;
     } else {
       continue;  // a kind of its own: the property checks are all there is
