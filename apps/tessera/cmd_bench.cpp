@@ -184,7 +184,8 @@ int run_bench(const BenchArgs& args) {
   PluginRegistry registry;
   load_plugins(registry, args.plugin_paths, &manifest);
   ThreadPool pool(manifest.runtime.threads);
-  if (is_builtin_shape(args.model)) weights = init_random_weights(manifest, manifest.weights.seed);
+  // A built-in shape, or a manifest with random weights, leaves `weights` empty: the model
+  // draws them from what its blocks declare.
   Model model(manifest, registry, std::move(weights), pool, ModelOptions{1, capacity, nullptr});
 
   // The same pseudo-random prompt every run.

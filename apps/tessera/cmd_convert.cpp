@@ -4,6 +4,7 @@
 // failed conversion leaves nothing that looks like a model.
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 #include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/model_source.hpp>
 #include <tessera/formats/safetensors.hpp>
@@ -30,6 +31,7 @@ struct ConvertArgs {
   std::string max_shard_size;
   bool decilm = false;
   bool force = false;
+  std::vector<std::string> plugin_paths;
 };
 
 std::optional<ts_dtype> parse_dtype(const std::string& text) {
@@ -81,15 +83,14 @@ void note_tokenizer(const LoadedModel& model, const std::string& why_not_written
             << "\n";
 }
 
-int convert_to_hf(const ConvertArgs& args, const LoadedModel& model) {
+int convert_to_hf(const ConvertArgs& args, const LoadedModel& model, const WeightPlan& plan) {
   HfWriteOptions options;
   options.dtype = parse_dtype(args.dtype);
   options.max_shard_bytes = args.max_shard_size.empty() ? 0 : parse_byte_size(args.max_shard_size);
   options.always_decilm = args.decilm;
   options.overwrite = args.force;
   options.tokenizer = tokenizer_files(model);
-  const HfWriteResult result =
-      write_hf_model(args.destination, model.manifest, model.weights, options);
+  const HfWriteResult result = write_hf_model(args.destination, plan, model.weights, options);
   note_tokenizer(model, result.tokenizer_note);
   report_dropped(result.dropped);
   std::cout << "wrote " << args.destination << " (" << result.architecture << ", "
@@ -138,8 +139,13 @@ int run_convert(const ConvertArgs& args) {
   }
   (void)parse_dtype(args.dtype);  // refuse a bad --dtype before reading a large model
   if (!args.max_shard_size.empty()) (void)parse_byte_size(args.max_shard_size);
-  const LoadedModel model = open_model(args.source);
-  return args.to == "hf" ? convert_to_hf(args, model) : convert_to_manifest(args, model);
+  LoadedModel model = open_model(args.source);
+  // What the blocks declare: which tensors to write, and random weights to draw.
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &model.manifest);
+  const WeightPlan plan = plan_for(model.manifest, registry);
+  draw_random_weights(model, plan);
+  return args.to == "hf" ? convert_to_hf(args, model, plan) : convert_to_manifest(args, model);
 }
 
 }  // namespace
@@ -158,6 +164,7 @@ Runner add_convert_command(CLI::App& app) {
                   "hf: split the weights into shards of at most this size (e.g. 5GB, 500MB)");
   cmd->add_flag("--decilm", a->decilm, "hf: DeciLMForCausalLM even when every layer is the same");
   cmd->add_flag("-f,--force", a->force, "Replace an existing non-empty destination folder");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
   return [a] { return run_convert(*a); };
 }
 

@@ -1,13 +1,13 @@
 // tessera info: what a model is, without running it: its source and architecture, global
-// shape, per-layer blocks (equal neighbours merged into ranges), parameters by block kind,
-// bytes by dtype, KV-cache bytes (in each layer's kv_dtype), tokenizer and chat template. --json
-// for tools.
+// shape, per-layer blocks (equal neighbours merged into ranges), parameters by block kind and
+// KV-cache bytes (in each layer's kv_dtype) from what the blocks declare (the weight plan),
+// bytes by dtype, tokenizer and chat template. --json for tools.
 #include <tessera/engine/error.hpp>
-#include <tessera/engine/init_random.hpp>
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/model_source.hpp>
 
-#include <charconv>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -27,6 +27,7 @@ using Json = nlohmann::ordered_json;
 struct InfoArgs {
   std::string model;
   bool json = false;
+  std::vector<std::string> plugin_paths;
 };
 
 struct TensorInfo {
@@ -35,36 +36,27 @@ struct TensorInfo {
   ts_dtype dtype = TS_F32;
 };
 
-// What info reports on: the loaded model, except that random weights are described from their
-// plan instead of being generated.
+// What info reports on: the loaded model (random weights are not generated: their tensors
+// are the plan's, in f32) and its weight plan.
 struct Described {
   LoadedModel model;
+  std::unique_ptr<WeightPlan> plan;
   std::vector<TensorInfo> tensors;
   bool random = false;
 };
 
-Described describe(const std::string& path) {
+Described describe(const InfoArgs& args) {
   Described d;
-  if (detect_model_format(path) == ModelFormat::kManifest) {
-    const fs::path file =
-        fs::is_directory(path) ? fs::path(path) / "manifest.toml" : fs::path(path);
-    const Manifest manifest = load_manifest(file);
-    if (manifest.weights.format == "random") {
-      d.random = true;
-      d.model.format = ModelFormat::kManifest;
-      d.model.path = path;
-      d.model.manifest = manifest;
-      for (const auto& [name, shape] : planned_tensors(manifest)) {
-        int64_t n = 1;
-        for (const int64_t dim : shape) n *= dim;
-        d.tensors.push_back({name, n, TS_F32});
-      }
-      return d;
-    }
-  }
-  d.model = open_model(path);
-  for (const auto& [name, tensor] : d.model.weights.all()) {
-    d.tensors.push_back({name, tensor.numel(), tensor.dtype()});
+  d.model = open_model(args.model);
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &d.model.manifest);
+  d.plan = std::make_unique<WeightPlan>(plan_for(d.model.manifest, registry));
+  d.random = d.model.manifest.weights.format == "random" && d.model.weights.all().empty();
+  if (d.random) {
+    for (const PlannedTensor& t : d.plan->tensors) d.tensors.push_back({t.name, t.numel(), TS_F32});
+  } else {
+    for (const auto& [name, tensor] : d.model.weights.all())
+      d.tensors.push_back({name, tensor.numel(), tensor.dtype()});
   }
   return d;
 }
@@ -111,55 +103,27 @@ std::vector<LayerRange> layer_ranges(const Manifest& m) {
   return ranges;
 }
 
-// embedding, lm_head, norms, "attention gqa", "ffn swiglu", ...
-std::string tensor_group(const Manifest& m, const std::string& name) {
-  if (name == "model.embed_tokens.weight") return "embedding";
-  if (name == "lm_head.weight") return "lm_head";
-  if (name.ends_with("norm.weight")) return "norms";
-  const std::string prefix = "model.layers.";
-  if (name.rfind(prefix, 0) == 0) {
-    const size_t dot = name.find('.', prefix.size());
-    const char* first = name.data() + prefix.size();
-    const char* last = dot == std::string::npos ? name.data() + name.size() : name.data() + dot;
-    size_t layer = 0;
-    const auto [end, ec] = std::from_chars(first, last, layer);
-    if (ec == std::errc() && end == last && layer < m.layers.size()) {
-      if (name.find(".self_attn.", dot) != std::string::npos) {
-        return "attention " + m.layers[layer].attention.kind;
-      }
-      if (name.find(".mlp.", dot) != std::string::npos) return "ffn " + m.layers[layer].ffn.kind;
-    }
-  }
-  return "other";
+// embedding, lm_head, norms, "attention gqa", "ffn swiglu", ...: the group of a planned tensor.
+std::string tensor_group(const WeightPlan& plan, const PlannedTensor& t) {
+  if (t.name == "model.embed_tokens.weight") return "embedding";
+  if (t.name == "lm_head.weight") return "lm_head";
+  if (t.local.empty()) return "norms";
+  return std::string(kind_name(t.kind)) + " " +
+         plan.block(t.layer, static_cast<ts_kind>(t.kind)).spec.kind;
 }
 
-// The dtype a gqa block is asked to keep its cache in (its kv_dtype parameter, from the block
-// or [runtime] kv_dtype), else f32 as the CPU blocks keep it by default.
-std::string kv_dtype_of(const ParamList& p) {
-  const ParamValue* v = p.find("kv_dtype");
-  const std::string* name = v ? std::get_if<std::string>(v) : nullptr;
-  return name ? *name : "f32";
-}
-
-size_t kv_dtype_bytes(const std::string& name) {
-  return name == "f32" ? 4 : 2;
-}
-
-// KV bytes per token: K and V rows of every gqa layer, in each one's dtype; `dtype` gets it
-// ("mixed" when the layers differ).
-int64_t kv_bytes_per_token(const Manifest& m, std::string& dtype) {
-  int64_t bytes = 0;
+// KV bytes per token: K and V rows of every layer whose attention declares a cache, in each
+// one's dtype; `dtype` gets it ("mixed" when the layers differ, "none" without a cache).
+int64_t kv_bytes_per_token(const WeightPlan& plan, std::string& dtype) {
   dtype.clear();
-  for (const LayerSpec& layer : m.layers) {
-    if (layer.attention.kind != "gqa") continue;
-    const ParamList p = m.block_params(layer.attention);
-    const std::string d = kv_dtype_of(p);
+  for (const PlannedBlock& b : plan.attention) {
+    const KvLayerShape kv = b.kv();
+    if (kv.kv_heads == 0) continue;
+    const std::string d = dtype_name(kv.dtype);
     dtype = dtype.empty() || dtype == d ? d : "mixed";
-    bytes += 2 * std::get<int64_t>(*p.find("kv_heads")) * std::get<int64_t>(*p.find("head_dim")) *
-             static_cast<int64_t>(kv_dtype_bytes(d));
   }
   if (dtype.empty()) dtype = "none";
-  return bytes;
+  return static_cast<int64_t>(plan.kv_bytes_per_token());
 }
 
 std::string number(double value) {
@@ -206,18 +170,29 @@ Json to_json(const Described& d) {
   }
   j["layers"] = std::move(layers);
 
+  // Parameters as the blocks declare them; tensors of blocks that declare nothing, when the
+  // weights are there, counted apart.
+  const WeightPlan& plan = *d.plan;
   std::map<std::string, int64_t> groups;
-  std::map<std::string, int64_t> dtype_bytes;
   int64_t total = 0;
-  for (const TensorInfo& t : d.tensors) {
-    groups[tensor_group(m, t.name)] += t.elements;
-    dtype_bytes[dtype_name(t.dtype)] += t.elements * static_cast<int64_t>(dtype_size(t.dtype));
-    total += t.elements;
+  for (const PlannedTensor& t : plan.tensors) {
+    groups[tensor_group(plan, t)] += t.numel();
+    total += t.numel();
   }
-  j["parameters"] = {{"total", total}, {"by_group", groups}};
+  std::map<std::string, int64_t> dtype_bytes;
+  for (const TensorInfo& t : d.tensors) {
+    dtype_bytes[dtype_name(t.dtype)] += t.elements * static_cast<int64_t>(dtype_size(t.dtype));
+    if (plan.find(t.name) == nullptr) {
+      groups["undeclared"] += t.elements;
+      total += t.elements;
+    }
+  }
+  Json undeclared = Json::array();
+  for (const PlannedBlock* b : plan.undeclared()) undeclared.push_back(b->label);
+  j["parameters"] = {{"total", total}, {"by_group", groups}, {"undeclared_blocks", undeclared}};
   j["bytes_by_dtype"] = dtype_bytes;
   std::string kv_dtype;
-  const int64_t kv = kv_bytes_per_token(m, kv_dtype);
+  const int64_t kv = kv_bytes_per_token(plan, kv_dtype);
   j["kv_cache"] = {{"dtype", kv_dtype},
                    {"bytes_per_token", kv},
                    {"max_seq_len", s.max_seq_len},
@@ -275,6 +250,10 @@ void print_text(const Json& j) {
     std::cout << "  " << group << std::string(group.size() < 18 ? 18 - group.size() : 1, ' ')
               << count.dump() << "\n";
   }
+  for (const Json& label : j["parameters"]["undeclared_blocks"]) {
+    std::cout << "  (" << label.get<std::string>()
+              << " declares no weights: its provider has no describe)\n";
+  }
   std::string bytes;
   for (const auto& [dtype, count] : j["bytes_by_dtype"].items()) {
     bytes += (bytes.empty() ? "" : ", ") + count.dump() + " " + dtype;
@@ -294,7 +273,7 @@ void print_text(const Json& j) {
 }
 
 int run_info(const InfoArgs& args) {
-  const Json j = to_json(describe(args.model));
+  const Json j = to_json(describe(args));
   if (args.json) {
     std::cout << j.dump(2) << "\n";
   } else {
@@ -310,6 +289,7 @@ Runner add_info_command(CLI::App& app) {
   auto a = std::make_shared<InfoArgs>();
   cmd->add_option("model", a->model, "Manifest, .gguf file or Hugging Face folder")->required();
   cmd->add_flag("--json", a->json, "Machine-readable output");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
   return [a] { return run_info(*a); };
 }
 

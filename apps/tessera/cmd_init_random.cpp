@@ -3,6 +3,7 @@
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/init_random.hpp>
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/weights.hpp>
 #include <tessera/formats/safetensors.hpp>
 
@@ -22,6 +23,7 @@ struct InitRandomArgs {
   std::string manifest;
   std::string output;
   uint64_t seed = 0;
+  std::vector<std::string> plugin_paths;
 };
 
 int run_init_random(const InitRandomArgs& args) {
@@ -40,7 +42,11 @@ int run_init_random(const InitRandomArgs& args) {
     throw Error("--output '" + args.output + "' exists and is not a folder");
   fs::create_directories(out);
 
-  const WeightStore weights = init_random_weights(manifest, args.seed);
+  // The tensors and their laws are what the blocks declare: their plugins say.
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &manifest);
+  const WeightPlan plan = plan_for(manifest, registry);
+  const WeightStore weights = init_random_weights(plan, args.seed);
   write_safetensors(out / "model.safetensors", weights,
                     {{"format", "pt"}, {"tessera.seed", std::to_string(args.seed)}});
   manifest.weights.format = "safetensors";
@@ -68,6 +74,7 @@ Runner add_init_random_command(CLI::App& app) {
   cmd->add_option("--manifest", a->manifest, "Or a manifest giving a (heterogeneous) layout");
   cmd->add_option("-o,--output", a->output, "Folder to write")->required();
   cmd->add_option("--seed", a->seed, "Seed: same seed, same bytes");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
   return [a] { return run_init_random(*a); };
 }
 

@@ -3,6 +3,7 @@
 #include <tessera/engine/plugin_registry.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -14,10 +15,33 @@ namespace {
 
 struct PluginCheckArgs {
   std::string library;
+  std::vector<std::string> params;  // key=value
   ConformanceOptions options;
 };
 
-int run_plugin_check(const PluginCheckArgs& args) {
+// "window=3" -> window: 3 (an integer, else a number, true/false, or the text as a string).
+void add_param(ParamList& params, const std::string& item) {
+  const size_t eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) throw Error("--param '" + item + "' is not key=value");
+  const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  char* end = nullptr;
+  const long long i = std::strtoll(text.c_str(), &end, 10);
+  if (!text.empty() && *end == '\0') {
+    params.set(key, int64_t{i});
+    return;
+  }
+  const double d = std::strtod(text.c_str(), &end);
+  if (!text.empty() && *end == '\0') {
+    params.set(key, d);
+  } else if (text == "true" || text == "false") {
+    params.set(key, text == "true");
+  } else {
+    params.set(key, text);
+  }
+}
+
+int run_plugin_check(PluginCheckArgs args) {
+  for (const std::string& item : args.params) add_param(args.options.params, item);
   PluginRegistry registry;
   const PluginInfo& plugin = registry.load(args.library);
   std::cout << "checking " << plugin.name << " " << plugin.version << " (ABI " << plugin.abi_major
@@ -69,6 +93,9 @@ Runner add_plugin_check_command(CLI::App& app) {
                   "The same for device providers (bf16 activations, weights and KV cache)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--quick", a->options.quick, "A smaller grid");
+  cmd->add_option("--param", a->params,
+                  "key=value given to the blocks of the property checks (for kinds with "
+                  "parameters of their own)");
   return [a] { return run_plugin_check(*a); };
 }
 

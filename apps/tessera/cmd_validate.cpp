@@ -48,7 +48,8 @@ int run_validate(const ValidateArgs& args) {
     return 0;
   }
   ThreadPool pool(1);
-  Model model(manifest, registry, load_weights(manifest), pool, ModelOptions{1, 1, nullptr});
+  Model model(manifest, registry, load_weights(manifest, &registry), pool,
+              ModelOptions{1, 1, nullptr});
   int64_t parameters = 0;
   for (int32_t i = 0; i < model.num_layers(); ++i) {
     const Block& a = model.attention(i);

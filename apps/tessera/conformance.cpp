@@ -1,6 +1,7 @@
 #include "conformance.hpp"
 
 #include "conformance_device.hpp"
+#include "conformance_properties.hpp"
 
 #include <tessera/engine/block.hpp>
 #include <tessera/engine/error.hpp>
@@ -428,10 +429,17 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
           report.cases.push_back(check_swiglu(ref, hidden, inter, tokens, tol, pool, seed++));
     } else if (name == "noop" && (p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN)) {
       report.cases.push_back(check_noop(ref, static_cast<ts_kind>(p->kind), pool));
-    } else {
+    } else if (!check_block_properties(ref, options, pool, seed++, report)) {
+      const bool block = p->kind == TS_KIND_ATTENTION || p->kind == TS_KIND_FFN;
       report.skipped.push_back(std::string(kind_name(p->kind)) + " '" + p->name +
-                               "': no reference implementation for this provider");
+                               "': no reference implementation" +
+                               (block ? " and no describe" : "") + " for this provider");
+      continue;
+    } else {
+      continue;  // a kind of its own: the property checks are all there is
     }
+    // The built-in kinds get the property checks too, when they declare their weights.
+    check_block_properties(ref, options, pool, seed++, report);
   }
   run_device_conformance(registry, plugin, device_providers, options, report);
   return report;

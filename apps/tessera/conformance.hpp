@@ -5,6 +5,7 @@
 // conformance_parallel.cpp, conformance_search.cpp).
 #pragma once
 
+#include <tessera/engine/params.hpp>
 #include <tessera/engine/plugin_registry.hpp>
 
 #include <cstdint>
@@ -41,6 +42,9 @@ struct ConformanceOptions {
   // to 11 significant bits.
   double tolerance_f16_kv = 2e-3;
   bool quick = false;  // a smaller grid
+  // Parameters given to the property checks' blocks on top of a small model's fields
+  // (plugin-check --param key=value), for kinds that need parameters of their own.
+  ParamList params;
 };
 
 // Checks every provider of `plugin` (already loaded in `registry`).

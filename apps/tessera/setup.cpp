@@ -1,6 +1,7 @@
 #include "setup.hpp"
 
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
 
 #include <charconv>
 #include <cstdint>
@@ -14,6 +15,17 @@ void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_
   if (manifest != nullptr)
     for (const auto& p : manifest->runtime.plugin_paths) registry.add_search_path(p);
   registry.load_all();
+}
+
+WeightPlan plan_for(const Manifest& manifest, const PluginRegistry& registry) {
+  PlanOptions options;
+  options.device = manifest.runtime.device == "cuda" ? TS_DEVICE_CUDA : TS_DEVICE_CPU;
+  return plan_weights(manifest, registry, options);
+}
+
+void draw_random_weights(LoadedModel& model, const WeightPlan& plan) {
+  if (model.manifest.weights.format != "random" || !model.weights.all().empty()) return;
+  model.weights = init_random_weights(plan, model.manifest.weights.seed);
 }
 
 std::filesystem::path resolve_manifest_path(const std::string& model) {

@@ -3,6 +3,8 @@
 
 #include <tessera/engine/manifest.hpp>
 #include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/weight_plan.hpp>
+#include <tessera/formats/model_source.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -15,6 +17,13 @@ namespace tessera::cli {
 // every plugin found.
 void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_paths,
                   const Manifest* manifest = nullptr);
+
+// The plan of the model's manifest (weight_plan.hpp) for the device it names, on one rank.
+WeightPlan plan_for(const Manifest& manifest, const PluginRegistry& registry);
+
+// Draws the weights of a manifest with random weights, which open_model leaves empty (what
+// they are is what the blocks declare); leaves any other model alone.
+void draw_random_weights(LoadedModel& model, const WeightPlan& plan);
 
 // A model argument is a manifest (.toml) or a folder holding manifest.toml
 // (what `tessera init-random` writes).

@@ -21,6 +21,9 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   "$TESSERA" plugin-check "$PLUGIN_DIR/libtessera-$lib.so" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check $lib exited non-zero"; }
   grep -q '^FAIL' "$work/out" && fail "a case failed"
   grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
+  # The kinds that declare their weights get the property checks besides their reference.
+  expect_in "PASS  properties " "$work/out"
+  expect_in "prefill equals chunks and one by one" "$work/out"
   cat "$work/out"
   ;;
 plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact)
@@ -222,6 +225,78 @@ validate_reports_layers)
   [ -n "$b32" ] && [ -n "$b16" ] && [ "$((2 * b16))" -eq "$b32" ] ||
     { cat "$work/info32" "$work/info16"; fail "kv bytes f32 $b32, f16 $b16"; }
   "$TESSERA" validate "$work/kv16.toml" >"$work/out16" 2>&1 || { cat "$work/out16"; fail "validate kv16"; }
+  ;;
+sliding_window_generates)
+  # A block kind the core has never heard of (sliding-window gqa, from a fixture plugin that
+  # declares its weights through describe): random weights, safetensors written by
+  # init-random, generate, validate and info, with no change to the core.
+  mkdir -p "$work/plugins"
+  cp "$FIXTURE_DIR/libtessera-fixture-sliding-window.so" "$work/plugins/"
+  cat >"$work/sliding.toml" <<'TOML'
+[model]
+hidden_size = 64
+num_layers = 2
+num_heads = 4
+num_kv_heads = 2
+intermediate_size = 128
+vocab_size = 128
+max_seq_len = 64
+
+[weights]
+format = "random"
+seed = 3
+
+[[layers]]
+range = "0"
+attention = { kind = "sliding-gqa", window = 4 }
+
+[[layers]]
+range = "1"
+TOML
+  run=(--plugin-path "$work/plugins")
+  "$TESSERA" generate "$work/sliding.toml" "${run[@]}" --tokens 1,2,3,4,5,6 -n 8 -q >"$work/a" 2>"$work/err" ||
+    { cat "$work/err"; fail "generate with sliding-gqa exited non-zero"; }
+  n=$(wc -w <"$work/a")
+  [ "$n" -ge 1 ] && [ "$n" -le 8 ] || fail "expected 1..8 tokens, got $n"
+  "$TESSERA" init-random --manifest "$work/sliding.toml" "${run[@]}" --seed 3 -o "$work/folder" \
+    >"$work/init" || fail "init-random with sliding-gqa"
+  expect_in "parameters" "$work/init"
+  "$TESSERA" generate "$work/folder" "${run[@]}" --tokens 1,2,3,4,5,6 -n 8 -q >"$work/b" ||
+    fail "generate from the safetensors folder"
+  cmp -s "$work/a" "$work/b" || fail "random weights and their safetensors generate differently"
+  "$TESSERA" validate "$work/sliding.toml" "${run[@]}" >"$work/validate" 2>&1 ||
+    { cat "$work/validate"; fail "validate with sliding-gqa"; }
+  expect_in "layer 0 attention sliding-gqa (fixture-sliding-window)" "$work/validate"
+  "$TESSERA" info "$work/sliding.toml" "${run[@]}" >"$work/info" || fail "info with sliding-gqa"
+  expect_in "attention sliding-gqa" "$work/info"
+  expect_in "512 bytes per token (f32)" "$work/info"  # 2 layers x K and V x 2 heads x 16 x 4 bytes
+  # Without the plugin, the error names the kind and where the manifest asks for it.
+  if "$TESSERA" generate "$work/sliding.toml" --tokens 1 >/dev/null 2>"$work/err"; then
+    fail "generate without the fixture plugin succeeded"
+  fi
+  expect_in "sliding.toml:16:13" "$work/err"
+  expect_in "sliding-gqa" "$work/err"
+  ;;
+plugin_check_sliding_window)
+  # Its own kind passes on the property checks (and with its window given, too).
+  lib="$FIXTURE_DIR/libtessera-fixture-sliding-window.so"
+  for args in "" "--param window=2"; do
+    # shellcheck disable=SC2086
+    "$TESSERA" plugin-check "$lib" $args >"$work/out" 2>&1 ||
+      { cat "$work/out"; fail "plugin-check of the sliding-window fixture ($args) exited non-zero"; }
+    grep -q '^FAIL' "$work/out" && { cat "$work/out"; fail "a case failed"; }
+    expect_in "PASS  properties attention sliding-gqa info agrees with describe" "$work/out"
+    expect_in "PASS  properties attention sliding-gqa batch of two equals each alone" "$work/out"
+    expect_in "PASS  properties attention sliding-gqa prefill equals chunks" "$work/out"
+    expect_in "PASS  properties attention sliding-gqa chain tree mask equals causal" "$work/out"
+    grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
+  done
+  # A parameter its describe refuses fails the check, saying how parameters are given.
+  if "$TESSERA" plugin-check "$lib" --param window=0 >"$work/out" 2>&1; then
+    fail "passed with window 0"
+  fi
+  expect_in "window 0 must be >= 1" "$work/out"
+  expect_in "--param key=value" "$work/out"
   ;;
 error_messages)
   check_error() {  # expected-substring, then the command's arguments

@@ -99,6 +99,24 @@ inline const PluginRegistry& plugins() {
   return *registry;
 }
 
+// The real plugins and the fixtures that declare (or deliberately mis-declare) their weights:
+// fixture-sliding-window (attention "sliding-gqa"), fixture-describe (ffn "affine" and its
+// defective variants) and the tree-blind gqa without describe
+// (tessera-fixture-wrong-attention), loaded once.
+inline const PluginRegistry& fixture_plugins() {
+  static PluginRegistry* registry = [] {
+    auto* r = new PluginRegistry();
+    r->add_search_path(TESSERA_PLUGIN_DIR);
+    r->load_all();
+    for (const char* name :
+         {"libtessera-fixture-sliding-window.so", "libtessera-fixture-describe.so",
+          "libtessera-fixture-wrong-attention.so"})
+      r->load(std::string(TESSERA_FIXTURE_PLUGIN_DIR) + "/" + name);
+    return r;
+  }();
+  return *registry;
+}
+
 inline ThreadPool& test_pool() {
   static ThreadPool pool(2);
   return pool;

@@ -31,7 +31,7 @@ class GeneratorTest : public ::testing::Test {
  protected:
   GeneratorTest()
       : manifest(hetero_manifest("{ kind = \"swiglu\" }", true, 24)),
-        weights(init_random_weights(manifest, 11)),
+        weights(init_random_weights(manifest, plugins(), 11)),
         model(manifest, plugins(), weights, test_pool()) {}
 
   // Greedy by hand with Model::forward: full logits of the prompt, then one token at a time.

@@ -30,7 +30,7 @@ class GeneratorContinueTest : public ::testing::Test {
  protected:
   GeneratorContinueTest()
       : manifest(hetero_manifest("{ kind = \"swiglu\" }", true, 48)),
-        weights(init_random_weights(manifest, 5)),
+        weights(init_random_weights(manifest, plugins(), 5)),
         model(manifest, plugins(), weights, test_pool()),
         generator(model, plugins()) {}
 

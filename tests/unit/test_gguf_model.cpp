@@ -104,12 +104,12 @@ TEST(GgufModel, LlamaFixtureBecomesACompleteManifest) {
   EXPECT_EQ(loaded.manifest.weights.format, "gguf");
   EXPECT_EQ(loaded.manifest.weights.path, kLlama);
 
-  // Exactly the tensors the layout plans, with their planned shapes.
-  const auto plan = planned_tensors(loaded.manifest);
-  ASSERT_EQ(loaded.weights.all().size(), plan.size());
-  for (const auto& [name, shape] : plan) {
-    ASSERT_TRUE(loaded.weights.has(name)) << name;
-    EXPECT_EQ(loaded.weights.get(name).shape(), shape) << name;
+  // Exactly the tensors the blocks declare, with their declared shapes.
+  const WeightPlan plan = plan_weights(loaded.manifest, plugins());
+  ASSERT_EQ(loaded.weights.all().size(), plan.tensors.size());
+  for (const PlannedTensor& t : plan.tensors) {
+    ASSERT_TRUE(loaded.weights.has(t.name)) << t.name;
+    EXPECT_EQ(loaded.weights.get(t.name).shape(), t.shape) << t.name;
   }
   EXPECT_EQ(loaded.weights.get("model.embed_tokens.weight").dtype(), TS_F16);  // kept as stored
   EXPECT_EQ(loaded.weights.get("model.layers.0.mlp.up_proj.weight").dtype(), TS_F32);  // Q4_0
@@ -395,12 +395,18 @@ TEST_F(GgufModelErrors, MissingTensorNamesTensorAndLayer) {
 }
 
 TEST_F(GgufModelErrors, ShapeMismatchGivesBothShapes) {
+  // A block's own tensor is checked against what the block declares when the model is
+  // built; the message still names the GGUF tensor and the file it came from.
   GgufTestWriter w = TinyGguf{}.build();
   w.set_tensor("blk.0.attn_k.weight", {12, 16}, std::vector<float>(12 * 16));
-  const std::string error = load_error(w);
-  EXPECT_HAS(error, "tensor 'blk.0.attn_k.weight'");
-  EXPECT_HAS(error, "layer 0");
+  const LoadedModel bad = load(w);
+  const std::string error = error_of([&] {
+    Model model(bad.manifest, plugins(), bad.weights, test_pool(), {1, 16, nullptr});
+  });
+  EXPECT_HAS(error, "tensor 'blk.0.attn_k.weight' of GGUF file '" + path_.string() + "'");
+  EXPECT_HAS(error, "layer 0 attention gqa (tessera-attention-cpu)");
   EXPECT_HAS(error, "has shape [12, 16]; expected [8, 16]");
+  // The host's own tensors (embedding, norms) are checked as the file is read.
   w = TinyGguf{}.build();
   w.set_tensor("token_embd.weight", {41, 16}, std::vector<float>(41 * 16));
   EXPECT_HAS(load_error(w),
@@ -682,7 +688,7 @@ TEST(GgufModelSmolLM2, LoadsAsTheSmolLM2Shape) {
   ASSERT_NE(loaded.tokenizer, nullptr) << loaded.tokenizer_error;
   EXPECT_EQ(ChatTemplate::from_template_text(loaded.chat_template).kind(),
             ChatTemplateKind::kChatML);
-  EXPECT_EQ(loaded.weights.all().size(), planned_tensors(loaded.manifest).size());
+  EXPECT_EQ(loaded.weights.all().size(), plan_weights(loaded.manifest, plugins()).tensors.size());
   // A dequantised value the GGUF reader's golden file also holds (row 0 of the embedding).
   std::ifstream golden_file(fs::path(TESSERA_SOURCE_DIR) / "tests" / "golden" / "gguf" /
                             "smollm2_q4_1.json");

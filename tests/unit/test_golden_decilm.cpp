@@ -68,10 +68,13 @@ TEST(GoldenDeciLM, ManifestWithSeededWeightsMatchesTheReference) {
 
 TEST(GoldenDeciLM, HuggingFaceRoundTripMatchesTheReference) {
   const LoadedModel original = open_model(kManifest);
+  // The random weights, drawn by what the blocks declare.
+  const WeightPlan plan = plan_weights(original.manifest, test::plugins());
+  const WeightStore weights = init_random_weights(plan, original.manifest.weights.seed);
   const fs::path folder =
       fs::temp_directory_path() / ("tessera-golden-decilm-" + std::to_string(::getpid()));
   fs::remove_all(folder);
-  const HfWriteResult written = write_hf_model(folder, original.manifest, original.weights);
+  const HfWriteResult written = write_hf_model(folder, plan, weights);
   EXPECT_EQ(written.architecture, "DeciLMForCausalLM");
   LoadedModel loaded;
   try {

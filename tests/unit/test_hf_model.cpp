@@ -13,6 +13,7 @@
 #include <tessera/engine/init_random.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/weights.hpp>
+#include <tessera/formats/hf_config.hpp>
 #include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/model_source.hpp>
 #include <tessera/formats/safetensors.hpp>
@@ -67,7 +68,7 @@ class HfModelTest : public test::TempFolderTest {
   // Writes the heterogeneous model with random f32 weights; returns the folder.
   fs::path write_hetero(const std::string& name, HfWriteOptions options = {}) {
     const fs::path folder = dir_ / name;
-    write_hf_model(folder, manifest_, weights_, options);
+    write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_, options);
     return folder;
   }
 
@@ -83,7 +84,7 @@ class HfModelTest : public test::TempFolderTest {
   }
 
   Manifest manifest_ = test::hf_hetero_manifest();
-  WeightStore weights_ = init_random_weights(manifest_, 3);
+  WeightStore weights_ = init_random_weights(manifest_, test::plugins(), 3);
 };
 
 // ---- round trips
@@ -92,7 +93,8 @@ TEST_F(HfModelTest, HeterogeneousModelRoundTripsExactly) {
   HfWriteOptions options;
   options.tokenizer.source = tokenizer_folder();
   const fs::path folder = dir_ / "hetero";
-  const HfWriteResult result = write_hf_model(folder, manifest_, weights_, options);
+  const HfWriteResult result =
+      write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_, options);
   EXPECT_EQ(result.architecture, "DeciLMForCausalLM");
   EXPECT_EQ(result.files, (std::vector<std::string>{"config.json", "model.safetensors",
                                                     "tokenizer.json", "tokenizer_config.json"}));
@@ -201,7 +203,8 @@ TEST_F(HfModelTest, ShardedRoundTrip) {
   HfWriteOptions options;
   options.max_shard_bytes = 100 * 1024;  // the embedding alone is 160 KiB
   const fs::path folder = dir_ / "sharded";
-  const HfWriteResult result = write_hf_model(folder, manifest_, weights_, options);
+  const HfWriteResult result =
+      write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_, options);
   EXPECT_FALSE(fs::exists(folder / "model.safetensors"));
   const json index = json::parse(read_file(folder / "model.safetensors.index.json"));
   std::set<std::string> shards;
@@ -240,9 +243,10 @@ TEST_F(HfModelTest, UniformModelIsWrittenAsLlama) {
     layer.ffn = BlockSpec{};
     layer.ffn.kind = "swiglu";
   }
-  const WeightStore weights = init_random_weights(uniform, 5);
+  const WeightStore weights = init_random_weights(uniform, test::plugins(), 5);
   const fs::path folder = dir_ / "llama";
-  EXPECT_EQ(write_hf_model(folder, uniform, weights).architecture, "LlamaForCausalLM");
+  EXPECT_EQ(write_hf_model(folder, plan_weights(uniform, test::plugins()), weights).architecture,
+            "LlamaForCausalLM");
   const json config = json::parse(read_file(folder / "config.json"));
   EXPECT_EQ(config["architectures"], json::array({"LlamaForCausalLM"}));
   EXPECT_EQ(config["model_type"], "llama");
@@ -263,7 +267,9 @@ TEST_F(HfModelTest, UniformModelIsWrittenAsLlama) {
   HfWriteOptions decilm;
   decilm.always_decilm = true;
   expect_error_with(
-      [&] { write_hf_model(dir_ / "forced", uniform, weights, decilm); },
+      [&] {
+        write_hf_model(dir_ / "forced", plan_weights(uniform, test::plugins()), weights, decilm);
+      },
       {"layer 0", "intermediate_size 96", "ffn_mult", "the nearest representable width is 256"});
   EXPECT_FALSE(fs::exists(dir_ / "forced"));
 
@@ -271,8 +277,10 @@ TEST_F(HfModelTest, UniformModelIsWrittenAsLlama) {
   const fs::path forced = dir_ / "forced-ok";
   Manifest wide = uniform;
   wide.model.intermediate_size = 512;
-  const WeightStore wide_weights = init_random_weights(wide, 6);
-  EXPECT_EQ(write_hf_model(forced, wide, wide_weights, decilm).architecture, "DeciLMForCausalLM");
+  const WeightStore wide_weights = init_random_weights(wide, test::plugins(), 6);
+  EXPECT_EQ(write_hf_model(forced, plan_weights(wide, test::plugins()), wide_weights, decilm)
+                .architecture,
+            "DeciLMForCausalLM");
   const LoadedModel wide_loaded = load_hf_model(forced);
   EXPECT_EQ(wide_loaded.architecture, "DeciLMForCausalLM");
   EXPECT_EQ(test::effective_layers(wide_loaded.manifest), test::effective_layers(wide));
@@ -292,35 +300,48 @@ TEST_F(HfModelTest, ChatTemplateWithoutTokenizerFiles) {
 TEST_F(HfModelTest, WriterRefusesWhatConfigJsonCannotSay) {
   Manifest odd = manifest_;
   odd.layers[3].ffn.params.set("intermediate_size", int64_t{300});
-  const WeightStore odd_weights = init_random_weights(odd, 1);
-  expect_error_with([&] { write_hf_model(dir_ / "odd", odd, odd_weights); },
-                    {"layer 3", "intermediate_size 300", "256 and 512"});
+  const WeightStore odd_weights = init_random_weights(odd, test::plugins(), 1);
+  expect_error_with(
+      [&] { write_hf_model(dir_ / "odd", plan_weights(odd, test::plugins()), odd_weights); },
+      {"layer 3", "intermediate_size 300", "256 and 512"});
 
+  // A kind config.json cannot name: no plugin here provides it, so there is no plan to write
+  // from, and the config writer refuses it by name too.
   Manifest foreign = manifest_;
   foreign.layers[2].attention.kind = "mamba";
-  expect_error_with([&] { write_hf_model(dir_ / "foreign", foreign, weights_); },
+  expect_error_with([&] { (void)plan_weights(foreign, test::plugins()); },
+                    {"layer 2", "attention 'mamba'"});
+  expect_error_with([&] { (void)hf_config_json(foreign); },
                     {"layer 2", "attention kind 'mamba'", "expected gqa, linear or noop"});
 
   Manifest extra = manifest_;
   extra.layers[0].attention.params.set("rope_theta", 1000.0);
-  expect_error_with([&] { write_hf_model(dir_ / "extra", extra, weights_); },
-                    {"layer 0", "parameter 'rope_theta'", "cannot be written to config.json"});
+  expect_error_with(
+      [&] { write_hf_model(dir_ / "extra", plan_weights(extra, test::plugins()), weights_); },
+      {"layer 0", "parameter 'rope_theta'", "cannot be written to config.json"});
 
   WeightStore missing;
   for (const auto& [name, tensor] : weights_.all())
     if (name != "model.layers.4.mlp.linear_mlp.weight") missing.add(name, tensor);
-  expect_error_with([&] { write_hf_model(dir_ / "missing", manifest_, missing); },
-                    {"model.layers.4.mlp.linear_mlp.weight", "is missing", "[64, 64]"});
+  expect_error_with(
+      [&] { write_hf_model(dir_ / "missing", plan_weights(manifest_, test::plugins()), missing); },
+      {"model.layers.4.mlp.linear_mlp.weight", "is missing", "[64, 64]"});
 
   WeightStore wrong_shape = missing;
   wrong_shape.add("model.layers.4.mlp.linear_mlp.weight", Tensor({64, 32}, TS_F32));
-  expect_error_with([&] { write_hf_model(dir_ / "shape", manifest_, wrong_shape); },
-                    {"model.layers.4.mlp.linear_mlp.weight", "[64, 32]", "[64, 64]"});
+  expect_error_with(
+      [&] {
+        write_hf_model(dir_ / "shape", plan_weights(manifest_, test::plugins()), wrong_shape);
+      },
+      {"model.layers.4.mlp.linear_mlp.weight", "[64, 32]", "[64, 64]"});
 
   HfWriteOptions int_dtype;
   int_dtype.dtype = TS_I32;
-  expect_error_with([&] { write_hf_model(dir_ / "i32", manifest_, weights_, int_dtype); },
-                    {"i32", "expected f32, f16 or bf16"});
+  expect_error_with(
+      [&] {
+        write_hf_model(dir_ / "i32", plan_weights(manifest_, test::plugins()), weights_, int_dtype);
+      },
+      {"i32", "expected f32, f16 or bf16"});
 
   // Nothing of any failed write is left behind.
   EXPECT_EQ(entries(dir_), std::vector<std::string>{});
@@ -329,7 +350,8 @@ TEST_F(HfModelTest, WriterRefusesWhatConfigJsonCannotSay) {
 TEST_F(HfModelTest, WriterReportsTensorsNoBlockUses) {
   WeightStore more = weights_;
   more.add("model.layers.3.self_attn.q_proj.weight", Tensor({64, 64}, TS_F32));  // layer 3: noop
-  const HfWriteResult result = write_hf_model(dir_ / "more", manifest_, more);
+  const HfWriteResult result =
+      write_hf_model(dir_ / "more", plan_weights(manifest_, test::plugins()), more);
   EXPECT_EQ(result.dropped, std::vector<std::string>{"model.layers.3.self_attn.q_proj.weight"});
   expect_same_tensors(load_hf_model(dir_ / "more").weights, weights_);
 }
@@ -338,24 +360,29 @@ TEST_F(HfModelTest, WriterKeepsAnExistingFolderUnlessAllowed) {
   const fs::path folder = dir_ / "taken";
   fs::create_directories(folder);
   write_file(folder / "keep.txt", "mine");
-  expect_error_with([&] { write_hf_model(folder, manifest_, weights_); },
-                    {"taken", "exists and is not empty", "--force"});
+  expect_error_with(
+      [&] { write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_); },
+      {"taken", "exists and is not empty", "--force"});
   EXPECT_EQ(entries(folder), std::vector<std::string>{"keep.txt"});
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"taken"});
 
   HfWriteOptions overwrite;
   overwrite.overwrite = true;
-  write_hf_model(folder, manifest_, weights_, overwrite);
+  write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_, overwrite);
   EXPECT_EQ(entries(folder), (std::vector<std::string>{"config.json", "model.safetensors"}));
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"taken"});
 
   // An empty folder is fine; a file in the way is not.
   fs::create_directories(dir_ / "empty");
-  write_hf_model(dir_ / "empty", manifest_, weights_);
+  write_hf_model(dir_ / "empty", plan_weights(manifest_, test::plugins()), weights_);
   EXPECT_TRUE(fs::exists(dir_ / "empty" / "config.json"));
   write_file(dir_ / "file", "x");
-  expect_error_with([&] { write_hf_model(dir_ / "file", manifest_, weights_, overwrite); },
-                    {"exists and is not a folder"});
+  expect_error_with(
+      [&] {
+        write_hf_model(dir_ / "file", plan_weights(manifest_, test::plugins()), weights_,
+                       overwrite);
+      },
+      {"exists and is not a folder"});
 }
 
 // ---- reader errors
@@ -381,15 +408,19 @@ TEST_F(HfModelTest, ReaderChecksEveryTensorAgainstTheConfig) {
       if (name != "model.layers.1.mlp.up_proj.weight") fewer.add(name, tensor);
     w = fewer;
   });
-  expect_error_with(
-      [&] { (void)load_hf_model(folder); },
-      {"model.layers.1.mlp.up_proj.weight", "(layer 1)", "is missing", "config.json", "[512, 64]"});
+  // Presence and shape are checked against what the blocks declare, when the model is built.
+  const auto build = [&] {
+    const LoadedModel loaded = load_hf_model(folder);
+    Model model(loaded.manifest, test::plugins(), loaded.weights, test::test_pool());
+  };
+  expect_error_with(build, {"model.layers.1.mlp.up_proj.weight", "layer 1 ffn swiglu", "is missing",
+                            "config.json", "[512, 64]"});
 
   edit_weights(folder, [](WeightStore& w) {
     w.add("model.layers.1.mlp.up_proj.weight", Tensor({256, 64}, TS_F32));
   });
-  expect_error_with([&] { (void)load_hf_model(folder); },
-                    {file, "model.layers.1.mlp.up_proj.weight", "shape [256, 64]", "[512, 64]"});
+  expect_error_with(build, {file, "model.layers.1.mlp.up_proj.weight", "layer 1 ffn swiglu",
+                            "shape [256, 64]", "[512, 64]"});
 
   edit_weights(folder, [](WeightStore& w) {
     w.add("model.layers.1.mlp.up_proj.weight", Tensor({512, 64}, TS_I32));
@@ -422,9 +453,9 @@ TEST_F(HfModelTest, ReaderChecksEveryTensorAgainstTheConfig) {
 TEST_F(HfModelTest, TiedEmbeddingsIgnoreASavedLmHead) {
   Manifest tied = manifest_;
   tied.model.tie_embeddings = true;
-  const WeightStore weights = init_random_weights(tied, 2);
+  const WeightStore weights = init_random_weights(tied, test::plugins(), 2);
   const fs::path folder = dir_ / "tied";
-  write_hf_model(folder, tied, weights);
+  write_hf_model(folder, plan_weights(tied, test::plugins()), weights);
   EXPECT_EQ(json::parse(read_file(folder / "config.json"))["tie_word_embeddings"], true);
   edit_weights(folder, [](WeightStore& w) { w.add("lm_head.weight", Tensor({640, 64}, TS_F32)); });
   const LoadedModel loaded = load_hf_model(folder);
@@ -437,7 +468,7 @@ TEST_F(HfModelTest, ShardIndexErrorsNameIndexTensorAndShard) {
   HfWriteOptions options;
   options.max_shard_bytes = 100 * 1024;
   const fs::path folder = dir_ / "sharded";
-  write_hf_model(folder, manifest_, weights_, options);
+  write_hf_model(folder, plan_weights(manifest_, test::plugins()), weights_, options);
   const fs::path index_path = folder / "model.safetensors.index.json";
   const std::string index_name = index_path.string();
   const json good = json::parse(read_file(index_path));
@@ -509,10 +540,11 @@ TEST_F(HfModelTest, TokenizerProblemsAreReportedOrRefused) {
   Manifest small = manifest_;
   small.model.vocab_size = 500;
   small.model.eos_token_ids = {2};
-  const WeightStore small_weights = init_random_weights(small, 1);
+  const WeightStore small_weights = init_random_weights(small, test::plugins(), 1);
   HfWriteOptions with_tokenizer;
   with_tokenizer.tokenizer.source = tokenizer_folder();
-  write_hf_model(dir_ / "small", small, small_weights, with_tokenizer);
+  write_hf_model(dir_ / "small", plan_weights(small, test::plugins()), small_weights,
+                 with_tokenizer);
   loaded = load_hf_model(dir_ / "small");
   EXPECT_EQ(loaded.tokenizer, nullptr);
   EXPECT_NE(loaded.tokenizer_error.find("more than the model's vocab_size of 500"),

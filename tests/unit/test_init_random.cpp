@@ -1,4 +1,4 @@
-// Random weights, built-in shapes and load_weights.
+// Random weights drawn from what the blocks declare, built-in shapes and load_weights.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,10 +12,24 @@
 #include <tessera/formats/model_source.hpp>
 #include <tessera/formats/safetensors.hpp>
 
+#include "model_fixtures.hpp"
+
 namespace tessera {
 namespace {
 
 using Plan = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// The plan's tensors as (name, shape), sorted by name.
+Plan planned(const Manifest& m, const PluginRegistry& registry = test::plugins()) {
+  Plan out;
+  for (const PlannedTensor& t : plan_weights(m, registry).tensors)
+    out.emplace_back(t.name, t.shape);
+  return out;
+}
+
+WeightStore random_weights(const Manifest& m, uint64_t seed) {
+  return init_random_weights(m, test::plugins(), seed);
+}
 
 BlockSpec block(const std::string& kind) {
   BlockSpec b;
@@ -62,7 +76,7 @@ int64_t total_elements(const Plan& plan) {
 }
 
 TEST(InitRandomTest, PlansHuggingFaceNamesAndShapes) {
-  const Plan plan = planned_tensors(tiny_manifest());
+  const Plan plan = planned(tiny_manifest());
   for (size_t i = 1; i < plan.size(); ++i) EXPECT_LT(plan[i - 1].first, plan[i].first);
   using S = std::vector<int64_t>;
   const std::map<std::string, S> expected = {
@@ -96,13 +110,13 @@ TEST(InitRandomTest, PlansHuggingFaceNamesAndShapes) {
 
   Manifest tied = tiny_manifest();
   tied.model.tie_embeddings = true;
-  EXPECT_EQ(as_map(planned_tensors(tied)).count("lm_head.weight"), 0u);
+  EXPECT_EQ(as_map(planned(tied)).count("lm_head.weight"), 0u);
 }
 
 TEST(InitRandomTest, CreatesThePlannedTensorsInF32) {
   const Manifest m = tiny_manifest();
-  const WeightStore w = init_random_weights(m, 5);
-  const Plan plan = planned_tensors(m);
+  const WeightStore w = random_weights(m, 5);
+  const Plan plan = planned(m);
   ASSERT_EQ(w.all().size(), plan.size());
   for (const auto& [name, shape] : plan) {
     ASSERT_TRUE(w.has(name)) << name;
@@ -114,9 +128,9 @@ TEST(InitRandomTest, CreatesThePlannedTensorsInF32) {
 
 TEST(InitRandomTest, SameSeedSameBytesOtherSeedOtherBytes) {
   const Manifest m = tiny_manifest();
-  const WeightStore a = init_random_weights(m, 123);
-  const WeightStore b = init_random_weights(m, 123);
-  const WeightStore c = init_random_weights(m, 124);
+  const WeightStore a = random_weights(m, 123);
+  const WeightStore b = random_weights(m, 123);
+  const WeightStore c = random_weights(m, 124);
   for (const auto& [name, t] : a.all()) {
     EXPECT_EQ(std::memcmp(t.raw(), b.get(name).raw(), t.bytes()), 0) << name;
     EXPECT_NE(std::memcmp(t.raw(), c.get(name).raw(), t.bytes()), 0) << name;
@@ -132,8 +146,8 @@ TEST(InitRandomTest, AddingALayerLeavesOtherTensorsUnchanged) {
   Manifest bigger = tiny_manifest();
   bigger.model.num_layers = 5;
   bigger.layers.push_back(LayerSpec{block("gqa"), block("swiglu")});
-  const WeightStore a = init_random_weights(small, 9);
-  const WeightStore b = init_random_weights(bigger, 9);
+  const WeightStore a = random_weights(small, 9);
+  const WeightStore b = random_weights(bigger, 9);
   EXPECT_GT(b.all().size(), a.all().size());
   for (const auto& [name, t] : a.all()) {
     ASSERT_TRUE(b.has(name)) << name;
@@ -161,7 +175,7 @@ TEST(InitRandomTest, ScalesKeepActivationsOrderOne) {
   m.model.vocab_size = 512;
   m.layers.resize(1);
   m.model.num_layers = 1;
-  const WeightStore w = init_random_weights(m, 1);
+  const WeightStore w = random_weights(m, 1);
   const auto [q_mean, q_std] = moments(w.get("model.layers.0.self_attn.q_proj.weight"));
   EXPECT_NEAR(q_mean, 0.0, 0.01);
   EXPECT_NEAR(q_std, 1.0 / 8.0, 0.01);  // 1/sqrt(fan_in = 64)
@@ -175,13 +189,15 @@ TEST(InitRandomTest, ScalesKeepActivationsOrderOne) {
 }
 
 TEST(InitRandomTest, BadBlockParametersAreErrors) {
+  // The blocks' own describe refuses them; a manifest built in code has no location, so the
+  // error is a ModelError naming the layer and the plugin.
   Manifest m = tiny_manifest();
   m.layers[0].attention.params.set("kv_heads", int64_t{0});
-  EXPECT_THROW(planned_tensors(m), ModelError);
+  EXPECT_THROW(planned(m), ModelError);
   m = tiny_manifest();
   m.layers[0].ffn.params.set("intermediate_size", std::string("big"));
   try {
-    planned_tensors(m);
+    planned(m);
     FAIL() << "expected a ModelError";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("intermediate_size"), std::string::npos) << e.what();
@@ -189,7 +205,7 @@ TEST(InitRandomTest, BadBlockParametersAreErrors) {
   m = tiny_manifest();
   m.model.intermediate_size = 0;
   try {
-    planned_tensors(m);
+    planned(m);
     FAIL() << "expected a ModelError";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("layer 0"), std::string::npos) << e.what();
@@ -197,11 +213,24 @@ TEST(InitRandomTest, BadBlockParametersAreErrors) {
 }
 
 TEST(InitRandomTest, UnknownKindGetsItsNormOnly) {
+  // The tree-blind gqa fixture has no describe: its tensors are unknown to the plan.
+  PluginRegistry registry;
+  registry.add_search_path(TESSERA_PLUGIN_DIR);
+  registry.load_all();
+  registry.load(std::filesystem::path(TESSERA_FIXTURE_PLUGIN_DIR) /
+                "libtessera-fixture-wrong-attention.so");
   Manifest m = tiny_manifest();
-  m.layers[1].attention.kind = "my_attention";
-  const auto plan = as_map(planned_tensors(m));
-  EXPECT_EQ(plan.count("model.layers.1.input_layernorm.weight"), 1u);
-  EXPECT_EQ(plan.count("model.layers.1.self_attn.linear_attn.weight"), 0u);
+  m.layers[0].attention.plugin = "tessera-fixture-wrong-attention";
+  const auto plan = as_map(planned(m, registry));
+  EXPECT_EQ(plan.count("model.layers.0.input_layernorm.weight"), 1u);
+  EXPECT_EQ(plan.count("model.layers.0.self_attn.q_proj.weight"), 0u);
+  EXPECT_EQ(plan.count("model.layers.3.self_attn.q_proj.weight"), 1u);  // the cpu gqa declares
+  const WeightPlan full = plan_weights(m, registry);
+  ASSERT_EQ(full.undeclared().size(), 1u);
+  EXPECT_EQ(full.undeclared()[0]->label, "layer 0 attention gqa (tessera-fixture-wrong-attention)");
+  const WeightStore w = init_random_weights(full, 3);
+  EXPECT_TRUE(w.has("model.layers.0.input_layernorm.weight"));
+  EXPECT_FALSE(w.has("model.layers.0.self_attn.q_proj.weight"));
 }
 
 TEST(InitRandomTest, Smollm2ShapePlan) {
@@ -216,8 +245,9 @@ TEST(InitRandomTest, Smollm2ShapePlan) {
   EXPECT_EQ(m.model.bos_token_id, 1);
   EXPECT_EQ(m.model.eos_token_ids, std::vector<int64_t>{2});
   EXPECT_EQ(m.weights.format, "random");
-  const Plan plan = planned_tensors(m);
+  const Plan plan = planned(m);
   EXPECT_EQ(plan.size(), 2u + 30u * 9u);
+  EXPECT_EQ(plan_weights(m, test::plugins()).parameters(), 134515008);
   const auto shapes = as_map(plan);
   EXPECT_EQ(shapes.at("model.layers.7.self_attn.k_proj.weight"), (std::vector<int64_t>{192, 576}));
   EXPECT_EQ(shapes.at("model.layers.7.mlp.down_proj.weight"), (std::vector<int64_t>{576, 1536}));
@@ -231,7 +261,7 @@ TEST(InitRandomTest, Llama8bShapePlanWithoutAllocating) {
   EXPECT_EQ(m.model.eos_token_ids, (std::vector<int64_t>{128001, 128009}));
   EXPECT_EQ(m.model.bos_token_id, 128000);
   EXPECT_EQ(m.model.rope_theta, 500000.0);
-  const Plan plan = planned_tensors(m);
+  const Plan plan = planned(m);
   EXPECT_EQ(plan.size(), 3u + 32u * 9u);
   const auto shapes = as_map(plan);
   EXPECT_EQ(shapes.at("lm_head.weight"), (std::vector<int64_t>{128256, 4096}));
@@ -258,8 +288,12 @@ TEST(InitRandomTest, BuiltinNamesAndUnknownName) {
 
 TEST(InitRandomTest, LoadWeightsPicksTheSource) {
   Manifest m = tiny_manifest();
-  const WeightStore random = load_weights(m);
-  const WeightStore direct = init_random_weights(m, m.weights.seed);
+  // Without the plugins the draw waits for the model; with them it happens here.
+  const WeightStore deferred = load_weights(m);
+  EXPECT_TRUE(deferred.all().empty());
+  EXPECT_NE(deferred.source.find("random weights (seed 11)"), std::string::npos);
+  const WeightStore random = load_weights(m, &test::plugins());
+  const WeightStore direct = random_weights(m, m.weights.seed);
   const Tensor& q = random.get("model.layers.0.self_attn.q_proj.weight");
   EXPECT_EQ(
       std::memcmp(q.raw(), direct.get("model.layers.0.self_attn.q_proj.weight").raw(), q.bytes()),

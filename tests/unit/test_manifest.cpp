@@ -617,44 +617,66 @@ TEST(Manifest, LayerCoverageErrors) {
                {"missing 'range' in [[layers]] entry #1 (line 14)"});
 }
 
-TEST(Manifest, BuiltinKindChecks) {
-  // kv_heads must divide num_heads (4) and be >= 1.
-  expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nattention = { kind = \"gqa\", kv_heads = "
-                           "3 }\n"),
-               16, 40,
-               {"gqa kv_heads is 3", "the attention of [[layers]] entry #1 (line 14)",
-                "a divisor of num_heads = 4"});
-  expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nattention = { kind = \"gqa\", kv_heads = "
-                           "0 }\n"),
-               16, 40, {"gqa kv_heads is 0"});
-  expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nattention = { kind = \"gqa\", kv_heads = "
-                           "\"two\" }\n"),
-               16, 40, {"parameter 'kv_heads'", "must be an integer"});
-  expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nffn = { kind = \"swiglu\", "
-                           "intermediate_size = 0 }\n"),
-               16, 46, {"swiglu intermediate_size is 0", "expected a positive integer"});
-  // A swiglu with no size anywhere.
-  expect_error(R"([model]
-hidden_size = 8
-num_layers = 1
-num_heads = 2
-vocab_size = 3
-[weights]
-format = "random"
-[[layers]]
-range = 0
-)",
-               8, 1, {"swiglu in the ffn of [[layers]] entry #1 (line 8) needs intermediate_size"});
+TEST(Manifest, BlockParametersAreTheProvidersToCheck) {
+  // What a kind's parameters must be is its provider's to say (describe and supports, when
+  // the model is planned: test_weight_plan.cpp checks those errors with their locations); the
+  // manifest only records them, and where each block is.
+  const Manifest m = parse(
+      with_layers("[[layers]]\nrange = \"0-3\"\nattention = { kind = \"gqa\", kv_heads = 3 }\n"
+                  "ffn = { kind = \"swiglu\", intermediate_size = 0 }\n"));
+  EXPECT_EQ(param<int64_t>(m.layers[0].attention.params, "kv_heads"), 3);
+  EXPECT_EQ(param<int64_t>(m.layers[0].ffn.params, "intermediate_size"), 0);
+  EXPECT_EQ(m.layers[0].attention.where.file, "test.toml");
+  EXPECT_EQ(m.layers[0].attention.where.line, 16);
+  EXPECT_EQ(m.layers[0].attention.where.column, 13);
+  EXPECT_EQ(m.layers[0].ffn.where.line, 17);
+  // An omitted block is located at its [[layers]] entry.
+  const Manifest d = parse(with_layers(kFourDefaultLayers));
+  EXPECT_EQ(d.layers[2].ffn.where.line, 14);
+  EXPECT_EQ(d.layers[2].ffn.where.column, 1);
   expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nffn = { plugin = \"p\" }\n"), 16, 7,
                {"missing 'kind' in the ffn of [[layers]] entry #1"});
   // Kinds the core does not know pass with their parameters untouched.
-  const Manifest m = parse(with_layers(
+  const Manifest third = parse(with_layers(
       "[[layers]]\nrange = \"0-3\"\nattention = { kind = \"mamba\", kv_heads = 3, d_state = 16 "
       "}\nffn = { kind = \"moe\", experts = 8, plugin = \"third-party\" }\n"));
-  EXPECT_EQ(m.layers[0].attention.kind, "mamba");
-  EXPECT_EQ(param<int64_t>(m.layers[0].attention.params, "kv_heads"), 3);
-  EXPECT_EQ(m.layers[2].ffn.plugin, "third-party");
-  EXPECT_EQ(param<int64_t>(m.layers[2].ffn.params, "experts"), 8);
+  EXPECT_EQ(third.layers[0].attention.kind, "mamba");
+  EXPECT_EQ(param<int64_t>(third.layers[0].attention.params, "kv_heads"), 3);
+  EXPECT_EQ(third.layers[2].ffn.plugin, "third-party");
+  EXPECT_EQ(param<int64_t>(third.layers[2].ffn.params, "experts"), 8);
+}
+
+TEST(Manifest, BlockPrefixIsReservedAndRoundTrips) {
+  const Manifest m = parse(
+      with_layers("[[layers]]\nrange = \"0-2\"\n[[layers]]\nrange = \"3\"\n"
+                  "ffn = { kind = \"swiglu\", prefix = \"model.layers.3.variants.ffn_50pct.\", "
+                  "intermediate_size = 32 }\n"));
+  EXPECT_EQ(m.layers[3].ffn.prefix, "model.layers.3.variants.ffn_50pct.");
+  EXPECT_EQ(m.layers[3].ffn.params.find("prefix"), nullptr);  // not a parameter
+  EXPECT_EQ(param<int64_t>(m.layers[3].ffn.params, "intermediate_size"), 32);
+  EXPECT_TRUE(m.layers[2].ffn.prefix.empty());
+  const std::string text = tessera::to_toml(m);
+  EXPECT_NE(text.find("prefix = \"model.layers.3.variants.ffn_50pct.\""), std::string::npos)
+      << text;
+  EXPECT_EQ(parse(text).layers[3].ffn.prefix, m.layers[3].ffn.prefix);
+  // Layers that differ only in their prefix are not merged into one range.
+  Manifest two = parse(with_layers(kFourDefaultLayers));
+  two.layers[1].ffn.prefix = "shared.";
+  const Manifest again = parse(tessera::to_toml(two));
+  EXPECT_EQ(again.layers[1].ffn.prefix, "shared.");
+  EXPECT_TRUE(again.layers[0].ffn.prefix.empty());
+  EXPECT_TRUE(again.layers[2].ffn.prefix.empty());
+
+  expect_error(with_layers("[[layers]]\nrange = \"0-3\"\nffn = { kind = \"swiglu\", prefix = "
+                           "\"\" }\n"),
+               16, 35, {"'prefix' in the ffn of [[layers]] entry #1 (line 14) is empty"});
+  expect_error(
+      with_layers("[[layers]]\nrange = \"0-3\"\nffn = { kind = \"swiglu\", prefix = 3 }\n"), 16, 35,
+      {"'prefix' in the ffn of [[layers]] entry #1 (line 14) must be a string"});
+  // A decoder has no weights of its own: there, prefix is a parameter like any other.
+  const Manifest decoder =
+      parse(with_layers(kFourDefaultLayers + "[runtime.decoder]\nkind = \"greedy\"\nprefix = 1\n"));
+  EXPECT_EQ(param<int64_t>(decoder.runtime.decoder.params, "prefix"), 1);
 }
 
 TEST(Manifest, ExampleManifestsParse) {

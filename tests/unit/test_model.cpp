@@ -27,7 +27,7 @@ std::string error_of(F&& f) {
 
 class ModelTest : public ::testing::Test {
  protected:
-  ModelTest() : manifest(hetero_manifest()), weights(init_random_weights(manifest, 7)) {}
+  ModelTest() : manifest(hetero_manifest()), weights(init_random_weights(manifest, plugins(), 7)) {}
 
   Model make(ModelOptions options = {}) {
     return Model(manifest, plugins(), weights, test_pool(), options);
@@ -51,7 +51,7 @@ TEST_F(ModelTest, HeterogeneousMatchesReference) {
 
 TEST_F(ModelTest, TiedEmbeddingsMatchReference) {
   const Manifest tied = hetero_manifest("{ kind = \"swiglu\" }", true);
-  const WeightStore w = init_random_weights(tied, 3);
+  const WeightStore w = init_random_weights(tied, plugins(), 3);
   ASSERT_FALSE(w.has("lm_head.weight"));
   Model model(tied, plugins(), w, test_pool());
   ReferenceModel ref(tied, w);
@@ -172,7 +172,7 @@ TEST_F(ModelTest, KvCacheOnlyForGqaLayers) {
 
 TEST_F(ModelTest, SwapFfnEqualsModelBuiltThatWay) {
   const Manifest linear2 = hetero_manifest("{ kind = \"linear\" }");
-  const WeightStore linear_weights = init_random_weights(linear2, 7);
+  const WeightStore linear_weights = init_random_weights(linear2, plugins(), 7);
   Model expected_model(linear2, plugins(), linear_weights, test_pool());
   const std::vector<float> expected = run_logits(expected_model, one_sequence(prompt));
 
@@ -193,7 +193,7 @@ TEST_F(ModelTest, SwapAttentionResizesCacheAndResetsLengths) {
   const std::string from = "attention = { kind = \"gqa\", kv_heads = 4 }";
   text.replace(text.find(from), from.size(), "attention = { kind = \"gqa\", kv_heads = 1 }");
   const Manifest narrow = parse_manifest(text, "narrow.toml", ".");
-  const WeightStore narrow_weights = init_random_weights(narrow, 7);
+  const WeightStore narrow_weights = init_random_weights(narrow, plugins(), 7);
   Model expected_model(narrow, plugins(), narrow_weights, test_pool());
   const std::vector<float> expected = run_logits(expected_model, one_sequence(prompt));
 
@@ -220,7 +220,7 @@ TEST_F(ModelTest, SwapNoopAttentionForGqa) {
   const std::string from = "attention = { kind = \"noop\" }";
   text.replace(text.find(from), from.size(), "attention = { kind = \"gqa\", kv_heads = 2 }");
   const Manifest full = parse_manifest(text, "full.toml", ".");
-  const WeightStore full_weights = init_random_weights(full, 7);
+  const WeightStore full_weights = init_random_weights(full, plugins(), 7);
   Model expected_model(full, plugins(), full_weights, test_pool());
 
   Model model = make();
@@ -237,6 +237,84 @@ TEST_F(ModelTest, SwapNoopAttentionForGqa) {
   EXPECT_LT(max_abs_diff(run_logits(model, one_sequence(prompt)),
                          run_logits(expected_model, one_sequence(prompt))),
             1e-5f);
+}
+
+TEST_F(ModelTest, SwapsFfnVariantsKeptSideBySideInOneStore) {
+  // Three variants of layer 2's FFN next to its own (swiglu 96) in one store, each under a
+  // prefix of its own: two narrower swiglus and a linear map (a Puzzle block library).
+  struct Variant {
+    std::string prefix;
+    std::string table;
+  };
+  const std::vector<Variant> variants = {
+      {"model.layers.2.variants.ffn_50pct.",
+       "{ kind = \"swiglu\", intermediate_size = 48, prefix = "
+       "\"model.layers.2.variants.ffn_50pct.\" }"},
+      {"model.layers.2.variants.ffn_25pct.",
+       "{ kind = \"swiglu\", intermediate_size = 24, prefix = "
+       "\"model.layers.2.variants.ffn_25pct.\" }"},
+      {"model.layers.2.variants.linear.",
+       "{ kind = \"linear\", prefix = \"model.layers.2.variants.linear.\" }"},
+  };
+  WeightStore library = weights;
+  std::vector<Manifest> manifests;
+  for (const Variant& v : variants) {
+    manifests.push_back(hetero_manifest(v.table));
+    const WeightStore drawn = init_random_weights(manifests.back(), plugins(), 7);
+    size_t own = 0;
+    for (const auto& [name, t] : drawn.all()) {
+      if (name.rfind(v.prefix, 0) != 0) continue;
+      library.add(name, t);
+      ++own;
+    }
+    ASSERT_GT(own, 0u) << v.prefix;
+    EXPECT_FALSE(drawn.has("model.layers.2.mlp.gate_proj.weight")) << v.prefix;
+  }
+  // Each variant as if the model had been built with it.
+  std::vector<std::vector<float>> expected;
+  for (const Manifest& m : manifests) {
+    Model direct(m, plugins(), library, test_pool());
+    expected.push_back(run_logits(direct, one_sequence(prompt)));
+  }
+
+  Model model(manifest, plugins(), library, test_pool());
+  const std::vector<float> original = run_logits(model, one_sequence(prompt));
+  const size_t tensors = model.weights().all().size();
+  const BlockSpec own_ffn = manifest.layers[2].ffn;
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < variants.size(); ++i) {
+      model.swap_block(2, TS_KIND_FFN, manifests[i].layers[2].ffn);
+      EXPECT_EQ(model.manifest().layers[2].ffn.prefix, variants[i].prefix);
+      model.reset(0);
+      const std::vector<float> got = run_logits(model, one_sequence(prompt));
+      EXPECT_LE(max_abs_diff(got, expected[i]), 1e-6f) << variants[i].prefix;
+      EXPECT_GT(max_abs_diff(got, original), 1e-3f) << variants[i].prefix;  // it mattered
+      // Back to the layer's own FFN between variants.
+      model.swap_block(2, TS_KIND_FFN, own_ffn);
+      model.reset(0);
+      EXPECT_LE(max_abs_diff(run_logits(model, one_sequence(prompt)), original), 1e-6f);
+    }
+  }
+  EXPECT_EQ(model.weights().all().size(), tensors);  // nothing was loaded or added
+  EXPECT_EQ(model.manifest().layers[2].ffn.prefix, "");
+}
+
+TEST_F(ModelTest, AddWeightsReplacesInPlaceAndBuiltBlocksKeepTheirTensor) {
+  Model model = make();
+  const std::vector<float> before = run_logits(model, one_sequence(prompt));
+  const size_t tensors = model.weights().all().size();
+  const std::string name = "model.layers.4.mlp.linear_mlp.weight";
+  model.add_weights(name, Tensor({64, 64}, TS_F32));  // zeros (fresh tensors are zeroed)
+  EXPECT_EQ(model.weights().all().size(), tensors);
+  // The block built earlier still reads the tensor it was given...
+  model.reset(0);
+  EXPECT_EQ(run_logits(model, one_sequence(prompt)), before);
+  // ...until it is made again.
+  model.swap_block(4, TS_KIND_FFN, manifest.layers[4].ffn);
+  model.reset(0);
+  EXPECT_GT(max_abs_diff(run_logits(model, one_sequence(prompt)), before), 1e-4f);
+  model.add_weights("extra.weight", Tensor({3}, TS_F32));
+  EXPECT_EQ(model.weights().all().size(), tensors + 1);
 }
 
 TEST_F(ModelTest, FailedSwapLeavesModelWorkingAndUnchanged) {

@@ -227,7 +227,7 @@ TEST(RopeScaling, CpuAttentionMatchesTheReferenceAndTheScalingMatters) {
   Manifest scaled = test::hetero_manifest();
   scaled.model.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 16};
   const Manifest plain = test::hetero_manifest();
-  const WeightStore weights = init_random_weights(plain, 7);
+  const WeightStore weights = init_random_weights(plain, test::plugins(), 7);
 
   const std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 8, 23, 61, 2, 77, 12, 30};
   Model scaled_model(scaled, test::plugins(), weights, test::test_pool());

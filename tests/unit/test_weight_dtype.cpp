@@ -74,7 +74,7 @@ TEST_P(WeightDtypeModel, MatchesTheF32ModelOnRoundedWeights) {
   for (const bool tied : {false, true}) {
     SCOPED_TRACE(std::string(dtype_name(dtype)) + (tied ? " tied" : " untied"));
     Manifest half_manifest = hetero_manifest("{ kind = \"swiglu\" }", tied);
-    const WeightStore weights = init_random_weights(half_manifest, 5);
+    const WeightStore weights = init_random_weights(half_manifest, plugins(), 5);
     half_manifest.runtime.weight_dtype = dtype;
     const Manifest f32_manifest = hetero_manifest("{ kind = \"swiglu\" }", tied);
 
@@ -114,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(HalfDtypes, WeightDtypeModel, ::testing::Values(TS_BF16
 TEST(WeightDtypeModel, AddedWeightsAreStoredInTheWeightDtype) {
   Manifest m = hetero_manifest();
   m.runtime.weight_dtype = TS_BF16;
-  Model model(m, plugins(), init_random_weights(m, 2), test_pool());
+  Model model(m, plugins(), init_random_weights(m, plugins(), 2), test_pool());
   model.add_weights("extra.matrix", Tensor({4, 8}, TS_F32));
   model.add_weights("extra.vector", Tensor({8}, TS_F16));
   EXPECT_EQ(model.weights().get("extra.matrix").dtype(), TS_BF16);

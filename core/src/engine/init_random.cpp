@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <map>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/init_random.hpp>
 #include <tessera/engine/rng.hpp>
@@ -20,30 +19,6 @@ uint64_t fnv1a64(const std::string& text) {
   return hash;
 }
 
-std::string manifest_name(const Manifest& m) {
-  return m.source.empty() ? (m.model.name.empty() ? std::string("<manifest>") : m.model.name)
-                          : m.source.string();
-}
-
-// A block's own integer parameter, else the model-wide default.
-int64_t block_int(const BlockSpec& block, const std::string& key, int64_t fallback) {
-  const ParamValue* value = block.params.find(key);
-  if (value == nullptr) return fallback;
-  if (const auto* i = std::get_if<int64_t>(value)) return *i;
-  if (const auto* d = std::get_if<double>(value)) {
-    if (std::floor(*d) == *d) return static_cast<int64_t>(*d);
-  }
-  throw ModelError("block '" + block.kind + "' parameter '" + key + "' must be an integer");
-}
-
-enum class Role { linear, embedding, norm };
-
-Role role_of(const std::string& name) {
-  if (name == "model.embed_tokens.weight" || name == "lm_head.weight") return Role::embedding;
-  if (name.find("norm.weight") != std::string::npos) return Role::norm;
-  return Role::linear;
-}
-
 // Box-Muller with both outputs of each pair (twice as fast as Rng::normal, which
 // drops the sine); same 24-bit uniforms and double math, so equally portable.
 void fill_normal(Rng rng, float* out, int64_t n, float scale, float offset) {
@@ -59,88 +34,22 @@ void fill_normal(Rng rng, float* out, int64_t n, float scale, float offset) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> planned_tensors(const Manifest& m) {
-  const ModelSpec& model = m.model;
-  const std::string where = manifest_name(m);
-  if (model.hidden_size <= 0 || model.vocab_size <= 0) {
-    throw ModelError(where + ": random weights need hidden_size > 0 and vocab_size > 0; got " +
-                     std::to_string(model.hidden_size) + " and " +
-                     std::to_string(model.vocab_size));
-  }
-  const int64_t hidden = model.hidden_size;
-  const int64_t vocab = model.vocab_size;
-  const int64_t model_heads = model.num_heads;
-  const int64_t model_head_dim =
-      model.head_dim > 0 ? model.head_dim : (model_heads > 0 ? hidden / model_heads : 0);
-  const int64_t model_kv_heads = model.num_kv_heads > 0 ? model.num_kv_heads : model_heads;
-
-  std::map<std::string, std::vector<int64_t>> planned;
-  planned["model.embed_tokens.weight"] = {vocab, hidden};
-  planned["model.norm.weight"] = {hidden};
-  if (!model.tie_embeddings) planned["lm_head.weight"] = {vocab, hidden};
-
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const std::string layer = "model.layers." + std::to_string(i) + ".";
-    const std::string layer_where = where + ": layer " + std::to_string(i) + ": ";
-    const BlockSpec& attn = m.layers[i].attention;
-    if (attn.kind != "noop") {
-      planned[layer + "input_layernorm.weight"] = {hidden};
-      const std::string prefix = layer + "self_attn.";
-      if (attn.kind == "gqa") {
-        const int64_t heads = block_int(attn, "num_heads", model_heads);
-        const int64_t kv_heads = block_int(attn, "kv_heads", model_kv_heads);
-        const int64_t head_dim = block_int(attn, "head_dim", model_head_dim);
-        if (heads <= 0 || kv_heads <= 0 || head_dim <= 0) {
-          throw ModelError(layer_where + "gqa needs num_heads, kv_heads and head_dim > 0; got " +
-                           std::to_string(heads) + ", " + std::to_string(kv_heads) + ", " +
-                           std::to_string(head_dim));
-        }
-        planned[prefix + "q_proj.weight"] = {heads * head_dim, hidden};
-        planned[prefix + "k_proj.weight"] = {kv_heads * head_dim, hidden};
-        planned[prefix + "v_proj.weight"] = {kv_heads * head_dim, hidden};
-        planned[prefix + "o_proj.weight"] = {hidden, heads * head_dim};
-      } else if (attn.kind == "linear") {
-        planned[prefix + "linear_attn.weight"] = {hidden, hidden};
-      }
-    }
-    const BlockSpec& ffn = m.layers[i].ffn;
-    if (ffn.kind != "noop") {
-      planned[layer + "post_attention_layernorm.weight"] = {hidden};
-      const std::string prefix = layer + "mlp.";
-      if (ffn.kind == "swiglu") {
-        const int64_t inter = block_int(ffn, "intermediate_size", model.intermediate_size);
-        if (inter <= 0) {
-          throw ModelError(layer_where + "swiglu needs intermediate_size > 0; got " +
-                           std::to_string(inter));
-        }
-        planned[prefix + "gate_proj.weight"] = {inter, hidden};
-        planned[prefix + "up_proj.weight"] = {inter, hidden};
-        planned[prefix + "down_proj.weight"] = {hidden, inter};
-      } else if (ffn.kind == "linear") {
-        planned[prefix + "linear_mlp.weight"] = {hidden, hidden};
-      }
-    }
-  }
-  return {planned.begin(), planned.end()};
-}
-
-WeightStore init_random_weights(const Manifest& m, uint64_t seed) {
-  const auto plan = planned_tensors(m);
+WeightStore init_random_weights(const WeightPlan& plan, uint64_t seed) {
+  const std::vector<PlannedTensor>& planned = plan.tensors;
   WeightStore store;
   std::vector<Tensor> tensors;
-  tensors.reserve(plan.size());
-  for (const auto& [name, shape] : plan) {
-    tensors.emplace_back(shape, TS_F32);
-    store.add(name, tensors.back());  // shares the storage filled below
+  tensors.reserve(planned.size());
+  for (const PlannedTensor& t : planned) {
+    tensors.emplace_back(t.shape, TS_F32);
+    store.add(t.name, tensors.back());  // shares the storage filled below
   }
-  const double hidden_scale = 1.0 / std::sqrt(static_cast<double>(m.model.hidden_size));
 
   // Each tensor has its own stream, so filling them in parallel changes nothing.
   const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ThreadPool pool(std::max(1, std::min(hardware, static_cast<int>(plan.size()))));
+  ThreadPool pool(std::max(1, std::min(hardware, static_cast<int>(planned.size()))));
   // Largest tensors first, handed out one at a time, so one big embedding does not
   // end up queued behind a chunk of small ones.
-  std::vector<size_t> order(plan.size());
+  std::vector<size_t> order(planned.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&tensors](size_t a, size_t b) {
     return tensors[a].numel() > tensors[b].numel();
@@ -148,31 +57,40 @@ WeightStore init_random_weights(const Manifest& m, uint64_t seed) {
   std::atomic<size_t> next{0};
   pool.parallel_for(pool.size(), 1, [&](int64_t, int64_t) {
     for (size_t k = next.fetch_add(1); k < order.size(); k = next.fetch_add(1)) {
-      const std::string& name = plan[order[k]].first;
+      const PlannedTensor& t = planned[order[k]];
       Tensor& tensor = tensors[order[k]];
+      float* out = tensor.data<float>();
       // scale * N(0, 1) + offset, one Rng stream per tensor.
       float scale = 1.0f;
       float offset = 0.0f;
-      switch (role_of(name)) {
-        case Role::norm:
+      switch (t.init) {
+        case TS_INIT_ZEROS:
+        case TS_INIT_ONES:
+          std::fill(out, out + tensor.numel(), t.init == TS_INIT_ONES ? 1.0f : 0.0f);
+          continue;
+        case TS_INIT_NORM:
           scale = 0.1f;
           offset = 1.0f;
           break;
-        case Role::embedding:
-          scale = static_cast<float>(hidden_scale);
+        case TS_INIT_NORMAL:
+          scale = t.init_scale;
           break;
-        case Role::linear: {
-          const int64_t fan_in = tensor.ndim() >= 2 ? tensor.dim(1) : tensor.dim(0);
+        case TS_INIT_LINEAR: {
+          const int64_t fan_in = t.shape.empty() ? 1 : t.shape.back();
           scale = static_cast<float>(1.0 /
                                      std::sqrt(static_cast<double>(std::max<int64_t>(1, fan_in))));
           break;
         }
       }
-      fill_normal(Rng(seed ^ fnv1a64(name)), tensor.data<float>(), tensor.numel(), scale, offset);
+      fill_normal(Rng(seed ^ fnv1a64(t.name)), out, tensor.numel(), scale, offset);
     }
   });
   store.source = "random weights (seed " + std::to_string(seed) + ")";
   return store;
+}
+
+WeightStore init_random_weights(const Manifest& m, const PluginRegistry& registry, uint64_t seed) {
+  return init_random_weights(plan_weights(m, registry), seed);
 }
 
 Manifest builtin_shape(const std::string& name) {

@@ -426,8 +426,10 @@ ParamValue param_value(const Reader& r, const toml::node& node, std::string_view
 }
 
 // A table { kind = "...", plugin = "...", <params> }. Every key other than kind
-// and plugin is a parameter passed to the provider untouched.
-BlockSpec parse_block(const Reader& r, const toml::table& t, const std::string& where) {
+// and plugin (and prefix, in a layer's blocks) is a parameter passed to the provider
+// untouched.
+BlockSpec parse_block(const Reader& r, const toml::table& t, const std::string& where,
+                      bool layer_block) {
   BlockSpec b;
   b.where = r.location(t.source());
   std::optional<std::string> kind = get_string(r, t, "kind", where);
@@ -443,10 +445,23 @@ BlockSpec parse_block(const Reader& r, const toml::table& t, const std::string& 
     }
     b.plugin = *plugin;
   }
+  if (layer_block) {
+    if (std::optional<std::string> prefix = get_string(r, t, "prefix", where)) {
+      if (prefix->empty()) {
+        r.fail(t.get("prefix")->source(),
+               "'prefix' in " + where +
+                   " is empty; name the start of the block's weight names (like "
+                   "\"model.layers.3.variants.ffn_50pct.\") or leave the key out");
+      }
+      b.prefix = *prefix;
+    }
+  }
   // Parameters in document order, so that to_toml writes them as the user did.
   std::vector<std::pair<const toml::key*, const toml::node*>> extras;
   for (auto&& [key, node] : t) {
-    if (key.str() != "kind" && key.str() != "plugin") extras.emplace_back(&key, &node);
+    const bool reserved =
+        key.str() == "kind" || key.str() == "plugin" || (layer_block && key.str() == "prefix");
+    if (!reserved) extras.emplace_back(&key, &node);
   }
   std::sort(extras.begin(), extras.end(), [](const auto& a, const auto& b2) {
     const auto& x = a.first->source().begin;
@@ -457,41 +472,6 @@ BlockSpec parse_block(const Reader& r, const toml::table& t, const std::string& 
     b.params.set(std::string(key->str()), param_value(r, *node, key->str(), where));
   }
   return b;
-}
-
-// Checks the parameters the core knows for its built-in kinds.
-void check_builtin_block(const Reader& r, const toml::table* t, const BlockSpec& b,
-                         const ModelSpec& m, const std::string& where,
-                         const toml::source_region& fallback) {
-  auto int_param = [&](const char* key) -> std::optional<int64_t> {
-    const ParamValue* v = b.params.find(key);
-    if (v == nullptr) return std::nullopt;
-    if (const auto* i = std::get_if<int64_t>(v)) return *i;
-    r.fail(t->get(key)->source(), "parameter " + key_in(key, where) + " must be an integer");
-  };
-  if (b.kind == "gqa") {
-    const std::optional<int64_t> kv = int_param("kv_heads");
-    const int64_t kv_heads = kv.value_or(m.num_kv_heads);
-    if (kv_heads < 1 || m.num_heads % kv_heads != 0) {
-      r.fail(kv ? t->get("kv_heads")->source() : fallback,
-             "gqa kv_heads is " + std::to_string(kv_heads) + " in " + where +
-                 "; expected a divisor of num_heads = " + std::to_string(m.num_heads) +
-                 " that is >= 1");
-    }
-  } else if (b.kind == "swiglu") {
-    const std::optional<int64_t> inter = int_param("intermediate_size");
-    if (inter && (*inter < 1 || *inter > kInt32Max)) {
-      r.fail(t->get("intermediate_size")->source(), "swiglu intermediate_size is " +
-                                                        std::to_string(*inter) + " in " + where +
-                                                        "; expected a positive integer");
-    }
-    if (!inter && m.intermediate_size <= 0) {
-      r.fail(t != nullptr ? t->source() : fallback,
-             "swiglu in " + where +
-                 " needs intermediate_size: give it in the block or in "
-                 "[model]");
-    }
-  }
 }
 
 // --------------------------------------------------------------- [[layers]]
@@ -600,21 +580,18 @@ std::vector<LayerSpec> parse_layers(const Reader& r, const toml::table& root, co
       // An omitted block means the Llama default: gqa with the model's
       // num_kv_heads, swiglu with the model's intermediate_size.
       if (attention != nullptr) {
-        spec.attention = parse_block(r, *attention, "the attention of " + where);
+        spec.attention = parse_block(r, *attention, "the attention of " + where, true);
       } else {
         spec.attention.kind = "gqa";
         spec.attention.where = r.location(entry.source());
       }
-      check_builtin_block(r, attention, spec.attention, m, "the attention of " + where,
-                          entry.source());
       const toml::table* ffn = get_table(r, entry, "ffn", where, " like { kind = \"swiglu\" }");
       if (ffn != nullptr) {
-        spec.ffn = parse_block(r, *ffn, "the ffn of " + where);
+        spec.ffn = parse_block(r, *ffn, "the ffn of " + where, true);
       } else {
         spec.ffn.kind = "swiglu";
         spec.ffn.where = r.location(entry.source());
       }
-      check_builtin_block(r, ffn, spec.ffn, m, "the ffn of " + where, entry.source());
 
       for (int64_t layer = range.first; layer <= range.last; ++layer) {
         const auto i = static_cast<size_t>(layer);
@@ -696,10 +673,10 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
     }
   }
   if (const toml::table* d = get_table(r, *t, "decoder", where, " like { kind = \"greedy\" }")) {
-    rt.decoder = parse_block(r, *d, "[runtime.decoder]");
+    rt.decoder = parse_block(r, *d, "[runtime.decoder]", false);
   }
   if (const toml::table* p = get_table(r, *t, "parallel", where, " like { kind = \"local\" }")) {
-    rt.parallel = parse_block(r, *p, "[runtime.parallel]");
+    rt.parallel = parse_block(r, *p, "[runtime.parallel]", false);
   }
   return rt;
 }
@@ -782,6 +759,7 @@ std::string key_text(const std::string& key) {
 std::string inline_block(const BlockSpec& b) {
   std::string out = "{ kind = " + toml_string(b.kind);
   if (!b.plugin.empty()) out += ", plugin = " + toml_string(b.plugin);
+  if (!b.prefix.empty()) out += ", prefix = " + toml_string(b.prefix);
   for (const Param& p : b.params.items())
     out += ", " + key_text(p.key) + " = " + value_text(p.value);
   return out + " }";
@@ -804,7 +782,8 @@ bool same_params(const ParamList& a, const ParamList& b) {
 }
 
 bool same_block(const BlockSpec& a, const BlockSpec& b) {
-  return a.kind == b.kind && a.plugin == b.plugin && same_params(a.params, b.params);
+  return a.kind == b.kind && a.plugin == b.plugin && a.prefix == b.prefix &&
+         same_params(a.params, b.params);
 }
 
 const char* dtype_text(ts_dtype dtype) {

@@ -2,8 +2,10 @@
 // residual, final norm, lm head. The blocks come from plugins; the rest is here.
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/init_random.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/parallel.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/kv_rows.hpp>
 #include <tessera/plugin.hpp>
 
@@ -22,12 +24,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
-}
-
-std::string where_text(const SourceLocation& where) {
-  if (where.file.empty()) return "";
-  return " (" + where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
-         ")";
 }
 
 ts_tensor f32_view(float* data, int64_t rows, int64_t cols) {
@@ -97,9 +93,11 @@ namespace {
 // not pull memory from under a block still using it.
 struct WeightsContext {
   const WeightStore* store = nullptr;
-  std::string prefix;  // "model.layers.3.self_attn."
+  std::string prefix;  // "model.layers.3.self_attn.", or the block's own
   std::string owner;   // "layer 3 attention"
   std::string source;  // where the weights came from
+  // Why a missing weight may be missing: set for a block that declared nothing.
+  std::string note;
   std::vector<Tensor> held;
   ts_weights c{};
 };
@@ -114,7 +112,7 @@ int weights_get(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
     const std::string full = w->prefix + name;
     if (!w->store->has(full)) {
       sdk::set_error(err, "missing weight '" + full + "' (local name '" + name + "', " + w->owner +
-                              ") in " + w->source);
+                              ") in " + w->source + w->note);
       return TS_ERROR;
     }
     const Tensor& t = w->store->get(full);
@@ -166,22 +164,23 @@ struct Model::Impl {
     return t;
   }
 
+  PlanOptions plan_options(const Model& m) const { return {device, comm, m.pool_.host()}; }
+
+  // The block from the first candidate that accepts it: supports and describe first, then
+  // the weights it declares are checked, then create (TS_UNSUPPORTED hands over to the next).
   SubBlock build(Model& m, int32_t layer, ts_kind kind, const BlockSpec& spec) const {
     const bool is_attention = kind == TS_KIND_ATTENTION;
-    const std::string part = is_attention ? "attention" : "ffn";
-    const std::string owner = "layer " + std::to_string(layer) + " " + part;
-    std::vector<ProviderRef> candidates;
-    try {
-      candidates = m.registry_.candidates(kind, spec.kind, device, spec.plugin);
-    } catch (const PluginError& e) {
-      throw PluginError(owner + " '" + spec.kind + "'" + where_text(spec.where) + ": " + e.what());
-    }
+    const std::string owner = "layer " + std::to_string(layer) + " " +
+                              (is_attention ? std::string("attention") : std::string("ffn"));
+    const std::vector<ProviderRef> candidates =
+        block_candidates(m.registry_, layer, kind, spec, device);
+    const PlanOptions options = plan_options(m);
+    const std::string manifest_name = manifest_display_name(m.manifest_);
 
     SubBlock sub;
     sub.weights = std::make_unique<WeightsContext>();
     WeightsContext& w = *sub.weights;
     w.store = &m.weights_;
-    w.prefix = "model.layers." + std::to_string(layer) + (is_attention ? ".self_attn." : ".mlp.");
     w.owner = owner;
     w.source = source;
     w.c.ctx = &w;
@@ -201,53 +200,72 @@ struct Model::Impl {
     config.comm = comm;
     config.host = m.pool_.host();
 
-    // Best score first; a provider that declines (supports, or create returning
-    // TS_UNSUPPORTED) hands over to the next.
     std::vector<std::string> declined;
-    for (ProviderRef& provider : candidates) {
-      std::string label = owner + " " + spec.kind + " (" + provider.plugin_name() + ")";
-      const std::string who = provider.plugin_name() + " (" + provider.path().string() + ")";
-      ts_block_config query = config;
-      query.weights = nullptr;
-      const std::string reason = block_unsupported_reason(provider, query, label);
-      if (!reason.empty()) {
-        declined.push_back(who + ": " + reason);
+    PlannedBlock chosen;  // the plan of the provider whose block was made
+    for (const ProviderRef& provider : candidates) {
+      std::string reason;
+      std::optional<PlannedBlock> planned =
+          plan_block_with(m.manifest_, layer, kind, spec, provider, options, &reason);
+      if (!planned) {
+        declined.push_back(reason);
         continue;
       }
+      check_block_weights(*planned, m.weights_, manifest_name);
+      w.prefix = planned->prefix;
+      w.note = planned->declared()
+                   ? ""
+                   : "; " + planned->label +
+                         " declares no weights (its provider has no describe), so random weights "
+                         "and the checks at load know none of its tensors";
       try {
         w.held.clear();
-        sub.block = std::make_unique<Block>(std::move(provider), config, std::move(label));
+        sub.block = std::make_unique<Block>(provider, config, planned->label);
+        chosen = std::move(*planned);
         break;
       } catch (const PluginUnsupported& e) {
-        declined.push_back(who + ": " + e.what());
+        declined.push_back(provider.plugin_name() + " (" + provider.path().string() +
+                           "): " + e.what());
       }
     }
-    if (!sub.block) {
-      std::string message = owner + " '" + spec.kind + "'" + where_text(spec.where) +
-                            (candidates.size() == 1 ? ": its only provider declined it:"
-                                                    : ": all " + std::to_string(candidates.size()) +
-                                                          " providers declined it:");
-      for (const std::string& d : declined) message += "\n  " + d;
-      throw PluginError(message);
+    if (!sub.block) throw_all_declined(layer, kind, spec, candidates.size(), declined);
+    const Block& block = *sub.block;
+
+    // What the block reports must be what its provider declared: the cache was sized and
+    // the norms planned from the declaration.
+    if (chosen.layout) {
+      const BlockLayout& layout = *chosen.layout;
+      const ts_block_info& info = block.info();
+      const bool flags_agree = block.identity() == layout.identity();
+      const bool kv_agrees = info.kv_heads == layout.kv.kv_heads &&
+                             (info.kv_heads == 0 || (info.head_dim == layout.kv.head_dim &&
+                                                     info.kv_dtype == layout.kv.dtype));
+      if (!flags_agree || !kv_agrees)
+        throw Error(
+            block.label() + ": info() reports flags " + std::to_string(info.flags) + ", kv_heads " +
+            std::to_string(info.kv_heads) + ", head_dim " + std::to_string(info.head_dim) +
+            " and kv_dtype " + std::to_string(info.kv_dtype) + ", but describe declared flags " +
+            std::to_string(layout.flags) + ", kv_heads " + std::to_string(layout.kv.kv_heads) +
+            ", head_dim " + std::to_string(layout.kv.head_dim) + " and kv_dtype " +
+            std::to_string(layout.kv.dtype) + "; expected the same");
     }
 
-    if (!sub.block->identity()) {
-      const std::string norm_name =
-          "model.layers." + std::to_string(layer) +
-          (is_attention ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
+    if (!block.identity()) {
+      const std::string norm_name = block_norm_name(layer, kind);
       sub.norm = require(m.weights_, norm_name, {m.hidden()}, owner + " norm", TS_F32);
     }
     if (is_attention) {
-      sub.kv = kv_shape_of(*sub.block);
+      // The cache as declared (checked above against info()); from info() for a block
+      // whose provider declares nothing.
+      sub.kv = chosen.declared() ? chosen.kv() : kv_shape_of(block);
       // A plugin that ignores kv_dtype would otherwise go unnoticed.
       const ParamValue* asked = params.find("kv_dtype");
       const std::string* asked_name = asked ? std::get_if<std::string>(asked) : nullptr;
       if (sub.kv.kv_heads > 0 && asked_name != nullptr && *asked_name != dtype_name(sub.kv.dtype))
-        throw Error(sub.block->label() + ": keeps its KV cache in " + dtype_name(sub.kv.dtype) +
+        throw Error(block.label() + ": keeps its KV cache in " + dtype_name(sub.kv.dtype) +
                     ", but kv_dtype \"" + *asked_name + "\" was asked for");
-    } else if (sub.block->info().kv_heads != 0) {
-      throw Error(sub.block->label() + ": an FFN block asks for a KV cache (kv_heads " +
-                  std::to_string(sub.block->info().kv_heads) + "); expected 0");
+    } else if (block.info().kv_heads != 0) {
+      throw Error(block.label() + ": an FFN block asks for a KV cache (kv_heads " +
+                  std::to_string(block.info().kv_heads) + "); expected 0");
     }
     return sub;
   }
@@ -306,15 +324,34 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   else
     im.source = "the weight store";
 
+  if (options_.comm != nullptr) {
+    im.comm = options_.comm;
+  } else {
+    im.parallel = make_parallel(registry_, manifest_.runtime.parallel, pool_.host());
+    im.comm = &im.parallel->comm();
+  }
+
+  // Every block's provider and what it declares, before anything is made.
+  const WeightPlan plan = plan_weights(manifest_, registry_, im.plan_options(*this));
+  // A random-weights manifest given no weights gets them drawn from the declarations.
+  if (manifest_.weights.format == "random" && weights_.all().empty()) {
+    weights_ = init_random_weights(plan, manifest_.weights.seed);
+    im.source = weights_.source;
+  }
+
   // Activations are f32; the matrices the blocks, the embedding and the lm head
   // read are kept in weight_dtype (decode reads every one of them per token).
   const ts_dtype weight_dtype = manifest_.runtime.weight_dtype;
   WeightStore converted;
-  converted.source = weights_.source;
+  converted.source = im.source;
   for (const auto& [tensor_name, t] : weights_.all())
     converted.add(tensor_name, to_stored_dtype(t, weight_dtype));
+  for (const auto& [tensor_name, origin] : weights_.origins())
+    converted.set_origin(tensor_name, origin);
   weights_ = std::move(converted);
 
+  // Every declared tensor is there with its declared shape before any block is made.
+  check_weights(plan, weights_);
   const int64_t vocab_rows = spec.vocab_size, hidden_size = spec.hidden_size;
   im.embed = im.require(weights_, "model.embed_tokens.weight", {vocab_rows, hidden_size},
                         "token embedding", weight_dtype);
@@ -322,13 +359,6 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   im.lm_head = spec.tie_embeddings ? im.embed
                                    : im.require(weights_, "lm_head.weight",
                                                 {vocab_rows, hidden_size}, "lm head", weight_dtype);
-
-  if (options_.comm != nullptr) {
-    im.comm = options_.comm;
-  } else {
-    im.parallel = make_parallel(registry_, manifest_.runtime.parallel, pool_.host());
-    im.comm = &im.parallel->comm();
-  }
 
   for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
     const LayerSpec& ls = manifest_.layers[static_cast<size_t>(layer)];
@@ -562,15 +592,11 @@ void Model::swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec) {
 }
 
 void Model::add_weights(const std::string& name, Tensor t) {
-  t = to_stored_dtype(t, manifest_.runtime.weight_dtype);
-  // Rebuilt rather than added in place so that replacing a name works whatever
-  // WeightStore::add does with duplicates; tensors share storage, so this is cheap.
-  WeightStore next;
-  next.source = weights_.source;
-  for (const auto& [existing, tensor] : weights_.all())
-    if (existing != name) next.add(existing, tensor);
-  next.add(name, std::move(t));
-  weights_ = std::move(next);
+  // WeightStore::add replaces a tensor of the same name; blocks built earlier hold their
+  // own reference to the old one, so it stays alive until they are swapped out.
+  const ts_dtype want = stored_dtype(t, manifest_.runtime.weight_dtype);
+  if (t.dtype() != want) t = t.to(want);
+  weights_.add(name, std::move(t));
 }
 
 void Model::reset(int32_t slot) {

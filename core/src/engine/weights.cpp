@@ -33,6 +33,16 @@ void WeightStore::add(const std::string& name, Tensor t) {
   tensors_.insert_or_assign(name, std::move(t));
 }
 
+std::string WeightStore::origin(const std::string& name) const {
+  const auto it = origins_.find(name);
+  if (it != origins_.end()) return it->second;
+  return source.empty() ? std::string("the weight store") : "'" + source + "'";
+}
+
+void WeightStore::set_origin(const std::string& name, std::string origin) {
+  origins_.insert_or_assign(name, std::move(origin));
+}
+
 bool WeightStore::has(const std::string& name) const {
   return tensors_.count(name) != 0;
 }

@@ -1,8 +1,11 @@
-// GGUF tensors -> weights under Hugging Face Llama names.
+// GGUF tensors -> weights under the names the blocks declare (Hugging Face Llama names for
+// the built-in kinds), through the name map of gguf_names.hpp.
 #include <tessera/engine/error.hpp>
-#include <tessera/engine/init_random.hpp>
 #include <tessera/engine/thread_pool.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/gguf_model.hpp>
+
+#include "gguf_names.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -18,26 +21,6 @@
 namespace tessera {
 namespace {
 
-// Where a planned Hugging Face tensor comes from in the GGUF file.
-struct GgufSource {
-  std::string name;        // blk.3.attn_k.weight
-  int32_t layer = -1;      // -1 for the model-wide tensors
-  bool rope_rows = false;  // attn_q / attn_k: rows interleaved per head
-};
-
-constexpr std::pair<const char*, const char*> kLayerTensors[] = {
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"self_attn.linear_attn.weight", "attn_output.weight"},  // deci's linear replacement
-    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-};
-
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -48,30 +31,6 @@ std::string layer_text(const Manifest& layout, int32_t layer) {
   const LayerSpec& spec = layout.layers.at(static_cast<size_t>(layer));
   return "layer " + std::to_string(layer) + " (attention " + spec.attention.kind + ", ffn " +
          spec.ffn.kind + ")";
-}
-
-// The GGUF tensor a Hugging Face name comes from; throws for one GGUF cannot hold.
-GgufSource source_of(const std::string& hf_name, const Manifest& layout, const GgufFile& file) {
-  if (hf_name == "model.embed_tokens.weight") return {"token_embd.weight"};
-  if (hf_name == "model.norm.weight") return {"output_norm.weight"};
-  if (hf_name == "lm_head.weight") return {"output.weight"};
-  const std::string prefix = "model.layers.";
-  if (hf_name.starts_with(prefix)) {
-    const size_t dot = hf_name.find('.', prefix.size());
-    const std::string index = hf_name.substr(prefix.size(), dot - prefix.size());
-    const std::string rest = dot == std::string::npos ? "" : hf_name.substr(dot + 1);
-    const int32_t layer = std::stoi(index);
-    for (const auto& [hf, gguf] : kLayerTensors) {
-      if (rest == hf) {
-        const bool rope = rest == "self_attn.q_proj.weight" || rest == "self_attn.k_proj.weight";
-        return {"blk." + index + "." + gguf, layer, rope};
-      }
-    }
-    throw ModelError("GGUF file '" + file.name() + "': " + layer_text(layout, layer) + " needs '" +
-                     hf_name + "', which GGUF files have no tensor for");
-  }
-  throw ModelError("GGUF file '" + file.name() + "': the model needs '" + hf_name +
-                   "', which GGUF files have no tensor for");
 }
 
 int64_t head_dim_of(const Manifest& layout, int32_t layer) {
@@ -110,6 +69,18 @@ struct PlannedLoad {
   int64_t rope_head_dim = 0;  // > 0: undo the interleaved row order
 };
 
+// "attention gqa, linear, noop; ffn swiglu, noop": the kinds GGUF files have names for.
+std::string known_kinds() {
+  std::string out;
+  for (const ts_kind kind : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+    std::string names;
+    for (const gguf_names::BlockNames& b : gguf_names::kBlocks)
+      if (b.kind == kind) names += (names.empty() ? "" : ", ") + std::string(b.name);
+    out += (out.empty() ? "" : "; ") + std::string(kind_name(kind)) + " " + names;
+  }
+  return out;
+}
+
 }  // namespace
 
 void unpermute_rope_rows(const void* src, void* dst, int64_t rows, int64_t head_dim,
@@ -134,29 +105,76 @@ void unpermute_rope_rows(const void* src, void* dst, int64_t rows, int64_t head_
 
 WeightStore gguf_weights(const GgufFile& file, const Manifest& layout) {
   const std::string where = "GGUF file '" + file.name() + "'";
+  const int64_t hidden = layout.model.hidden_size;
   std::vector<PlannedLoad> loads;
   std::set<std::string> used;
-  for (const auto& [hf_name, shape] : planned_tensors(layout)) {
-    const GgufSource source = source_of(hf_name, layout, file);
+  // One tensor to load: its GGUF name, its name in the store, the shape the host knows for it
+  // (model-wide tensors and norms; a block's own are checked against its declaration when
+  // the model is built).
+  auto plan_load = [&](const std::string& gguf_name, const std::string& hf_name, int32_t layer,
+                       const std::vector<int64_t>* shape, bool rope_rows) {
     const std::string context =
-        "'" + hf_name + "'" + (source.layer >= 0 ? ", " + layer_text(layout, source.layer) : "");
-    const GgufTensorInfo* info = file.find_tensor(source.name);
+        "'" + hf_name + "'" + (layer >= 0 ? ", " + layer_text(layout, layer) : "");
+    const GgufTensorInfo* info = file.find_tensor(gguf_name);
     if (info == nullptr) {
-      throw ModelError(where + ": tensor '" + source.name + "' (" + context + ") is missing");
+      throw ModelError(where + ": tensor '" + gguf_name + "' (" + context + ") is missing");
     }
-    if (info->shape() != shape) {
-      throw ModelError(where + ": tensor '" + source.name + "' (" + context + ") has shape " +
-                       shape_text(info->shape()) + "; expected " + shape_text(shape));
+    if (shape != nullptr && info->shape() != *shape) {
+      throw ModelError(where + ": tensor '" + gguf_name + "' (" + context + ") has shape " +
+                       shape_text(info->shape()) + "; expected " + shape_text(*shape));
     }
     const GgmlTypeInfo* type = ggml_type_info(info->type);
     if (type == nullptr || !type->dequantizable) {
-      throw ModelError(where + ": tensor '" + source.name + "' (" + context + ") has ggml type " +
+      throw ModelError(where + ": tensor '" + gguf_name + "' (" + context + ") has ggml type " +
                        ggml_type_name(info->type) +
                        ", which Tessera cannot dequantise; supported: F32, F16, BF16, Q8_0, Q4_0, "
                        "Q4_1, Q4_K, Q5_K, Q6_K");
     }
-    used.insert(source.name);
-    loads.push_back({hf_name, info, source.rope_rows ? head_dim_of(layout, source.layer) : 0});
+    // Rows interleaved per head go back to Hugging Face's order, when they split into heads
+    // at all (a tensor that does not has the wrong shape, which the model reports).
+    int64_t rope_head_dim = 0;
+    if (rope_rows) {
+      const int64_t head_dim = head_dim_of(layout, layer);
+      const std::vector<int64_t> s = info->shape();
+      if (s.size() == 2 && head_dim > 0 && head_dim % 2 == 0 && s[0] % head_dim == 0)
+        rope_head_dim = head_dim;
+    }
+    used.insert(gguf_name);
+    loads.push_back({hf_name, info, rope_head_dim});
+  };
+
+  const std::vector<int64_t> table_shape{layout.model.vocab_size, hidden};
+  const std::vector<int64_t> vector_shape{hidden};
+  for (const gguf_names::ModelTensorName& t : gguf_names::kModelTensors) {
+    const std::string hf = t.hf;
+    if (hf == "lm_head.weight" && layout.model.tie_embeddings) continue;
+    plan_load(t.gguf, hf, -1, hf == "model.norm.weight" ? &vector_shape : &table_shape, false);
+  }
+  for (size_t i = 0; i < layout.layers.size(); ++i) {
+    const auto layer = static_cast<int32_t>(i);
+    const std::string blk = "blk." + std::to_string(layer) + ".";
+    for (const ts_kind kind : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      const BlockSpec& spec =
+          kind == TS_KIND_ATTENTION ? layout.layers[i].attention : layout.layers[i].ffn;
+      const gguf_names::BlockNames* names = gguf_names::find_block(kind, spec.kind);
+      if (names == nullptr) {
+        throw ModelError(where + ": " + layer_text(layout, layer) +
+                         ": GGUF files have no tensor "
+                         "names for " +
+                         kind_name(kind) + " kind '" + spec.kind + "'; they name the tensors of " +
+                         known_kinds());
+      }
+      if (names->norm_gguf != nullptr) {
+        plan_load(blk + names->norm_gguf,
+                  "model.layers." + std::to_string(layer) + "." + names->norm_hf, layer,
+                  &vector_shape, false);
+      }
+      const std::string prefix =
+          spec.prefix.empty() ? default_block_prefix(layer, kind) : spec.prefix;
+      for (const gguf_names::TensorName& t : names->tensors) {
+        plan_load(blk + t.gguf, prefix + t.local, layer, nullptr, t.rope_rows);
+      }
+    }
   }
   used.insert("rope_freqs.weight");  // read by gguf_manifest as the RoPE scaling
   for (const GgufTensorInfo& info : file.tensors()) {
@@ -202,7 +220,11 @@ WeightStore gguf_weights(const GgufFile& file, const Manifest& layout) {
 
   WeightStore store;
   store.source = file.name();
-  for (size_t i = 0; i < loads.size(); ++i) store.add(loads[i].hf_name, std::move(tensors[i]));
+  for (size_t i = 0; i < loads.size(); ++i) {
+    store.add(loads[i].hf_name, std::move(tensors[i]));
+    store.set_origin(loads[i].hf_name,
+                     "tensor '" + loads[i].info->name + "' of GGUF file '" + file.name() + "'");
+  }
   return store;
 }
 

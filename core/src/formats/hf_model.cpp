@@ -2,7 +2,8 @@
 // with model.safetensors.index.json (memory-mapped), tokenizer.json and the chat template of
 // tokenizer_config.json (or chat_template.jinja).
 #include <tessera/engine/error.hpp>
-#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/plugin_registry.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/hf_config.hpp>
 #include <tessera/formats/hf_model.hpp>
 #include <tessera/formats/model_source.hpp>
@@ -15,6 +16,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "hf_names.hpp"
 
 namespace fs = std::filesystem;
 
@@ -151,50 +154,57 @@ std::string layer_of(const std::string& tensor) {
   return " (layer " + tensor.substr(prefix.size(), end - prefix.size()) + ")";
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+// Every tensor name the manifest's blocks read, by the name map of hf_names.hpp. Throws
+// ModelError naming the layer and the kind for a kind the map does not know.
+std::set<std::string> expected_names(const Manifest& m, const std::string& config_name) {
+  std::set<std::string> names = {"model.embed_tokens.weight", "model.norm.weight"};
+  if (!m.model.tie_embeddings) names.insert("lm_head.weight");
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const auto layer = static_cast<int32_t>(i);
+    for (const ts_kind kind : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      const BlockSpec& spec = kind == TS_KIND_ATTENTION ? m.layers[i].attention : m.layers[i].ffn;
+      const hf_names::BlockNames* block = hf_names::find_block(kind, spec.kind);
+      if (block == nullptr)
+        throw ModelError(config_name + ": layer " + std::to_string(layer) + " " + kind_name(kind) +
+                         " kind '" + spec.kind +
+                         "' has no Hugging Face tensor names (known: gqa, linear, noop "
+                         "attention; swiglu, linear, noop ffn)");
+      if (block->has_norm) names.insert(block_norm_name(layer, kind));
+      const std::string prefix =
+          spec.prefix.empty() ? default_block_prefix(layer, kind) : spec.prefix;
+      for (const char* local : block->tensors) names.insert(prefix + local);
+    }
+  }
+  return names;
 }
 
-// Keeps exactly the tensors the manifest's blocks use, each checked for presence, shape and
-// dtype. Tables some checkpoints carry that are derived, not learned (rotary_emb.inv_freq), and
-// an lm_head next to tied embeddings (Hugging Face ties it away) are dropped.
+// Keeps the tensors the manifest's blocks read (named by hf_names.hpp), each checked for a
+// float dtype and remembered with the file it came from; the model checks them against
+// what the blocks declare (presence and shape) when it is built. Tables some checkpoints
+// carry that are derived, not learned (rotary_emb.inv_freq), and an lm_head next to tied
+// embeddings (Hugging Face ties it away) are dropped; any other tensor is refused.
 WeightStore checked_weights(const Manifest& m, const FolderWeights& loaded,
                             const std::string& config_name) {
   WeightStore out;
   out.source = loaded.store.source;
-  const auto plan = planned_tensors(m);
-  std::set<std::string> planned;
-  for (const auto& [name, shape] : plan) {
-    planned.insert(name);
-    if (!loaded.store.has(name)) {
-      throw ModelError("Hugging Face folder '" + loaded.store.source + "': tensor '" + name + "'" +
-                       layer_of(name) + " is missing; " + config_name +
-                       " describes a model that needs it with shape " + shape_text(shape));
-    }
-    const Tensor& t = loaded.store.get(name);
+  const std::set<std::string> expected = expected_names(m, config_name);
+  for (const auto& [name, t] : loaded.store.all()) {
     const std::string& file = loaded.origin.at(name);
+    if (expected.count(name) == 0) {
+      const bool derived = name.size() > 20 && name.ends_with(".rotary_emb.inv_freq");
+      const bool tied_head = m.model.tie_embeddings && name == "lm_head.weight";
+      if (derived || tied_head) continue;
+      throw ModelError("'" + file + "': tensor '" + name + "'" + layer_of(name) +
+                       " is not a weight of the model " + config_name +
+                       " describes (a block it calls noop or linear, or another architecture); "
+                       "expected only the tensors of the configured blocks");
+    }
     if (t.dtype() != TS_F32 && t.dtype() != TS_F16 && t.dtype() != TS_BF16) {
       throw ModelError("'" + file + "': tensor '" + name + "' has dtype " + dtype_name(t.dtype()) +
                        "; expected f32, f16 or bf16");
     }
-    if (t.shape() != shape) {
-      throw ModelError("'" + file + "': tensor '" + name + "'" + layer_of(name) + " has shape " +
-                       shape_text(t.shape()) + "; " + config_name + " gives it shape " +
-                       shape_text(shape));
-    }
     out.add(name, t);
-  }
-  for (const auto& [name, tensor] : loaded.store.all()) {
-    if (planned.count(name) != 0) continue;
-    const bool derived = name.size() > 20 && name.ends_with(".rotary_emb.inv_freq");
-    const bool tied_head = m.model.tie_embeddings && name == "lm_head.weight";
-    if (derived || tied_head) continue;
-    throw ModelError("'" + loaded.origin.at(name) + "': tensor '" + name + "'" + layer_of(name) +
-                     " is not a weight of the model " + config_name +
-                     " describes (a block it calls noop or linear, or another architecture); "
-                     "expected only the tensors of the configured blocks");
+    out.set_origin(name, "'" + file + "'");
   }
   return out;
 }
@@ -284,7 +294,9 @@ LoadedModel load_hf_model(const fs::path& path) {
 }
 
 WeightStore load_hf_weights(const fs::path& path) {
-  return read_folder_weights(locate(path).folder).store;
+  FolderWeights loaded = read_folder_weights(locate(path).folder);
+  for (const auto& [name, file] : loaded.origin) loaded.store.set_origin(name, "'" + file + "'");
+  return std::move(loaded.store);
 }
 
 }  // namespace tessera

@@ -1,6 +1,6 @@
 // Hugging Face folder writer (hf_writer.hpp).
 #include <tessera/engine/error.hpp>
-#include <tessera/engine/init_random.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/hf_config.hpp>
 #include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/safetensors.hpp>
@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -40,34 +41,52 @@ std::string shard_name(size_t index, size_t count) {
   return buffer;
 }
 
-// The tensors to write, in name order, checked against what the blocks need.
-std::vector<std::pair<std::string, Tensor>> tensors_to_write(const Manifest& manifest,
+// The tensors to write, in name order, checked against what the blocks declare. A block
+// whose weights have a prefix of their own (a variant of its layer) is written under the
+// layer's usual names, which is all config.json can say.
+std::vector<std::pair<std::string, Tensor>> tensors_to_write(const WeightPlan& plan,
                                                              const WeightStore& weights,
                                                              std::vector<std::string>& dropped) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  std::set<std::string> planned;
-  for (const auto& [name, shape] : planned_tensors(manifest)) {
-    planned.insert(name);
-    if (!weights.has(name)) {
-      throw ModelError("cannot write the model: tensor '" + name + "' with shape " +
-                       shape_text(shape) + " is missing from " +
+  for (const PlannedBlock* b : plan.undeclared()) {
+    throw ModelError("cannot write the model: " + b->label +
+                     " declares no weights (its provider has no describe), so which of its "
+                     "tensors to write is unknown");
+  }
+  std::map<std::string, std::pair<std::string, Tensor>> out;  // by the name written
+  std::set<std::string> read;
+  for (const PlannedTensor& p : plan.tensors) {
+    read.insert(p.name);
+    if (!weights.has(p.name)) {
+      throw ModelError("cannot write the model: tensor '" + p.name + "' with shape " +
+                       shape_text(p.shape) + " (" + p.owner + ") is missing from " +
                        (weights.source.empty() ? "the weights" : "'" + weights.source + "'"));
     }
-    const Tensor& t = weights.get(name);
-    if (t.shape() != shape) {
-      throw ModelError("cannot write the model: tensor '" + name + "' has shape " +
-                       shape_text(t.shape()) + "; the manifest's blocks need " + shape_text(shape));
+    const Tensor& t = weights.get(p.name);
+    if (t.shape() != p.shape) {
+      throw ModelError("cannot write the model: tensor '" + p.name + "' has shape " +
+                       shape_text(t.shape()) + "; " + p.owner + " declares " + shape_text(p.shape));
     }
     if (!is_float(t.dtype()) || t.device() != TS_DEVICE_CPU) {
-      throw ModelError("cannot write the model: tensor '" + name + "' is " + dtype_name(t.dtype()) +
-                       " on " + device_name(t.device()) + "; expected f32, f16 or bf16 on the CPU");
+      throw ModelError("cannot write the model: tensor '" + p.name + "' is " +
+                       dtype_name(t.dtype()) + " on " + device_name(t.device()) +
+                       "; expected f32, f16 or bf16 on the CPU");
     }
-    out.emplace_back(name, t);
+    std::string written = p.name;
+    if (!p.local.empty())
+      written = default_block_prefix(p.layer, static_cast<ts_kind>(p.kind)) + p.local;
+    if (out.count(written) != 0) {
+      throw ModelError("cannot write the model: tensors '" + out.at(written).first + "' and '" +
+                       p.name + "' would both be written as '" + written + "'");
+    }
+    out.emplace(written, std::make_pair(p.name, t));
   }
   for (const auto& [name, tensor] : weights.all()) {
-    if (planned.count(name) == 0) dropped.push_back(name);
+    if (read.count(name) == 0) dropped.push_back(name);
   }
-  return out;
+  std::vector<std::pair<std::string, Tensor>> sorted;
+  sorted.reserve(out.size());
+  for (auto& [written, source] : out) sorted.emplace_back(written, std::move(source.second));
+  return sorted;
 }
 
 }  // namespace
@@ -122,8 +141,9 @@ ts_dtype dominant_dtype(const WeightStore& weights) {
   return TS_F32;
 }
 
-HfWriteResult write_hf_model(const fs::path& folder, const Manifest& manifest,
+HfWriteResult write_hf_model(const fs::path& folder, const WeightPlan& plan,
                              const WeightStore& weights, const HfWriteOptions& options) {
+  const Manifest& manifest = plan.manifest;
   if (options.dtype && !is_float(*options.dtype)) {
     throw ModelError(std::string("cannot write the model as ") + dtype_name(*options.dtype) +
                      "; expected f32, f16 or bf16");
@@ -136,7 +156,7 @@ HfWriteResult write_hf_model(const fs::path& folder, const Manifest& manifest,
   const std::string config = hf_config_json(manifest, config_options);
   result.architecture = is_uniform_llama(manifest) && !options.always_decilm ? "LlamaForCausalLM"
                                                                              : "DeciLMForCausalLM";
-  const auto tensors = tensors_to_write(manifest, weights, result.dropped);
+  const auto tensors = tensors_to_write(plan, weights, result.dropped);
 
   // Shards in name order; a new one starts when the next tensor would pass the limit.
   auto bytes_written = [&](const Tensor& t) {

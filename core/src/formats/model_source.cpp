@@ -74,11 +74,18 @@ LoadedModel open_model(const fs::path& path) {
   return out;
 }
 
-WeightStore load_weights(const Manifest& m) {
+WeightStore load_weights(const Manifest& m, const PluginRegistry* registry) {
   if (m.weights.format == "safetensors") return read_safetensors(m.weights.path);
   if (m.weights.format == "gguf") return load_gguf_weights(m.weights.path);
   if (m.weights.format == "hf") return load_hf_weights(m.weights.path);
-  if (m.weights.format == "random") return init_random_weights(m, m.weights.seed);
+  if (m.weights.format == "random") {
+    if (registry != nullptr) return init_random_weights(m, *registry, m.weights.seed);
+    // What to draw is what the blocks declare, known once their plugins are: the model
+    // draws them when it is built with this (empty) store.
+    WeightStore deferred;
+    deferred.source = "random weights (seed " + std::to_string(m.weights.seed) + ")";
+    return deferred;
+  }
   throw ModelError((m.source.empty()
                         ? (m.model.name.empty() ? std::string("<manifest>") : m.model.name)
                         : m.source.string()) +

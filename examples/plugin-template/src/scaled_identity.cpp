@@ -33,11 +33,20 @@ class ScaledIdentity {
     if (hidden_ <= 0)
       throw std::invalid_argument("scaled-identity: hidden size must be positive, got " +
                                   std::to_string(hidden_));
-    // The params hold the model-wide keys too; this block reads only its own.
-    const tessera::sdk::Params params(config.params);
-    scale_ = static_cast<float>(params.get_float("scale", 1.0));
-    if (!std::isfinite(scale_))
-      throw std::invalid_argument("scaled-identity: 'scale' must be a finite number");
+    scale_ = scale_of(config);
+  }
+
+  // What a block of this configuration reads and caches, known before it is made: no
+  // weights and no KV cache, and an identity when the scale is 0 (as info() will say).
+  // The host derives random weights, the weight checks at load, the KV cache and
+  // `tessera info` from it; `tessera plugin-check` runs its property checks on it.
+  static tessera::sdk::BlockLayout describe(const ts_block_config& config) {
+    tessera::sdk::BlockLayout layout;
+    layout.flags = scale_of(config) == 0.0f ? static_cast<uint32_t>(TS_BLOCK_IDENTITY) : 0u;
+    // A block with weights lists each here: its block-local name, whole shape, how it
+    // splits over ranks and how random weights draw it, e.g.
+    //   layout.weights = {{"scale.weight", {config.hidden}, TS_SPLIT_REPLICATED, TS_INIT_ONES}};
+    return layout;
   }
 
   ts_block_info info() const {
@@ -72,6 +81,15 @@ class ScaledIdentity {
   }
 
  private:
+  // The params hold the model-wide keys too; this block reads only its own.
+  static float scale_of(const ts_block_config& config) {
+    const auto scale =
+        static_cast<float>(tessera::sdk::Params(config.params).get_float("scale", 1.0));
+    if (!std::isfinite(scale))
+      throw std::invalid_argument("scaled-identity: 'scale' must be a finite number");
+    return scale;
+  }
+
   // Rows of `hidden` contiguous f32 values on the CPU; rows may be padded.
   void check_activation(const char* name, const ts_tensor& t) const {
     const std::string what = std::string("scaled-identity: ") + name;

@@ -47,6 +47,79 @@ std::string num(int64_t v) {
 
 // ------------------------------------------------------------------ gqa
 
+// The parameters of a gqa block, read and checked once for describe, supports and create.
+struct GqaShape {
+  int64_t hidden = 0, n_heads = 0, kv_heads = 0, head_dim = 0;
+  double rope_theta = 10000.0;
+  tessera::sdk::RopeScalingParams rope_scaling;
+  ts_dtype kv_dtype = TS_F32;
+};
+
+// "f32" | "bf16" | "f16": the dtype the block keeps its KV cache in.
+ts_dtype parse_kv_dtype(const std::string& name) {
+  if (name == "f32") return TS_F32;
+  if (name == "bf16") return TS_BF16;
+  if (name == "f16") return TS_F16;
+  throw std::invalid_argument("kv_dtype must be \"f32\", \"bf16\" or \"f16\", got \"" + name +
+                              "\"");
+}
+
+// Query heads per KV head the split-KV kernel handles (checked at create).
+constexpr int64_t kMaxGroup = 256;
+
+GqaShape gqa_shape(const ts_block_config& config, const std::string& label) {
+  const tessera::sdk::Params params(config.params);
+  GqaShape s;
+  s.hidden = config.hidden;
+  try {
+    s.n_heads = params.get_int("num_heads");
+    s.head_dim = params.get_int("head_dim", s.n_heads > 0 ? s.hidden / s.n_heads : 0);
+    s.kv_heads = params.get_int("kv_heads", s.n_heads);
+    s.rope_theta = params.get_float("rope_theta", 10000.0);
+    s.rope_scaling = tessera::sdk::rope_scaling_from_params(params);
+    s.kv_dtype = parse_kv_dtype(params.get_string("kv_dtype", "f32"));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  if (s.hidden <= 0)
+    throw std::invalid_argument(label + ": hidden size must be positive, got " + num(s.hidden));
+  if (s.n_heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0)
+    throw std::invalid_argument(label + ": num_heads " + num(s.n_heads) + ", kv_heads " +
+                                num(s.kv_heads) + " and head_dim " + num(s.head_dim) +
+                                " must all be positive");
+  if (s.head_dim % 2 != 0)
+    throw std::invalid_argument(label + ": head_dim " + num(s.head_dim) + " must be even for RoPE");
+  if (s.n_heads % s.kv_heads != 0)
+    throw std::invalid_argument(label + ": kv_heads " + num(s.kv_heads) +
+                                " does not divide num_heads " + num(s.n_heads) +
+                                "; each KV head must serve a whole group of query heads");
+  if (!(s.rope_theta > 0.0)) throw std::invalid_argument(label + ": rope_theta must be positive");
+  if (s.n_heads / s.kv_heads > kMaxGroup)
+    throw std::invalid_argument(label + ": " + num(s.n_heads / s.kv_heads) +
+                                " query heads per KV head; at most " + num(kMaxGroup) +
+                                " are supported");
+  return s;
+}
+
+// The query heads and KV heads rank `rank` of `world` holds. Throws sdk::Unsupported when
+// the heads do not split over the ranks (another provider, or fewer ranks, may do).
+void gqa_shards(const GqaShape& s, int32_t rank, int32_t world, const std::string& label,
+                ShardRange& heads, ShardRange& kv) {
+  if (s.n_heads % world != 0)
+    throw tessera::sdk::Unsupported(label + ": num_heads " + num(s.n_heads) +
+                                    " cannot be split over " + num(world) + " ranks");
+  if (s.kv_heads % world != 0 && world % s.kv_heads != 0)
+    throw tessera::sdk::Unsupported(label + ": kv_heads " + num(s.kv_heads) +
+                                    " cannot be split over " + num(world) + " ranks");
+  heads = tessera::cpu::shard_range(s.n_heads, rank, world);
+  if (s.kv_heads >= world) {
+    kv = tessera::cpu::shard_range(s.kv_heads, rank, world);
+  } else {  // several ranks share one KV head: each holds the one its query heads use
+    kv.begin = heads.begin / (s.n_heads / s.kv_heads);
+    kv.end = kv.begin + 1;
+  }
+}
+
 class GqaAttention {
  public:
   explicit GqaAttention(const ts_block_config& config)
@@ -54,48 +127,17 @@ class GqaAttention {
         host_(config.host),
         comm_(config.comm) {
     tessera::cpu::check_block_config(config, label_);
-    const tessera::sdk::Params params(config.params);
-    hidden_ = config.hidden;
-    try {
-      n_heads_ = params.get_int("num_heads");
-      head_dim_ = params.get_int("head_dim", n_heads_ > 0 ? hidden_ / n_heads_ : 0);
-      kv_heads_ = params.get_int("kv_heads", n_heads_);
-      rope_theta_ = params.get_float("rope_theta", 10000.0);
-      rope_scaling_ = tessera::sdk::rope_scaling_from_params(params);
-      kv_dtype_ = parse_kv_dtype(params.get_string("kv_dtype", "f32"));
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(label_ + ": " + e.what());
-    }
-    if (n_heads_ <= 0 || kv_heads_ <= 0 || head_dim_ <= 0)
-      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) + ", kv_heads " +
-                                  num(kv_heads_) + " and head_dim " + num(head_dim_) +
-                                  " must all be positive");
-    if (head_dim_ % 2 != 0)
-      throw std::invalid_argument(label_ + ": head_dim " + num(head_dim_) +
-                                  " must be even for RoPE");
-    if (n_heads_ % kv_heads_ != 0)
-      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) +
-                                  " is not a multiple of kv_heads " + num(kv_heads_));
-    if (!(rope_theta_ > 0.0)) throw std::invalid_argument(label_ + ": rope_theta must be positive");
+    const GqaShape s = gqa_shape(config, label_);
+    hidden_ = s.hidden;
+    n_heads_ = s.n_heads;
+    kv_heads_ = s.kv_heads;
+    head_dim_ = s.head_dim;
+    rope_theta_ = s.rope_theta;
+    rope_scaling_ = s.rope_scaling;
+    kv_dtype_ = s.kv_dtype;
     tessera::cpu::comm_rank_world(config, label_, rank_, world_);
-    if (n_heads_ % world_ != 0)
-      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) +
-                                  " cannot be split over " + num(world_) + " ranks");
-    if (kv_heads_ % world_ != 0 && world_ % kv_heads_ != 0)
-      throw std::invalid_argument(label_ + ": kv_heads " + num(kv_heads_) +
-                                  " cannot be split over " + num(world_) + " ranks");
+    gqa_shards(s, rank_, world_, label_, heads_, kv_);
     group_ = n_heads_ / kv_heads_;
-    if (group_ > kMaxLocalHeads)
-      throw std::invalid_argument(label_ + ": " + num(group_) +
-                                  " query heads per KV head; at most " + num(kMaxLocalHeads) +
-                                  " are supported");
-    heads_ = tessera::cpu::shard_range(n_heads_, rank_, world_);
-    if (kv_heads_ >= world_) {
-      kv_ = tessera::cpu::shard_range(kv_heads_, rank_, world_);
-    } else {  // several ranks share one KV head: each holds the one its query heads use
-      kv_.begin = heads_.begin / group_;
-      kv_.end = kv_.begin + 1;
-    }
 
     const int64_t q_rows = n_heads_ * head_dim_, kv_rows = kv_heads_ * head_dim_;
     const ts_weights* w = config.weights;
@@ -109,6 +151,38 @@ class GqaAttention {
               .col_slice(heads_.begin * head_dim_, heads_.end * head_dim_);
     inv_freq_ = tessera::cpu::rope_inv_freq(head_dim_, rope_theta_);
     tessera::sdk::apply_rope_scaling(inv_freq_, rope_scaling_);
+  }
+
+  // The four projections (q/k/v split by rows, o by columns over the ranks) and the KV
+  // heads this rank caches, as info() will report them.
+  static tessera::sdk::BlockLayout describe(const ts_block_config& config) {
+    const std::string label = tessera::cpu::block_label(config, "attention gqa");
+    const GqaShape s = gqa_shape(config, label);
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label, rank, world);
+    ShardRange heads, kv;
+    gqa_shards(s, rank, world, label, heads, kv);
+    const int64_t q_rows = s.n_heads * s.head_dim, kv_rows = s.kv_heads * s.head_dim;
+    tessera::sdk::BlockLayout layout;
+    layout.kv_heads = static_cast<int32_t>(kv.size());
+    layout.head_dim = static_cast<int32_t>(s.head_dim);
+    layout.kv_dtype = s.kv_dtype;
+    layout.weights = {{"q_proj.weight", {q_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"k_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"v_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"o_proj.weight", {s.hidden, q_rows}, TS_SPLIT_COLUMNS}};
+    return layout;
+  }
+
+  // The cpu, f32 activations, and heads that split over the communicator's ranks.
+  static void supports(const ts_block_config& config) {
+    const std::string label = tessera::cpu::block_label(config, "attention gqa");
+    tessera::cpu::check_block_config(config, label);
+    const GqaShape s = gqa_shape(config, label);
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label, rank, world);
+    ShardRange heads, kv;
+    gqa_shards(s, rank, world, label, heads, kv);
   }
 
   ts_block_info info() const {
@@ -220,15 +294,6 @@ class GqaAttention {
   }
 
  private:
-  // "f32" | "bf16" | "f16": the dtype the block keeps its KV cache in.
-  ts_dtype parse_kv_dtype(const std::string& name) const {
-    if (name == "f32") return TS_F32;
-    if (name == "bf16") return TS_BF16;
-    if (name == "f16") return TS_F16;
-    throw std::invalid_argument("kv_dtype must be \"f32\", \"bf16\" or \"f16\", got \"" + name +
-                                "\"");
-  }
-
   // n floats from src into the cache tensor at element `offset`, in the cache's dtype.
   void store_rows(const float* src, int64_t n, char* base, int64_t offset) const {
     if (kv_dtype_ == TS_F32) {
@@ -427,7 +492,7 @@ class GqaAttention {
   static constexpr int64_t kSplitMaxNew = 3;     // below attention.hpp's tile threshold
   static constexpr int64_t kItemsPerThread = 4;  // split-KV items per thread, for balance
   static constexpr int64_t kMinChunkRows = 64;   // rows per split-KV chunk at least
-  static constexpr int kMaxLocalHeads = 256;     // query heads per KV head (checked at create)
+  static constexpr int kMaxLocalHeads = static_cast<int>(kMaxGroup);  // query heads per KV head
 
   std::string label_;
   const ts_host* host_ = nullptr;
@@ -461,6 +526,9 @@ class GqaAttention {
 struct LinearAttention : tessera::cpu::LinearBlock {
   explicit LinearAttention(const ts_block_config& c)
       : LinearBlock(c, "attention linear", "linear_attn.weight") {}
+  static tessera::sdk::BlockLayout describe(const ts_block_config& c) {
+    return layout(c, "linear_attn.weight");
+  }
 };
 
 // ----------------------------------------------------------------- noop

@@ -68,6 +68,50 @@ class TableBuilder {
   std::vector<unsigned char> bytes_;
 };
 
+// The parameters of a gqa block, read and checked once for describe, supports and create.
+struct GqaShape {
+  int64_t hidden = 0, n_heads = 0, kv_heads = 0, head_dim = 0, decode_splits = 0;
+  double theta = 10000.0;
+  tessera::sdk::RopeScalingParams scaling;
+  std::string kernels;
+};
+
+GqaShape gqa_shape(const ts_block_config& config, const std::string& label) {
+  const tessera::sdk::Params params(config.params);
+  GqaShape s;
+  s.hidden = config.hidden;
+  try {
+    s.n_heads = params.get_int("num_heads");
+    s.head_dim = params.get_int("head_dim", s.n_heads > 0 ? s.hidden / s.n_heads : 0);
+    s.kv_heads = params.get_int("kv_heads", s.n_heads);
+    s.theta = params.get_float("rope_theta", 10000.0);
+    s.scaling = tessera::sdk::rope_scaling_from_params(params);
+    s.decode_splits = params.get_int("decode_splits", 0);
+    s.kernels = params.get_string("attention_kernels", "fast");
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  if (s.hidden <= 0)
+    throw std::invalid_argument(label + ": hidden size must be positive, got " + num(s.hidden));
+  if (s.n_heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0)
+    throw std::invalid_argument(label + ": num_heads " + num(s.n_heads) + ", kv_heads " +
+                                num(s.kv_heads) + " and head_dim " + num(s.head_dim) +
+                                " must all be positive");
+  if (s.head_dim % 2 != 0)
+    throw std::invalid_argument(label + ": head_dim " + num(s.head_dim) + " must be even for RoPE");
+  if (s.n_heads % s.kv_heads != 0)
+    throw std::invalid_argument(label + ": kv_heads " + num(s.kv_heads) +
+                                " does not divide num_heads " + num(s.n_heads) +
+                                "; each KV head must serve a whole group of query heads");
+  if (!(s.theta > 0.0)) throw std::invalid_argument(label + ": rope_theta must be positive");
+  if (s.decode_splits < 0)
+    throw std::invalid_argument(label + ": decode_splits must be >= 0 (0: automatic)");
+  if (s.kernels != "fast" && s.kernels != "reference")
+    throw std::invalid_argument(label + ": attention_kernels is '" + s.kernels +
+                                "', expected \"fast\" or \"reference\"");
+  return s;
+}
+
 class GqaAttention {
  public:
   explicit GqaAttention(const ts_block_config& config)
@@ -76,39 +120,13 @@ class GqaAttention {
         device_(config.device_index) {
     cu::check_block_config(config, label_);
     const cu::DeviceScope scope(device_);
-    const tessera::sdk::Params params(config.params);
-    hidden_ = config.hidden;
-    double theta = 10000.0;
-    tessera::sdk::RopeScalingParams scaling;
-    std::string kernels;
-    try {
-      n_heads_ = params.get_int("num_heads");
-      head_dim_ = params.get_int("head_dim", n_heads_ > 0 ? hidden_ / n_heads_ : 0);
-      kv_heads_ = params.get_int("kv_heads", n_heads_);
-      theta = params.get_float("rope_theta", 10000.0);
-      scaling = tessera::sdk::rope_scaling_from_params(params);
-      decode_splits_ = params.get_int("decode_splits", 0);
-      kernels = params.get_string("attention_kernels", "fast");
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(label_ + ": " + e.what());
-    }
-    if (n_heads_ <= 0 || kv_heads_ <= 0 || head_dim_ <= 0)
-      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) + ", kv_heads " +
-                                  num(kv_heads_) + " and head_dim " + num(head_dim_) +
-                                  " must all be positive");
-    if (head_dim_ % 2 != 0)
-      throw std::invalid_argument(label_ + ": head_dim " + num(head_dim_) +
-                                  " must be even for RoPE");
-    if (n_heads_ % kv_heads_ != 0)
-      throw std::invalid_argument(label_ + ": num_heads " + num(n_heads_) +
-                                  " is not a multiple of kv_heads " + num(kv_heads_));
-    if (!(theta > 0.0)) throw std::invalid_argument(label_ + ": rope_theta must be positive");
-    if (decode_splits_ < 0)
-      throw std::invalid_argument(label_ + ": decode_splits must be >= 0 (0: automatic)");
-    if (kernels != "fast" && kernels != "reference")
-      throw std::invalid_argument(label_ + ": attention_kernels is '" + kernels +
-                                  "', expected \"fast\" or \"reference\"");
-    reference_only_ = kernels == "reference";
+    const GqaShape s = gqa_shape(config, label_);
+    hidden_ = s.hidden;
+    n_heads_ = s.n_heads;
+    head_dim_ = s.head_dim;
+    kv_heads_ = s.kv_heads;
+    decode_splits_ = s.decode_splits;
+    reference_only_ = s.kernels == "reference";
     group_ = n_heads_ / kv_heads_;
 
     const int64_t q_rows = n_heads_ * head_dim_, kv_rows = kv_heads_ * head_dim_;
@@ -121,8 +139,9 @@ class GqaAttention {
     // inv_freq[i] = theta^(-2i/head_dim), then the model's scaling: the CPU plugin's table.
     std::vector<double> inv_freq(static_cast<size_t>(head_dim_ / 2));
     for (size_t i = 0; i < inv_freq.size(); ++i)
-      inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim_));
-    tessera::sdk::apply_rope_scaling(inv_freq, scaling);
+      inv_freq[i] =
+          std::pow(s.theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim_));
+    tessera::sdk::apply_rope_scaling(inv_freq, s.scaling);
     inv_freq_.reserve(inv_freq.size() * sizeof(double));
     cu::check(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double),
                          cudaMemcpyHostToDevice),
@@ -131,6 +150,29 @@ class GqaAttention {
               "cudaDeviceGetAttribute");
     gemm_ = std::make_unique<cu::Gemm>();
     uploaded_ = std::make_unique<cu::Event>();
+  }
+
+  // The four projections create reads (unsharded: the CUDA blocks refuse world > 1) and a
+  // bf16 cache of every KV head.
+  static tessera::sdk::BlockLayout describe(const ts_block_config& config) {
+    const GqaShape s = gqa_shape(config, cu::block_label(config, "attention gqa"));
+    const int64_t q_rows = s.n_heads * s.head_dim, kv_rows = s.kv_heads * s.head_dim;
+    tessera::sdk::BlockLayout layout;
+    layout.kv_heads = static_cast<int32_t>(s.kv_heads);
+    layout.head_dim = static_cast<int32_t>(s.head_dim);
+    layout.kv_dtype = TS_BF16;
+    layout.weights = {{"q_proj.weight", {q_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"k_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"v_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
+                      {"o_proj.weight", {s.hidden, q_rows}, TS_SPLIT_COLUMNS}};
+    return layout;
+  }
+
+  // A CUDA device, bf16 activations, one rank.
+  static void supports(const ts_block_config& config) {
+    const std::string label = cu::block_label(config, "attention gqa");
+    cu::check_block_config(config, label);
+    (void)gqa_shape(config, label);
   }
 
   ts_block_info info() const {
@@ -479,6 +521,9 @@ class GqaAttention {
 struct LinearAttention : cu::LinearBlock {
   explicit LinearAttention(const ts_block_config& c)
       : LinearBlock(c, "attention linear", "linear_attn.weight") {}
+  static tessera::sdk::BlockLayout describe(const ts_block_config& c) {
+    return layout(c, "linear_attn.weight");
+  }
 };
 
 struct NoopAttention : cu::NoopBlock {

@@ -28,6 +28,23 @@ void ensure_size(std::vector<float>& v, int64_t n) {
 
 // --------------------------------------------------------------- swiglu
 
+// intermediate_size, checked: the one parameter a swiglu block needs.
+int64_t swiglu_width(const ts_block_config& config, const std::string& label) {
+  int64_t inter = 0;
+  try {
+    inter = tessera::sdk::Params(config.params).get_int("intermediate_size");
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  if (inter <= 0)
+    throw std::invalid_argument(label + ": intermediate_size must be positive, got " +
+                                std::to_string(inter) + " (give it in the block or in [model])");
+  if (config.hidden <= 0)
+    throw std::invalid_argument(label + ": hidden size must be positive, got " +
+                                std::to_string(config.hidden));
+  return inter;
+}
+
 class SwigluFfn {
  public:
   explicit SwigluFfn(const ts_block_config& config)
@@ -36,14 +53,7 @@ class SwigluFfn {
         comm_(config.comm) {
     tessera::cpu::check_block_config(config, label_);
     hidden_ = config.hidden;
-    try {
-      inter_ = tessera::sdk::Params(config.params).get_int("intermediate_size");
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(label_ + ": " + e.what());
-    }
-    if (inter_ <= 0)
-      throw std::invalid_argument(label_ + ": intermediate_size must be positive, got " +
-                                  std::to_string(inter_));
+    inter_ = swiglu_width(config, label_);
     int32_t rank = 0, world = 1;
     tessera::cpu::comm_rank_world(config, label_, rank, world);
     if (inter_ < world)
@@ -57,6 +67,30 @@ class SwigluFfn {
               .row_slice(rows_.begin, rows_.end);
     down_ = tessera::cpu::fetch_weight(w, label_, "down_proj.weight", hidden_, inter_)
                 .col_slice(rows_.begin, rows_.end);
+  }
+
+  // gate and up split by rows, down by columns: each rank holds a slice of the
+  // intermediate width.
+  static tessera::sdk::BlockLayout describe(const ts_block_config& config) {
+    const int64_t inter = swiglu_width(config, tessera::cpu::block_label(config, "ffn swiglu"));
+    const int64_t hidden = config.hidden;
+    tessera::sdk::BlockLayout layout;
+    layout.weights = {{"gate_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
+                      {"up_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
+                      {"down_proj.weight", {hidden, inter}, TS_SPLIT_COLUMNS}};
+    return layout;
+  }
+
+  // The cpu, f32 activations, and at least one intermediate row per rank.
+  static void supports(const ts_block_config& config) {
+    const std::string label = tessera::cpu::block_label(config, "ffn swiglu");
+    tessera::cpu::check_block_config(config, label);
+    const int64_t inter = swiglu_width(config, label);
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, label, rank, world);
+    if (inter < world)
+      throw tessera::sdk::Unsupported(label + ": intermediate_size " + std::to_string(inter) +
+                                      " cannot be split over " + std::to_string(world) + " ranks");
   }
 
   ts_block_info info() const {
@@ -110,6 +144,9 @@ class SwigluFfn {
 struct LinearFfn : tessera::cpu::LinearBlock {
   explicit LinearFfn(const ts_block_config& c)
       : LinearBlock(c, "ffn linear", "linear_mlp.weight") {}
+  static tessera::sdk::BlockLayout describe(const ts_block_config& c) {
+    return layout(c, "linear_mlp.weight");
+  }
 };
 
 // ----------------------------------------------------------------- noop

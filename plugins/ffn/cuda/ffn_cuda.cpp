@@ -27,6 +27,23 @@ namespace {
 
 namespace cu = tessera::cuda;
 
+// intermediate_size, checked: the one parameter a swiglu block needs.
+int64_t swiglu_width(const ts_block_config& config, const std::string& label) {
+  int64_t inter = 0;
+  try {
+    inter = tessera::sdk::Params(config.params).get_int("intermediate_size");
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  if (inter <= 0)
+    throw std::invalid_argument(label + ": intermediate_size must be positive, got " +
+                                std::to_string(inter) + " (give it in the block or in [model])");
+  if (config.hidden <= 0)
+    throw std::invalid_argument(label + ": hidden size must be positive, got " +
+                                std::to_string(config.hidden));
+  return inter;
+}
+
 class SwigluFfn {
  public:
   explicit SwigluFfn(const ts_block_config& config)
@@ -36,14 +53,7 @@ class SwigluFfn {
     cu::check_block_config(config, label_);
     const cu::DeviceScope scope(device_);
     hidden_ = config.hidden;
-    try {
-      inter_ = tessera::sdk::Params(config.params).get_int("intermediate_size");
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(label_ + ": " + e.what());
-    }
-    if (inter_ <= 0)
-      throw std::invalid_argument(label_ + ": intermediate_size must be positive, got " +
-                                  std::to_string(inter_));
+    inter_ = swiglu_width(config, label_);
     const ts_weights* w = config.weights;
     std::vector<cu::DeviceBuffer> uploaded;
     gate_ = cu::fetch_weight(w, label_, "gate_proj.weight", inter_, hidden_, device_, uploaded);
@@ -67,6 +77,25 @@ class SwigluFfn {
                          static_cast<const unsigned char*>(gate_.data) +
                              inter_ * hidden_ * static_cast<int64_t>(sizeof(uint16_t));
     gemm_ = std::make_unique<cu::Gemm>();
+  }
+
+  // The three projections create reads, unsharded (the CUDA blocks refuse world > 1).
+  static tessera::sdk::BlockLayout describe(const ts_block_config& config) {
+    const int64_t inter = swiglu_width(config, cu::block_label(config, "ffn swiglu"));
+    const int64_t hidden = config.hidden;
+    tessera::sdk::BlockLayout layout;
+    layout.kv_dtype = TS_BF16;
+    layout.weights = {{"gate_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
+                      {"up_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
+                      {"down_proj.weight", {hidden, inter}, TS_SPLIT_COLUMNS}};
+    return layout;
+  }
+
+  // A CUDA device, bf16 activations, one rank.
+  static void supports(const ts_block_config& config) {
+    const std::string label = cu::block_label(config, "ffn swiglu");
+    cu::check_block_config(config, label);
+    (void)swiglu_width(config, label);
   }
 
   ts_block_info info() const {
@@ -139,6 +168,9 @@ class SwigluFfn {
 struct LinearFfn : cu::LinearBlock {
   explicit LinearFfn(const ts_block_config& c)
       : LinearBlock(c, "ffn linear", "linear_mlp.weight") {}
+  static tessera::sdk::BlockLayout describe(const ts_block_config& c) {
+    return layout(c, "linear_mlp.weight");
+  }
 };
 
 struct NoopFfn : cu::NoopBlock {

@@ -27,10 +27,14 @@ struct SourceLocation {
 };
 
 // One sub-block or decoder: its kind, optionally the plugin that must provide
-// it, and its own parameters (everything in the table except kind and plugin).
+// it, and its own parameters (everything in the table except kind, plugin and, in
+// a layer's blocks, prefix).
 struct BlockSpec {
   std::string kind;
   std::string plugin;  // empty: choose the best-scoring provider
+  // Put before the block-local names of its weights ("model.layers.3.variants.ffn_50pct.");
+  // empty: model.layers.N.self_attn. / model.layers.N.mlp. Layer blocks only.
+  std::string prefix;
   ParamList params;
   SourceLocation where;
 };

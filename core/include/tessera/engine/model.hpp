@@ -36,6 +36,11 @@ struct ForwardBatch {
 
 class Model {
  public:
+  // Plans the weights (weight_plan.hpp: each block's provider and what it declares), checks
+  // that `weights` hold every declared tensor with its declared shape, then makes the blocks
+  // and sizes the KV cache from the declarations (checked against each block's info()).
+  // A manifest whose [weights] format is "random", given an empty store, gets its weights
+  // drawn from the plan (init_random_weights with the manifest's seed).
   Model(const Manifest& manifest, const PluginRegistry& registry, WeightStore weights,
         ThreadPool& pool, ModelOptions options = {});
   ~Model();
@@ -63,15 +68,17 @@ class Model {
 
   // Replaces one sub-block (TS_KIND_ATTENTION or TS_KIND_FFN) of one layer
   // without reloading the rest; resets that layer's KV cache if its shape changes.
-  // The new block's weights must be in weights() (add_weights first if needed).
+  // The new block's weights must be in weights() (add_weights first if needed), under
+  // spec.prefix when it names one: variants of a layer kept side by side in one store
+  // (model.layers.3.variants.ffn_50pct.*) switch without loading anything.
   // Strong guarantee: when building the new block fails, the model is unchanged.
   // A KV-shape change reallocates the cache and resets EVERY slot's length to 0
   // (the cached rows of the other layers no longer match a consistent prefix).
   // manifest() is updated to describe the new block.
   void swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec);
-  // Adds or replaces a weight (matrices converted to [runtime] weight_dtype,
-  // vectors to f32, like the model's own). Blocks built earlier keep the
-  // tensor they were given until they are swapped out.
+  // Adds or replaces a weight in place (matrices converted to [runtime] weight_dtype,
+  // vectors to f32, like the model's own). Blocks built earlier keep the tensor they
+  // were given until they are swapped out.
   void add_weights(const std::string& name, Tensor t);
 
   // Keeps cache rows first_row + keep[i] (ascending, i < n_keep) of a slot, moved

@@ -5,6 +5,7 @@
 
 #include <tessera/abi.h>
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/weight_plan.hpp>
 #include <tessera/engine/weights.hpp>
 #include <tessera/text/tokenizer.hpp>
 
@@ -51,11 +52,14 @@ struct HfWriteResult {
   std::string tokenizer_note;        // why a tokenizer was not written; empty otherwise
 };
 
-// Checks everything (the config can express the manifest, every tensor the blocks need is
-// present with its shape and a float dtype) before writing, writes into a staging folder next
-// to `folder` and renames it into place, so that a failure leaves no half-written model.
-// Throws ModelError naming the layer or tensor.
-HfWriteResult write_hf_model(const std::filesystem::path& folder, const Manifest& manifest,
+// Writes the model `plan` describes (plan_weights of its manifest): checks everything (the
+// config can express the manifest, every tensor the blocks declare is present with its
+// declared shape and a float dtype) before writing, writes into a staging folder next to
+// `folder` and renames it into place, so that a failure leaves no half-written model. A
+// block whose weights have a prefix of their own (a variant) is written under its layer's
+// usual names. Throws ModelError naming the layer or tensor, and for a block that declares
+// nothing (its provider has no describe).
+HfWriteResult write_hf_model(const std::filesystem::path& folder, const WeightPlan& plan,
                              const WeightStore& weights, const HfWriteOptions& options = {});
 
 // The dtype written as torch_dtype and used when options.dtype is unset: that of the embedding.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/weights.hpp>
 #include <tessera/text/tokenizer.hpp>
 
@@ -33,7 +34,9 @@ struct LoadedModel {
   // Complete: every layer's blocks, the global shape, runtime defaults. Its [weights] section
   // points back at the source (format "gguf" / "hf" / "safetensors" / "random").
   Manifest manifest;
-  WeightStore weights;  // Hugging Face names, f32/f16/bf16 (quantised GGUF tensors dequantised)
+  // Hugging Face names, f32/f16/bf16 (quantised GGUF tensors dequantised); empty for a manifest
+  // with random weights, which Model draws from what the blocks declare.
+  WeightStore weights;
   std::shared_ptr<const Tokenizer> tokenizer;  // null when the source has none
   std::string chat_template;                   // the model's Jinja template text; may be empty
   // Why `tokenizer` is null (no tokenizer data, or one Tessera cannot use); empty otherwise.
@@ -58,8 +61,10 @@ WeightStore load_gguf_weights(const std::filesystem::path& path);
 WeightStore load_hf_weights(const std::filesystem::path& path);
 
 // The weights the manifest asks for: "safetensors" reads m.weights.path, "gguf" and "hf" the file
-// or folder it names, "random" calls init_random_weights(m, m.weights.seed). Throws ModelError
-// otherwise.
-WeightStore load_weights(const Manifest& m);
+// or folder it names. "random" draws what the blocks declare, so it needs their plugins: with
+// a registry, init_random_weights(m, *registry, m.weights.seed); without one, an empty store
+// that Model fills when it is built (what open_model gives for such a manifest). Throws
+// ModelError for any other format.
+WeightStore load_weights(const Manifest& m, const PluginRegistry* registry = nullptr);
 
 }  // namespace tessera

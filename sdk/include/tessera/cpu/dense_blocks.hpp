@@ -4,6 +4,9 @@
 //   struct LinearAttention : tessera::cpu::LinearBlock {
 //     explicit LinearAttention(const ts_block_config& c)
 //         : LinearBlock(c, "attention linear", "linear_attn.weight") {}
+//     static sdk::BlockLayout describe(const ts_block_config& c) {
+//       return layout(c, "linear_attn.weight");
+//     }
 //   };
 #pragma once
 
@@ -42,6 +45,29 @@ class LinearBlock {
              .col_slice(cols_.begin, cols_.end);
   }
 
+  // What a block reading `weight_name` declares: one [hidden, hidden] matrix whose input
+  // columns are split over the ranks, and no cache.
+  static sdk::BlockLayout layout(const ts_block_config& config, const char* weight_name) {
+    if (config.hidden <= 0)
+      throw std::invalid_argument(std::string(weight_name) +
+                                  ": hidden size must be positive, got " +
+                                  std::to_string(config.hidden));
+    sdk::BlockLayout out;
+    out.weights = {{weight_name, {config.hidden, config.hidden}, TS_SPLIT_COLUMNS}};
+    return out;
+  }
+
+  // The cpu, f32 activations, and at least one column per rank.
+  static void supports(const ts_block_config& config) {
+    const std::string label = block_label(config, "linear block");
+    check_block_config(config, label);
+    int32_t rank = 0, world = 1;
+    comm_rank_world(config, label, rank, world);
+    if (config.hidden < world)
+      throw sdk::Unsupported(label + ": hidden size " + std::to_string(config.hidden) +
+                             " cannot be split over " + std::to_string(world) + " ranks");
+  }
+
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
@@ -73,6 +99,17 @@ class NoopBlock {
   NoopBlock(const ts_block_config& config, const char* kind_and_name)
       : label_(block_label(config, kind_and_name)), hidden_(config.hidden) {
     check_block_config(config, label_);
+  }
+
+  // No weights, no cache: an identity.
+  static sdk::BlockLayout describe(const ts_block_config&) {
+    sdk::BlockLayout out;
+    out.flags = TS_BLOCK_IDENTITY;
+    return out;
+  }
+
+  static void supports(const ts_block_config& config) {
+    check_block_config(config, block_label(config, "noop block"));
   }
 
   ts_block_info info() const {

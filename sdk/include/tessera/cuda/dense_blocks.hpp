@@ -30,6 +30,23 @@ class LinearBlock {
     gemm_ = std::make_unique<Gemm>();  // after the checks: it needs the device
   }
 
+  // What a block reading `weight_name` declares: one [hidden, hidden] matrix (the CUDA
+  // blocks do not shard; the split is the kind's, as on the cpu) and no cache.
+  static sdk::BlockLayout layout(const ts_block_config& config, const char* weight_name) {
+    if (config.hidden <= 0)
+      throw std::invalid_argument(std::string(weight_name) +
+                                  ": hidden size must be positive, got " +
+                                  std::to_string(config.hidden));
+    sdk::BlockLayout out;
+    out.kv_dtype = TS_BF16;
+    out.weights = {{weight_name, {config.hidden, config.hidden}, TS_SPLIT_COLUMNS}};
+    return out;
+  }
+
+  static void supports(const ts_block_config& config) {
+    check_block_config(config, block_label(config, "linear block"));
+  }
+
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
@@ -73,6 +90,18 @@ class NoopBlock {
         device_(config.device_index),
         hidden_(config.hidden) {
     check_block_config(config, label_);
+  }
+
+  // No weights, no cache: an identity.
+  static sdk::BlockLayout describe(const ts_block_config&) {
+    sdk::BlockLayout out;
+    out.flags = TS_BLOCK_IDENTITY;
+    out.kv_dtype = TS_BF16;
+    return out;
+  }
+
+  static void supports(const ts_block_config& config) {
+    check_block_config(config, block_label(config, "noop block"));
   }
 
   ts_block_info info() const {
