@@ -57,7 +57,7 @@ const std::vector<int32_t> kPrompt{1, 17, 42, 99, 5, 0, 63, 100, 8, 23};
 TEST(CPlugin, PinnedBlocksEqualTheCppBlocks) {
   const Manifest cxx = hetero_manifest();
   const Manifest c = parse_manifest(c_manifest_text(), "c.toml", ".");
-  const WeightStore weights = init_random_weights(cxx, 7);
+  const WeightStore weights = init_random_weights(cxx, plugins(), 7);
   {
     ThreadPool pool(1);
     Model model(c, registry_with_c(), weights, pool);
@@ -74,7 +74,7 @@ TEST(CPlugin, PinnedBlocksEqualTheCppBlocks) {
 
 TEST(CPlugin, ShardsOverTwoRanks) {
   const Manifest cxx = hetero_manifest();
-  const WeightStore weights = init_random_weights(cxx, 7);
+  const WeightStore weights = init_random_weights(cxx, plugins(), 7);
   const std::vector<float> want = logits_of(cxx, weights, kPrompt);
   std::vector<std::vector<float>> got(2);
   std::vector<std::string> errors(2);
@@ -98,10 +98,11 @@ TEST(CPlugin, ShardsOverTwoRanks) {
   }
 }
 
-TEST(CPlugin, ErrorsReachTheHostAsMessages) {
-  // A weight of the wrong shape: the C plugin names the block, the weight and both shapes.
+TEST(CPlugin, ItsDeclarationsAndErrorsReachTheHost) {
+  // A weight of the wrong shape: the host checks it against what the C plugin declared
+  // (describe, written in C) before the block is made, naming both shapes and the block.
   const Manifest c = parse_manifest(c_manifest_text(), "c.toml", ".");
-  WeightStore weights = init_random_weights(hetero_manifest(), 7);
+  WeightStore weights = init_random_weights(hetero_manifest(), plugins(), 7);
   weights.add("model.layers.0.mlp.gate_proj.weight", Tensor({96, 32}, TS_F32));
   ThreadPool pool(1);
   try {
@@ -109,8 +110,26 @@ TEST(CPlugin, ErrorsReachTheHostAsMessages) {
     FAIL() << "a gate_proj of the wrong shape was accepted";
   } catch (const Error& e) {
     const std::string message = e.what();
-    EXPECT_NE(message.find("fixture-c layer 0 ffn swiglu"), std::string::npos) << message;
-    EXPECT_NE(message.find("'gate_proj.weight' has ndim 2 and shape [96, 32], expected [96, 64]"),
+    EXPECT_NE(message.find("has shape [96, 32]; expected [96, 64], as layer 0 ffn swiglu "
+                           "(tessera-fixture-c)"),
+              std::string::npos)
+        << message;
+  }
+  // A parameter the C plugin refuses: its own message, behind the block's manifest place.
+  const Manifest bad =
+      parse_manifest(replace_all(c_manifest_text(),
+                                 "ffn = { kind = \"swiglu\", plugin = \"tessera-fixture-c\" }\n\n"
+                                 "[[layers]]\nrange = \"1\"",
+                                 "ffn = { kind = \"swiglu\", plugin = \"tessera-fixture-c\", "
+                                 "intermediate_size = -5 }\n\n[[layers]]\nrange = \"1\""),
+                     "bad.toml", ".");
+  try {
+    Model model(bad, registry_with_c(), weights, pool);
+    FAIL() << "intermediate_size -5 was accepted";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("bad.toml:"), std::string::npos) << message;
+    EXPECT_NE(message.find("fixture-c swiglu: intermediate_size must be positive, got -5"),
               std::string::npos)
         << message;
   }

@@ -33,7 +33,7 @@ class GeneratorBatchTest : public ::testing::Test {
  protected:
   GeneratorBatchTest()
       : manifest(hetero_manifest("{ kind = \"swiglu\" }", true, 40)),
-        weights(init_random_weights(manifest, 11)),
+        weights(init_random_weights(manifest, plugins(), 11)),
         model(manifest, plugins(), weights, test_pool(), four_slots()) {}
 
   static GenerateOptions decoding(const std::string& kind, int32_t max_new,

@@ -151,7 +151,7 @@ void expect_same_as_one_rank(const RankOutput& one, const std::vector<RankOutput
 
 TEST(ModelSharded, TwoRanksFromTheManifestEqualOneRank) {
   const Manifest single = hetero_manifest();
-  const WeightStore weights = init_random_weights(single, 7);
+  const WeightStore weights = init_random_weights(single, plugins(), 7);
   const RankOutput one = run_model(single, weights);
   const std::vector<RankOutput> ranks = run_ranks(2, [&](int rank) {
     const Manifest m = parse_manifest(
@@ -164,7 +164,7 @@ TEST(ModelSharded, TwoRanksFromTheManifestEqualOneRank) {
 // The same through ModelOptions::comm, from a communicator the caller makes.
 TEST(ModelSharded, ThreeRanksFromCallerCommunicatorsEqualOneRank) {
   const Manifest single = parse_manifest(three_way_manifest_text(), "three.toml", ".");
-  const WeightStore weights = init_random_weights(single, 5);
+  const WeightStore weights = init_random_weights(single, plugins(), 5);
   const RankOutput one = run_model(single, weights);
   const std::vector<RankOutput> ranks = run_ranks(3, [&](int rank) {
     BlockSpec spec;
@@ -182,7 +182,7 @@ TEST(ModelSharded, ThreeRanksFromCallerCommunicatorsEqualOneRank) {
 TEST(ModelSharded, ShapesThatCannotBeSplitAreRefusedOnEveryRank) {
   // Four query heads do not split over three ranks.
   const Manifest single = hetero_manifest();
-  const WeightStore weights = init_random_weights(single, 7);
+  const WeightStore weights = init_random_weights(single, plugins(), 7);
   const std::vector<RankOutput> ranks = run_ranks(3, [&](int rank) {
     const Manifest m = parse_manifest(
         with_parallel(hetero_manifest_text(), 3, rank, "model-unsplittable"), "three.toml", ".");

@@ -35,6 +35,28 @@ std::unique_ptr<PluginRegistry> registry_with_decliners(
   return registry;
 }
 
+// Two layers of gqa + swiglu: what a registry without the CPU FFN plugin can plan.
+Manifest swiglu_manifest() {
+  return parse_manifest(R"([model]
+hidden_size = 32
+num_layers = 2
+num_heads = 2
+num_kv_heads = 1
+intermediate_size = 48
+vocab_size = 50
+
+[weights]
+format = "random"
+seed = 3
+
+[[layers]]
+range = "0-1"
+attention = { kind = "gqa" }
+ffn = { kind = "swiglu" }
+)",
+                        "swiglu-test.toml", ".");
+}
+
 template <class F>
 std::string plugin_error_of(F&& f) {
   try {
@@ -57,7 +79,7 @@ TEST(ProviderChoice, DeclinersOutbidTheCpuPluginAndAreSkipped) {
   EXPECT_EQ(ranked[2].plugin_name(), "tessera-ffn-cpu");
 
   const Manifest manifest = hetero_manifest();
-  const WeightStore weights = init_random_weights(manifest, 7);
+  const WeightStore weights = init_random_weights(manifest, plugins(), 7);
   Model chosen(manifest, registry, weights, test_pool());
   Model plain(manifest, plugins(), weights, test_pool());
   for (int32_t layer = 0; layer < manifest.model.num_layers; ++layer) {
@@ -71,20 +93,20 @@ TEST(ProviderChoice, DeclinersOutbidTheCpuPluginAndAreSkipped) {
 TEST(ProviderChoice, EveryCandidateDecliningIsAnErrorListingEachReason) {
   const auto owned = registry_with_decliners({"ffn-cpu"});
   const PluginRegistry& registry = *owned;
-  const Manifest manifest = hetero_manifest();
-  const WeightStore weights = init_random_weights(manifest, 7);
+  const Manifest manifest = swiglu_manifest();
+  const WeightStore weights = init_random_weights(manifest, plugins(), 7);
   const std::string message =
       plugin_error_of([&] { Model model(manifest, registry, weights, test_pool()); });
   // Layer 0's FFN is the first swiglu built; the message names it, its manifest line and
   // both providers with the reason each gave for this block's own parameters.
-  EXPECT_NE(message.find("layer 0 ffn 'swiglu' (hetero-test.toml:"), std::string::npos) << message;
+  EXPECT_NE(message.find("layer 0 ffn 'swiglu' (swiglu-test.toml:"), std::string::npos) << message;
   EXPECT_NE(message.find("all 2 providers declined it"), std::string::npos) << message;
   EXPECT_NE(message.find("fixture-declines-supports ("), std::string::npos) << message;
-  EXPECT_NE(message.find("supports declines (fixture): layer 0, intermediate_size 96"),
+  EXPECT_NE(message.find("supports declines (fixture): layer 0, intermediate_size 48"),
             std::string::npos)
       << message;
   EXPECT_NE(message.find("fixture-declines-create ("), std::string::npos) << message;
-  EXPECT_NE(message.find("create declines (fixture): layer 0, intermediate_size 96"),
+  EXPECT_NE(message.find("create declines (fixture): layer 0, intermediate_size 48"),
             std::string::npos)
       << message;
   EXPECT_EQ(message.find("must not be reached"), std::string::npos) << message;
@@ -95,7 +117,7 @@ TEST(ProviderChoice, APinnedPluginThatDeclinesHasNoFallback) {
   const PluginRegistry& registry = *owned;
   const Manifest manifest =
       hetero_manifest("{ kind = \"swiglu\", plugin = \"fixture-declines-create\" }");
-  const WeightStore weights = init_random_weights(manifest, 7);
+  const WeightStore weights = init_random_weights(hetero_manifest(), plugins(), 7);
   const std::string message =
       plugin_error_of([&] { Model model(manifest, registry, weights, test_pool()); });
   EXPECT_NE(message.find("layer 2 ffn 'swiglu'"), std::string::npos) << message;

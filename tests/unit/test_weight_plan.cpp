@@ -166,7 +166,7 @@ TEST(WeightPlan, KvHeadsArePerRankAndSplitsThatDoNotFitDecline) {
   comm.world = 3;
   comm.rank = 0;
   const std::string message = error_of([&] { (void)plan_weights(m, plugins(), options); });
-  EXPECT_HAS(message, "layer 0 attention 'gqa' (plan.toml:17:13): all 1 providers declined it");
+  EXPECT_HAS(message, "layer 0 attention 'gqa' (plan.toml:17:13): its only provider declined it");
   EXPECT_HAS(message, "num_heads 4 cannot be split over 3 ranks");
 }
 

@@ -202,10 +202,10 @@ std::vector<ProviderRef> block_candidates(const PluginRegistry& registry, int32_
 
 void throw_all_declined(int32_t layer, ts_kind kind, const BlockSpec& spec, size_t candidates,
                         const std::vector<std::string>& declined) {
-  std::string message = owner_text(layer, kind) + " '" + spec.kind + "'" + location_suffix(spec) +
-                        (candidates == 1 ? ": its only provider declined it:"
-                                         : ": all " + std::to_string(candidates) +
-                                               " providers declined it:");
+  std::string message =
+      owner_text(layer, kind) + " '" + spec.kind + "'" + location_suffix(spec) +
+      (candidates == 1 ? ": its only provider declined it:"
+                       : ": all " + std::to_string(candidates) + " providers declined it:");
   for (const std::string& d : declined) message += "\n  " + d;
   throw PluginError(message);
 }

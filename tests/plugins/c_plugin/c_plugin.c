@@ -218,6 +218,59 @@ static int create_block(const ts_block_config* config, enum block_type type, con
   return TS_OK;
 }
 
+/* One declared weight: block-local name, unsharded [rows, cols], its split over ranks. */
+static void declare(ts_block_layout* out, int32_t index, const char* name, int64_t rows,
+                    int64_t cols, int32_t split) {
+  if (index >= out->capacity || out->weights == NULL) return; /* the host asks again */
+  ts_weight_decl* d = &out->weights[index];
+  memset(d, 0, sizeof(*d));
+  snprintf(d->name, sizeof(d->name), "%s", name);
+  d->ndim = 2;
+  d->shape[0] = rows;
+  d->shape[1] = cols;
+  d->dtypes = 0; /* f32, f16 and bf16: load_weight converts */
+  d->split = split;
+  d->init = TS_INIT_LINEAR;
+}
+
+/* What a block of this configuration reads (ts_block_vtable.describe): no KV cache. */
+static int describe_block(const ts_block_config* config, enum block_type type, ts_block_layout* out,
+                          ts_error* err) {
+  const int64_t h = config->hidden;
+  out->flags = 0;
+  out->kv_heads = 0;
+  out->head_dim = 0;
+  out->kv_dtype = TS_F32;
+  if (h <= 0)
+    return fail(err, TS_ERROR, "fixture-c: hidden size must be positive, got %lld", (long long)h);
+  if (type == SWIGLU) {
+    int64_t inter = 0;
+    const int status =
+        get_int(&config->params, "intermediate_size", &inter, "fixture-c swiglu", err);
+    if (status != TS_OK) return status;
+    if (inter <= 0)
+      return fail(err, TS_ERROR, "fixture-c swiglu: intermediate_size must be positive, got %lld",
+                  (long long)inter);
+    out->n_weights = 3;
+    declare(out, 0, "gate_proj.weight", inter, h, TS_SPLIT_ROWS);
+    declare(out, 1, "up_proj.weight", inter, h, TS_SPLIT_ROWS);
+    declare(out, 2, "down_proj.weight", h, inter, TS_SPLIT_COLUMNS);
+  } else {
+    out->n_weights = 1;
+    declare(out, 0, config->kind == TS_KIND_ATTENTION ? "linear_attn.weight" : "linear_mlp.weight",
+            h, h, TS_SPLIT_COLUMNS);
+  }
+  return TS_OK;
+}
+
+static int describe_swiglu(const ts_block_config* config, ts_block_layout* out, ts_error* err) {
+  return describe_block(config, SWIGLU, out, err);
+}
+
+static int describe_linear(const ts_block_config* config, ts_block_layout* out, ts_error* err) {
+  return describe_block(config, LINEAR, out, err);
+}
+
 static int create_swiglu(const ts_block_config* config, void** self, ts_error* err) {
   return create_block(config, SWIGLU, "ffn swiglu", self, err);
 }
@@ -312,19 +365,14 @@ static int block_forward(void* self, const ts_block_io* io, ts_error* err) {
 /* -------------------------------------------------------------- descriptor */
 
 static const ts_block_vtable swiglu_vtable = {
-    sizeof(ts_block_vtable),
-    create_swiglu,
-    destroy_block,
-    block_info,
-    block_forward,
-    NULL, /* compact_kv: no cache */
-    NULL, /* describe: optional */
-    NULL  /* supports: optional */
+    sizeof(ts_block_vtable), create_swiglu, destroy_block, block_info,
+    block_forward,           NULL, /* compact_kv: no cache */
+    describe_swiglu,         NULL  /* supports: optional; create declines what it cannot run */
 };
 
 static const ts_block_vtable linear_vtable = {
-    sizeof(ts_block_vtable), create_linear, destroy_block, block_info,
-    block_forward,           NULL,          NULL,          NULL};
+    sizeof(ts_block_vtable), create_linear, destroy_block,   block_info,
+    block_forward,           NULL,          describe_linear, NULL};
 
 static const ts_provider providers[] = {
     {sizeof(ts_provider), TS_KIND_FFN, "swiglu", TS_DEVICE_CPU, NULL, &swiglu_vtable},
