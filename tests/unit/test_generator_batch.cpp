@@ -25,7 +25,7 @@ std::string error_of(F&& f) {
 
 ModelOptions four_slots() {
   ModelOptions options;
-  options.max_seqs = 4;
+  options.slots = 4;
   return options;
 }
 

@@ -78,7 +78,7 @@ TEST_F(ModelTest, TwoSequencesInOneBatchEqualEachAlone) {
   const std::vector<int32_t> a{4, 8, 15, 16, 23, 42};
   const std::vector<int32_t> b{7, 7, 30};
   ModelOptions options;
-  options.max_seqs = 3;
+  options.slots = 3;
   Model model = make(options);
   // Give slot 2 a history first so the sequences have different cached lengths.
   run_logits(model, one_sequence({9, 10}, 2));
@@ -104,7 +104,7 @@ TEST_F(ModelTest, TwoSequencesInOneBatchEqualEachAlone) {
 
 TEST_F(ModelTest, LastOnlyEqualsLastRowsOfFullOutput) {
   ModelOptions options;
-  options.max_seqs = 2;
+  options.slots = 2;
   ForwardBatch batch;
   batch.slots = {0, 1};
   batch.offsets = {0, 7, 10};
@@ -149,7 +149,7 @@ TEST_F(ModelTest, LayerByLayerEqualsForward) {
 TEST_F(ModelTest, KvCacheOnlyForGqaLayers) {
   ModelOptions options;
   options.capacity = 32;
-  options.max_seqs = 2;
+  options.slots = 2;
   Model model = make(options);
   KvCache& kv = model.kv_cache();
   EXPECT_EQ(kv.capacity(), 32);
@@ -198,7 +198,7 @@ TEST_F(ModelTest, SwapAttentionResizesCacheAndResetsLengths) {
   const std::vector<float> expected = run_logits(expected_model, one_sequence(prompt));
 
   ModelOptions options;
-  options.max_seqs = 2;
+  options.slots = 2;
   Model model = make(options);
   run_logits(model, one_sequence(prompt, 0));
   run_logits(model, one_sequence({1, 2, 3}, 1));
@@ -400,7 +400,7 @@ TEST_F(ModelTest, CapacityOverflowNamesTheNumbers) {
 
 TEST_F(ModelTest, MalformedBatchesAreRefused) {
   ModelOptions options;
-  options.max_seqs = 2;
+  options.slots = 2;
   Model model = make(options);
   ForwardBatch b = one_sequence({1, 2});
   b.slots = {5};

@@ -92,7 +92,7 @@ RankOutput run_model(const Manifest& manifest, const WeightStore& weights,
   RankOutput out;
   ThreadPool pool(1);
   ModelOptions options;
-  options.max_seqs = 2;
+  options.slots = 2;
   options.comm = comm;
   Model model(manifest, plugins(), weights, pool, options);
   out.kv_heads = model.kv_cache().layer_shape(0).kv_heads;

@@ -172,7 +172,7 @@ std::vector<GenerateResult> Generator::generate_batch(
   if (sequences.empty()) throw Error("generate: no sequences; expected at least one");
   if (sequences.size() > static_cast<size_t>(slots))
     throw Error("generate: " + std::to_string(sequences.size()) + " sequences but the model has " +
-                std::to_string(slots) + " slots (ModelOptions::max_seqs)");
+                std::to_string(slots) + " slots (ModelOptions::slots)");
   const size_t n = sequences.size();
   for (size_t i = 0; i < n; ++i) {
     const SequenceRequest& r = sequences[i];
@@ -180,7 +180,7 @@ std::vector<GenerateResult> Generator::generate_batch(
     if (r.slot < 0 || r.slot >= slots)
       throw Error("generate" + which + ": slot " + std::to_string(r.slot) +
                   " is out of range; the model has " + std::to_string(slots) +
-                  " slots (ModelOptions::max_seqs)");
+                  " slots (ModelOptions::slots)");
     for (size_t j = 0; j < i; ++j)
       if (sequences[j].slot == r.slot)
         throw Error("generate: sequences " + std::to_string(j) + " and " + std::to_string(i) +

@@ -302,8 +302,8 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   if (manifest_.layers.size() != static_cast<size_t>(spec.num_layers))
     throw Error(name + ": " + std::to_string(manifest_.layers.size()) +
                 " layer entries, expected num_layers = " + std::to_string(spec.num_layers));
-  if (options_.max_seqs < 1)
-    throw Error("model options: max_seqs is " + std::to_string(options_.max_seqs) +
+  if (options_.slots < 1)
+    throw Error("model options: slots is " + std::to_string(options_.slots) +
                 ", expected at least 1");
   if (options_.capacity < 0)
     throw Error("model options: capacity is " + std::to_string(options_.capacity) +
@@ -366,7 +366,7 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
     im.ffn.push_back(im.build(*this, layer, TS_KIND_FFN, ls.ffn));
     im.kv_shapes.push_back(im.attention.back().kv);
   }
-  kv_ = KvCache(im.kv_shapes, options_.max_seqs, capacity);
+  kv_ = KvCache(im.kv_shapes, options_.slots, capacity);
 }
 
 Model::~Model() = default;

@@ -17,7 +17,7 @@
 namespace tessera {
 
 struct ModelOptions {
-  int32_t max_seqs = 1;           // KV-cache slots
+  int32_t slots = 1;              // KV-cache slots: sequences that can run at once
   int32_t capacity = 0;           // tokens per slot; 0: manifest's max_seq_len
   const ts_comm* comm = nullptr;  // NULL: unsharded (rank 0 of 1)
 };
@@ -87,7 +87,7 @@ class Model {
   void compact_kv(int32_t slot, int32_t first_row, const int32_t* keep, int32_t n_keep);
 
   int32_t capacity() const { return kv_.capacity(); }
-  int32_t max_seqs() const { return options_.max_seqs; }
+  int32_t slots() const { return options_.slots; }
 
   // Clears a slot's cached tokens.
   void reset(int32_t slot);
