@@ -117,6 +117,17 @@ inline const PluginRegistry& fixture_plugins() {
   return *registry;
 }
 
+// The message of what f throws, or "<no exception>".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
 inline ThreadPool& test_pool() {
   static ThreadPool pool(2);
   return pool;

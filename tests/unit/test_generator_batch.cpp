@@ -13,16 +13,6 @@
 namespace tessera::test {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
 ModelOptions four_slots() {
   ModelOptions options;
   options.slots = 4;

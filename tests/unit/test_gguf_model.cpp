@@ -33,16 +33,6 @@ const fs::path kLlamaHf = kData / "tiny_llama_hf.safetensors-fixture";
 const fs::path kDeci = kData / "tiny_deci.gguf-fixture";
 const fs::path kDeciHf = kData / "tiny_deci_hf.safetensors-fixture";
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
 #define EXPECT_HAS(haystack, needle) \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
 

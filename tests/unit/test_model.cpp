@@ -15,16 +15,6 @@ namespace {
 // summation order, which stays far below this.
 constexpr float kTolerance = 2e-4f;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
 class ModelTest : public ::testing::Test {
  protected:
   ModelTest() : manifest(hetero_manifest()), weights(init_random_weights(manifest, plugins(), 7)) {}
