@@ -14,6 +14,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <type_traits>
+#include <variant>
 
 #include "commands.hpp"
 #include "setup.hpp"
@@ -76,7 +79,28 @@ std::string block_text(const Manifest& m, const BlockSpec& block) {
   } else if (block.kind == "swiglu") {
     add_int("intermediate_size");
   } else if (block.kind != "linear" && block.kind != "noop") {
-    for (const Param& p : block.params.items()) text += " " + p.key;  // a plugin's own kind
+    // A plugin's own kind: the parameters its block table gives, as written.
+    for (const Param& p : block.params.items()) {
+      text += " " + p.key + "=";
+      std::visit(
+          [&text](const auto& v) {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::string>) {
+              text += "\"" + v + "\"";
+            } else if constexpr (std::is_same_v<T, bool>) {
+              text += v ? "true" : "false";
+            } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+              std::string list;
+              for (const int64_t i : v) list += (list.empty() ? "" : ",") + std::to_string(i);
+              text += "[" + list + "]";
+            } else {
+              std::ostringstream number;
+              number << v;
+              text += number.str();
+            }
+          },
+          p.value);
+    }
   }
   if (!block.plugin.empty()) text += " (plugin " + block.plugin + ")";
   return text;
