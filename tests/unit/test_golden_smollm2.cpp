@@ -113,7 +113,8 @@ test::GoldenCase shortened(test::GoldenCase c, size_t tokens) {
     c.greedy.resize(tokens);
     c.margins.resize(tokens);
   }
-  if (c.top5.size() > tokens + 1) c.top5.resize(tokens + 1);
+  // Steps 0..tokens, tokens + 1 of them (compared without adding, so SIZE_MAX keeps all).
+  if (c.top5.size() > tokens && c.top5.size() - tokens > 1) c.top5.resize(tokens + 1);
   return c;
 }
 
@@ -148,6 +149,8 @@ void run_golden_cases(const LoadedModel& loaded, const json& golden,
   test::print_golden_summary(label, stats, tolerance);
   std::printf("%s: %.1f s for %zu cases\n", label, seconds, n_cases);
   EXPECT_EQ(stats.cases_completed, static_cast<int>(n_cases));
+  // Every case recorded top-5 logits at steps 0..8: a run that compared none checked nothing.
+  EXPECT_GE(stats.logits_compared, static_cast<int64_t>(5 * n_cases));
 }
 
 TEST_F(GoldenSmolLM2, GreedyTokensAndTopLogitsMatch) {
