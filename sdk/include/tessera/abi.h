@@ -31,7 +31,8 @@ extern "C" {
  * blocks may describe their weights and the cache they need (describe) and say
  * whether they can be built (supports); decode requests address cache slots. */
 #define TS_ABI_MAJOR 2
-#define TS_ABI_MINOR 0
+/* 2.1: training: a block may offer forward_train, backward and train_workspace. */
+#define TS_ABI_MINOR 1
 #define TS_PLUGIN_ENTRY "tessera_plugin"
 
 #if defined(_WIN32)
@@ -269,8 +270,47 @@ typedef struct ts_block_io {
   const ts_tensor* x; /* [n_tokens, hidden], already normalised by the host */
   ts_tensor* y;       /* [n_tokens, hidden], the block's contribution to the residual */
   const ts_batch* batch;
-  ts_kv_layer* kv; /* NULL when info.kv_heads == 0 */
+  /* NULL when info.kv_heads == 0, and (2.1) for a cache-free run of an attention
+   * block: each sequence of the batch is then whole, its tokens attend causally
+   * (or by its tree mask) among themselves only, and nothing is cached. Training
+   * and scoring run this way. */
+  ts_kv_layer* kv;
 } ts_block_io;
+
+/* ------------------------------------------------------- training (ABI 2.1) */
+
+/* What a training forward keeps for backward (the run's activation policy). */
+typedef enum ts_recompute {
+  TS_RECOMPUTE_NONE = 0, /* keep every activation backward needs */
+  TS_RECOMPUTE_CORE = 1, /* keep the projections, recompute the attention core (scores,
+                          * softmax, the sum over V) in backward: Megatron's selective
+                          * recomputation; blocks without such a core keep everything */
+  TS_RECOMPUTE_ALL = 2   /* keep nothing: backward recomputes the block from x */
+} ts_recompute;
+
+/* Host-owned f32 gradient buffers of one block's weights, by the block-local names
+ * it declared (ts_weight_decl.name). get fills `out` with the buffer of `name`,
+ * shaped as the tensor ts_weights.get gave the block; the block adds its gradient
+ * into it (+=, so that the host can accumulate over micro-batches). TS_OK with
+ * out->data NULL means the weight is frozen: compute nothing for it. */
+typedef struct ts_grads {
+  void* ctx;
+  int (*get)(void* ctx, const char* name, ts_tensor* out, ts_error* err);
+} ts_grads;
+
+typedef struct ts_backward_io {
+  uint32_t struct_size;
+  const ts_tensor* x;      /* [n_tokens, hidden]: the input forward_train saw */
+  const ts_tensor* grad_y; /* [n_tokens, hidden]: d loss / d y */
+  /* [n_tokens, hidden]: d loss / d x, written (not added) and complete (summed over
+   * the ranks of config->comm by the block); NULL when nothing upstream trains, so
+   * the block may skip it. */
+  ts_tensor* grad_x;
+  const ts_batch* batch; /* as forward_train's: whole sequences, no cache */
+  void* workspace;       /* what forward_train kept; backward may overwrite it */
+  int32_t recompute;     /* ts_recompute, as forward_train's */
+  const ts_grads* grads;
+} ts_backward_io;
 
 typedef struct ts_block_vtable {
   uint32_t struct_size;
@@ -295,6 +335,19 @@ typedef struct ts_block_vtable {
    * machine (config->weights is NULL); TS_UNSUPPORTED with the reason when not,
    * so that the host picks another provider before loading anything. */
   int (*supports)(const ts_block_config* config, ts_error* reason);
+
+  /* ABI 2.1, optional, all three or none: training. A block without them cannot be
+   * trained (the host says so, naming the layer, the kind and the plugin). */
+  /* Bytes of workspace forward_train keeps for this batch under `recompute`. */
+  int (*train_workspace)(void* self, const ts_batch* batch, int32_t recompute, uint64_t* bytes,
+                         ts_error* err);
+  /* As forward with io->kv NULL (whole causal sequences), also keeping in `workspace`
+   * (host-owned, train_workspace bytes, 64-byte aligned) what backward needs. */
+  int (*forward_train)(void* self, const ts_block_io* io, int32_t recompute, void* workspace,
+                       ts_error* err);
+  /* Given d loss / d y: d loss / d x into io->grad_x, and the weights' gradients added
+   * into io->grads. Gradients do not depend on `recompute`. */
+  int (*backward)(void* self, const ts_backward_io* io, ts_error* err);
 } ts_block_vtable;
 
 /* ---------------------------------------------------------------- decoders */

@@ -9,6 +9,10 @@
 //     // and a check that throws sdk::Unsupported when this machine cannot build it.
 //     static tessera::sdk::BlockLayout describe(const ts_block_config& config);
 //     static void supports(const ts_block_config& config);
+//     // Optional (ABI 2.1), all three or none: training.
+//     uint64_t train_workspace(const ts_batch& batch, ts_recompute recompute);
+//     void forward_train(const ts_block_io& io, ts_recompute recompute, void* workspace);
+//     void backward(const ts_backward_io& io);
 //   };
 //   static const ts_block_vtable kVtable = tessera::sdk::block_vtable<MyBlock>();
 //   static const ts_provider kProviders[] = {
@@ -250,6 +254,36 @@ inline void write_layout(const BlockLayout& layout, ts_block_layout& out) {
   }
 }
 
+// ---------------------------------------------------------------- training
+
+// A ts_recompute from the host, checked.
+inline ts_recompute recompute_policy(int32_t value) {
+  if (value < TS_RECOMPUTE_NONE || value > TS_RECOMPUTE_ALL)
+    throw std::invalid_argument("recompute policy " + std::to_string(value) +
+                                " is not one of 0 (none), 1 (core), 2 (all)");
+  return static_cast<ts_recompute>(value);
+}
+
+// The f32 gradient buffer of a declared weight, checked against the weight's shape;
+// data NULL when the weight is frozen.
+inline ts_tensor get_grad(const ts_grads* grads, const std::string& name,
+                          std::initializer_list<int64_t> shape) {
+  if (grads == nullptr || grads->get == nullptr)
+    throw std::invalid_argument("no gradient buffers were given for '" + name + "'");
+  ts_tensor t{};
+  ts_error err{};
+  if (grads->get(grads->ctx, name.c_str(), &t, &err) != TS_OK)
+    throw std::runtime_error(err.message);
+  if (t.data == nullptr) return t;  // frozen
+  bool ok = t.dtype == TS_F32 && t.ndim == static_cast<int32_t>(shape.size());
+  int32_t d = 0;
+  for (int64_t s : shape) ok = ok && t.shape[d++] == s;
+  if (!ok)
+    throw std::invalid_argument("gradient of '" + name + "' is " + std::string(dtype_name(t.dtype)) +
+                                " " + shape_string(t) + "; expected f32 of the weight's shape");
+  return t;
+}
+
 // ---------------------------------------------------------------- vtables
 
 template <class T, class = void>
@@ -262,6 +296,17 @@ template <class T, class = void>
 struct has_supports : std::false_type {};
 template <class T>
 struct has_supports<T, std::void_t<decltype(T::supports(std::declval<const ts_block_config&>()))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct has_training : std::false_type {};
+template <class T>
+struct has_training<
+    T, std::void_t<decltype(std::declval<T&>().train_workspace(std::declval<const ts_batch&>(),
+                                                               TS_RECOMPUTE_NONE)),
+                   decltype(std::declval<T&>().forward_train(std::declval<const ts_block_io&>(),
+                                                             TS_RECOMPUTE_NONE, nullptr)),
+                   decltype(std::declval<T&>().backward(std::declval<const ts_backward_io&>()))>>
     : std::true_type {};
 
 template <class T, class = void>
@@ -303,6 +348,23 @@ ts_block_vtable block_vtable() {
   if constexpr (has_supports<Block>::value) {
     v.supports = [](const ts_block_config* config, ts_error* reason) {
       return guard(reason, [&] { Block::supports(*config); });
+    };
+  }
+  if constexpr (has_training<Block>::value) {
+    v.train_workspace = [](void* self, const ts_batch* batch, int32_t recompute, uint64_t* bytes,
+                           ts_error* err) {
+      return guard(err, [&] {
+        *bytes = static_cast<Block*>(self)->train_workspace(*batch, recompute_policy(recompute));
+      });
+    };
+    v.forward_train = [](void* self, const ts_block_io* io, int32_t recompute, void* workspace,
+                         ts_error* err) {
+      return guard(err, [&] {
+        static_cast<Block*>(self)->forward_train(*io, recompute_policy(recompute), workspace);
+      });
+    };
+    v.backward = [](void* self, const ts_backward_io* io, ts_error* err) {
+      return guard(err, [&] { static_cast<Block*>(self)->backward(*io); });
     };
   }
   return v;

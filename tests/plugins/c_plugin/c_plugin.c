@@ -364,15 +364,24 @@ static int block_forward(void* self, const ts_block_io* io, ts_error* err) {
 
 /* -------------------------------------------------------------- descriptor */
 
+/* Designated initializers: entries a later ABI minor appends stay NULL (absent). */
 static const ts_block_vtable swiglu_vtable = {
-    sizeof(ts_block_vtable), create_swiglu, destroy_block, block_info,
-    block_forward,           NULL, /* compact_kv: no cache */
-    describe_swiglu,         NULL  /* supports: optional; create declines what it cannot run */
+    .struct_size = sizeof(ts_block_vtable),
+    .create = create_swiglu,
+    .destroy = destroy_block,
+    .info = block_info,
+    .forward = block_forward,
+    .describe = describe_swiglu,
 };
 
 static const ts_block_vtable linear_vtable = {
-    sizeof(ts_block_vtable), create_linear, destroy_block,   block_info,
-    block_forward,           NULL,          describe_linear, NULL};
+    .struct_size = sizeof(ts_block_vtable),
+    .create = create_linear,
+    .destroy = destroy_block,
+    .info = block_info,
+    .forward = block_forward,
+    .describe = describe_linear,
+};
 
 static const ts_provider providers[] = {
     {sizeof(ts_provider), TS_KIND_FFN, "swiglu", TS_DEVICE_CPU, NULL, &swiglu_vtable},
