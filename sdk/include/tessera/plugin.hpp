@@ -279,8 +279,9 @@ inline ts_tensor get_grad(const ts_grads* grads, const std::string& name,
   int32_t d = 0;
   for (int64_t s : shape) ok = ok && t.shape[d++] == s;
   if (!ok)
-    throw std::invalid_argument("gradient of '" + name + "' is " + std::string(dtype_name(t.dtype)) +
-                                " " + shape_string(t) + "; expected f32 of the weight's shape");
+    throw std::invalid_argument("gradient of '" + name + "' is " +
+                                std::string(dtype_name(t.dtype)) + " " + shape_string(t) +
+                                "; expected f32 of the weight's shape");
   return t;
 }
 
