@@ -62,6 +62,7 @@ int run_plugin_check(PluginCheckArgs args) {
     failed += c.passed ? 0 : 1;
   }
   for (const std::string& s : report.skipped) std::cout << "SKIP  " << s << "\n";
+  for (const std::string& s : report.notes) std::cout << "NOTE  " << s << "\n";
   std::cout << report.cases.size() - failed << " passed, " << failed << " failed, "
             << report.skipped.size() << " skipped\n";
   if (!report.device.empty()) std::cout << "device providers ran on " << report.device << "\n";

@@ -1,5 +1,6 @@
 #include "conformance.hpp"
 
+#include "conformance_backward.hpp"
 #include "conformance_device.hpp"
 #include "conformance_properties.hpp"
 
@@ -434,12 +435,16 @@ ConformanceReport run_conformance(const PluginRegistry& registry, const PluginIn
       report.skipped.push_back(std::string(kind_name(p->kind)) + " '" + p->name +
                                "': no reference implementation" +
                                (block ? " and no describe" : "") + " for this provider");
+      check_block_backward(ref, options, pool, seed++, report);
       continue;
     } else {
-      continue;  // a kind of its own: the property checks are all there is
+      // A kind of its own: the property checks (and the generic backward ones) are all there is.
+      check_block_backward(ref, options, pool, seed++, report);
+      continue;
     }
     // The built-in kinds get the property checks too, when they declare their weights.
     check_block_properties(ref, options, pool, seed++, report);
+    check_block_backward(ref, options, pool, seed++, report);
   }
   run_device_conformance(registry, plugin, device_providers, options, report);
   return report;

@@ -26,7 +26,10 @@ struct CaseResult {
 
 struct ConformanceReport {
   std::vector<CaseResult> cases;
-  std::vector<std::string> skipped;        // providers with no reference, with the reason
+  std::vector<std::string> skipped;  // providers with no reference, with the reason
+  // Facts worth knowing that are neither a pass nor a failure ("... no backward (cannot be
+  // trained)").
+  std::vector<std::string> notes;
   int32_t unchecked_device_providers = 0;  // device providers skipped: no device (or backend)
   // Providers with a suite whose every case was skipped, e.g. a communicator that cannot
   // form several ranks in one process.

@@ -20,7 +20,7 @@
 namespace tessera::cli {
 namespace {
 
-constexpr int32_t kHidden = 64;
+constexpr int32_t kHidden = kPropertyHidden;
 constexpr int32_t kCapacity = 32;
 constexpr int32_t kSlots = 2;
 
@@ -38,8 +38,9 @@ int lookup(void* ctx, const char* name, ts_tensor* out, ts_error* err) {
   return TS_OK;
 }
 
-// The block's configuration: a small model's fields, then those given with --param.
-ParamList case_params(const ConformanceOptions& options) {
+}  // namespace
+
+ParamList property_params(const ConformanceOptions& options) {
   ParamList p;
   p.set("hidden_size", int64_t{kHidden});
   p.set("num_heads", int64_t{4});
@@ -53,6 +54,27 @@ ParamList case_params(const ConformanceOptions& options) {
   p.merge(options.params);
   return p;
 }
+
+WeightMap declared_weights(const BlockLayout& layout, uint64_t seed) {
+  WeightPlan plan;
+  for (const DeclaredWeight& w : layout.weights) {
+    PlannedTensor t;
+    t.name = w.name;
+    t.local = w.name;
+    t.shape = w.shape;
+    t.init = w.init;
+    t.init_scale = w.init_scale;
+    plan.tensors.push_back(std::move(t));
+  }
+  std::sort(plan.tensors.begin(), plan.tensors.end(),
+            [](const PlannedTensor& a, const PlannedTensor& c) { return a.name < c.name; });
+  const WeightStore drawn = init_random_weights(plan, seed);
+  WeightMap out;
+  for (const auto& [name, tensor] : drawn.all()) out[name] = tensor;
+  return out;
+}
+
+namespace {
 
 // A block made from its own declaration, with its weights drawn by the host's laws.
 struct DeclaredBlock {
@@ -81,20 +103,7 @@ ts_block_config block_config(const ProviderRef& provider, const ParamList& param
 // Draws every declared weight (as init_random_weights does for a model) and makes the block.
 void make_declared(DeclaredBlock& b, const ProviderRef& provider, ThreadPool& pool, uint64_t seed,
                    const std::string& label) {
-  WeightPlan plan;
-  for (const DeclaredWeight& w : b.layout.weights) {
-    PlannedTensor t;
-    t.name = w.name;
-    t.local = w.name;
-    t.shape = w.shape;
-    t.init = w.init;
-    t.init_scale = w.init_scale;
-    plan.tensors.push_back(std::move(t));
-  }
-  std::sort(plan.tensors.begin(), plan.tensors.end(),
-            [](const PlannedTensor& a, const PlannedTensor& c) { return a.name < c.name; });
-  const WeightStore drawn = init_random_weights(plan, seed);
-  for (const auto& [name, tensor] : drawn.all()) b.weights[name] = tensor;
+  b.weights = declared_weights(b.layout, seed);
   b.weights_abi = ts_weights{&b.weights, lookup};
   ts_block_config c = block_config(provider, b.params, pool);
   c.weights = &b.weights_abi;
@@ -160,7 +169,7 @@ bool check_block_properties(const ProviderRef& provider, const ConformanceOption
   if (p.device != TS_DEVICE_CPU || (p.kind != TS_KIND_ATTENTION && p.kind != TS_KIND_FFN))
     return false;
   const std::string prefix = std::string("properties ") + kind_name(p.kind) + " " + p.name;
-  const ParamList params = case_params(options);
+  const ParamList params = property_params(options);
   std::optional<BlockLayout> layout;
   try {
     layout = describe_block(provider, block_config(provider, params, pool), prefix);

@@ -24,6 +24,10 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   # The kinds that declare their weights get the property checks besides their reference.
   expect_in "PASS  properties " "$work/out"
   expect_in "prefill equals chunks and one by one" "$work/out"
+  # And, offering training, the backward cases: against the reference and by differences.
+  expect_in "PASS  backward " "$work/out"
+  expect_in "finite differences" "$work/out"
+  expect_in "recompute policies give identical gradients" "$work/out"
   cat "$work/out"
   ;;
 plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact)
@@ -180,6 +184,24 @@ plugin_check_wrong_plugin_fails)
   grep -q '^PASS  attention gqa' "$work/out" || fail "causal cases should pass"
   expect_in "tree_mask" "$work/err"
   [ "$(wc -l <"$work/err")" -eq 1 ] || fail "error is not one line"
+  # It offers no training: said, not failed.
+  expect_in "NOTE  attention 'gqa': no backward (cannot be trained)" "$work/out"
+  ;;
+plugin_check_wrong_backward_fails)
+  # A swiglu whose backward forgets the gate's SiLU derivative: its forward cases pass, its
+  # backward fails against the reference and by finite differences of its own forward.
+  if "$TESSERA" plugin-check "$FIXTURE_DIR/libtessera-fixture-wrong-backward.so" >"$work/out" 2>"$work/err"; then
+    cat "$work/out"; fail "plugin-check passed a plugin whose backward is wrong"
+  fi
+  expect_in "PASS  ffn swiglu hidden=64 intermediate=40" "$work/out"
+  expect_in "FAIL  backward ffn swiglu hidden=64 intermediate=40 recompute=none" "$work/out"
+  expect_in "FAIL  backward properties ffn swiglu finite differences" "$work/out"
+  expect_in "gradient of 'gate_proj.weight'" "$work/out"
+  grep '^FAIL' "$work/out" | grep -vq '^FAIL  backward' && { cat "$work/out"; fail "a forward case failed"; }
+  # The rest of its training is right.
+  expect_in "PASS  backward properties ffn swiglu recompute policies give identical gradients" "$work/out"
+  expect_in "PASS  backward properties ffn swiglu two backward calls add twice one" "$work/out"
+  expect_in "backward ffn swiglu" "$work/err"
   ;;
 generate_heterogeneous)
   "$TESSERA" generate "$hetero" --tokens 1,2,3,4 -n 12 >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "generate exited non-zero"; }
@@ -600,6 +622,116 @@ hf_convert_errors)
   check_error "'hidden_act'" convert "$work/bad-hf" "$work/y" --to manifest
   printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 32}' >"$work/bad-hf/config.json"
   check_error "neither model.safetensors nor model.safetensors.index.json" info "$work/bad-hf"
+  ;;
+train_dry_run | train_errors)
+  # tessera train on the tiny GGUF model (a tokenizer, max_seq_len 256) and generated text;
+  # the token cache goes to the test's own folder.
+  export TESSERA_CACHE="$work/cache"
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/llama.gguf"
+  mkdir -p "$work/corpus/sub" "$work/corpus/.hidden"
+  for i in $(seq 1 24); do
+    for j in $(seq 1 12); do
+      echo "Document $i, line $j: the quick brown fox jumps over the lazy dog $((i * j)) times."
+    done >"$work/corpus/doc$i.txt"
+  done
+  echo "a note, not text to train on" >"$work/corpus/sub/notes.md"
+  echo "hidden" >"$work/corpus/.hidden/skip.txt"
+  config() {  # extra [data] lines, then the file
+    cat >"$2" <<TOML
+[run]
+output = "run"
+steps = 40
+seed = 1
+
+[model]
+path = "llama.gguf"
+
+[data]
+path = "corpus"
+include = ["*.txt"]
+seq_len = 64
+batch_size = 4
+eval_every = 10
+$1
+TOML
+  }
+  config "held_out_documents = 3" "$work/train.toml"
+  if [ "$1" = train_dry_run ]; then
+    "$TESSERA" train "$work/train.toml" --dry-run >"$work/out" 2>"$work/err" ||
+      { cat "$work/out" "$work/err"; fail "train --dry-run exited non-zero"; }
+    cat "$work/out"
+    expect_in "objective lm" "$work/out"
+    expect_in "24 documents of 24 files" "$work/out"  # notes.md and the hidden folder are skipped
+    expect_in "tokenised in" "$work/out"
+    expect_in "cache absent; written to $work/cache/tokens/corpus-" "$work/out"
+    expect_in "train      21 documents" "$work/out"
+    expect_in "held-out   3 documents" "$work/out"
+    expect_in "40 x 4 sequences (batch 4 x grad_accumulation 1) = 256 tokens per step, 10,240 in all, 0.56 epochs" "$work/out"
+    expect_in "every 10 steps and after the last" "$work/out"
+    expect_in "optimizer  AdamW lr 0.0003" "$work/out"
+    expect_in "dry run: nothing trained" "$work/out"
+    grep -q $'\r' "$work/out" && fail "a pipe got terminal control characters"
+    # The second run takes the tokens from the cache; the counts are the same.
+    "$TESSERA" train "$work/train.toml" --dry-run >"$work/out2" 2>&1 || fail "second dry run"
+    expect_in "tokens     from the cache $work/cache/tokens/corpus-" "$work/out2"
+    diff <(grep -E '^(corpus|train|held-out|steps) ' "$work/out") <(grep -E '^(corpus|train|held-out|steps) ' "$work/out2") ||
+      fail "the cached run counts other tokens"
+    # A changed corpus is tokenised again.
+    echo "one more line" >>"$work/corpus/doc1.txt"
+    "$TESSERA" train "$work/train.toml" --dry-run >"$work/out3" 2>&1 || fail "third dry run"
+    expect_in "cache stale: the corpus' files changed" "$work/out3"
+    # Without --dry-run the command stops where the trainer would start.
+    if "$TESSERA" train "$work/train.toml" >"$work/out4" 2>"$work/err4"; then fail "train without a trainer succeeded"; fi
+    expect_in "tessera: error: the training loop is not built yet" "$work/err4"
+    expect_in "(see --dry-run)" "$work/err4"
+    [ -e "$work/run" ] && fail "the output folder was created"
+    exit 0
+  fi
+  check_error() {  # expected-substring, config file
+    local want=$1; shift
+    if "$TESSERA" train "$@" >"$work/out" 2>"$work/err" </dev/null; then fail "'train $*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'train $*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  check_error "$work/absent.toml:1:1: training config does not exist" "$work/absent.toml" --dry-run
+  config "held_out_documents = 3
+seqlen = 3" "$work/c.toml"
+  check_error "$work/c.toml:16:1: unknown key 'seqlen' in [data] (did you mean 'seq_len'?)" "$work/c.toml" --dry-run
+  config "" "$work/c.toml"
+  sed -i 's/^seq_len = 64/seq_len = 300/' "$work/c.toml"
+  check_error "$work/c.toml:12:11: seq_len 300 in [data] is above the model's max_seq_len 256" "$work/c.toml" --dry-run
+  config "separator = \"<|nope|>\"" "$work/c.toml"
+  check_error "$work/c.toml:15:13: separator \"<|nope|>\" in [data] is not a token" "$work/c.toml" --dry-run
+  config "held_out_documents = 24" "$work/c.toml"
+  check_error "held_out_documents = 24 takes every one of the 24 documents" "$work/c.toml" --dry-run
+  # Ten one-line documents: one held out is shorter than a sequence of 250 + 1.
+  mkdir -p "$work/short"
+  for i in $(seq 1 10); do echo "Short document $i about the quick brown fox and the lazy dog." >"$work/short/s$i.txt"; done
+  config "held_out_documents = 1" "$work/c.toml"
+  sed -i 's|^path = "corpus"|path = "short"|; s/^seq_len = 64/seq_len = 250/' "$work/c.toml"
+  check_error "the held-out part would be empty: its 1 document packs to" "$work/c.toml" --dry-run
+  echo "hello world" >"$work/tiny.txt"
+  config "held_out_fraction = 0" "$work/c.toml"
+  sed -i 's|^path = "corpus"|path = "tiny.txt"|; s/^eval_every = 10//' "$work/c.toml"
+  check_error "the corpus is shorter than one sequence" "$work/c.toml" --dry-run
+  sed -i 's|^path = "tiny.txt"|path = "nowhere"|' "$work/c.toml"
+  check_error "the corpus path $work/nowhere does not exist" "$work/c.toml" --dry-run
+  mkdir -p "$work/empty"; : >"$work/empty/a.txt"; : >"$work/empty/b.txt"
+  sed -i 's|^path = "nowhere"|path = "empty"|' "$work/c.toml"
+  check_error "the corpus has no text: its 2 files" "$work/c.toml" --dry-run
+  sed -i 's|^include = \["\*.txt"\]|include = ["*.rst"]|' "$work/c.toml"
+  check_error "has no file matching include = [\"*.rst\"]" "$work/c.toml" --dry-run
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_deci.gguf-fixture" "$work/deci.gguf"
+  config "" "$work/c.toml"
+  sed -i 's|^path = "llama.gguf"|path = "deci.gguf"|' "$work/c.toml"
+  check_error "$work/c.toml:7:8: the model $work/deci.gguf has no tokenizer" "$work/c.toml" --dry-run
+  sed -i 's|^path = "deci.gguf"|path = "missing.gguf"|' "$work/c.toml"
+  check_error "$work/c.toml:7:8: cannot open $work/missing.gguf" "$work/c.toml" --dry-run
+  config "" "$work/c.toml"
+  mkdir -p "$work/run"; echo '{}' >"$work/run/log.jsonl"
+  check_error "$work/c.toml:2:10: the output folder $work/run already holds a run (log.jsonl); set resume = true" "$work/c.toml" --dry-run
+  check_error "the following argument was not expected: extra" "$work/c.toml" extra
   ;;
 *) fail "unknown case $1" ;;
 esac

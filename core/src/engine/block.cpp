@@ -137,4 +137,57 @@ void Block::compact_kv(ts_kv_layer& kv, int32_t slot, int32_t first_row, const i
   object_.call("compact_kv", &ts_block_vtable::compact_kv, &kv, slot, first_row, keep, n_keep);
 }
 
+bool Block::can_train() const {
+  return object_.has(&ts_block_vtable::train_workspace) &&
+         object_.has(&ts_block_vtable::forward_train) && object_.has(&ts_block_vtable::backward);
+}
+
+void Block::require_training() const {
+  if (can_train()) return;
+  std::string missing;
+  const std::pair<bool, const char*> entries[] = {
+      {object_.has(&ts_block_vtable::train_workspace), "train_workspace"},
+      {object_.has(&ts_block_vtable::forward_train), "forward_train"},
+      {object_.has(&ts_block_vtable::backward), "backward"}};
+  size_t present = 0;
+  for (const auto& [has, name] : entries) {
+    if (has) {
+      ++present;
+    } else {
+      missing += (missing.empty() ? "" : ", ") + std::string(name);
+    }
+  }
+  const std::string why =
+      present == 0 ? "its plugin has no backward (the ABI 2.1 training entries train_workspace, "
+                     "forward_train and backward are absent)"
+                   : "its plugin lacks " + missing +
+                         " (ABI 2.1 asks for train_workspace, forward_train and backward, all "
+                         "three or none)";
+  throw Error(label() + ": cannot be trained: " + why +
+              "; a model with a block that has no backward cannot be trained");
+}
+
+uint64_t Block::train_workspace(const ts_batch& batch, ts_recompute policy) {
+  require_training();
+  uint64_t bytes = 0;
+  object_.call("train_workspace", &ts_block_vtable::train_workspace, &batch,
+               static_cast<int32_t>(policy), &bytes);
+  return bytes;
+}
+
+void Block::forward_train(const ts_block_io& io, ts_recompute policy, void* workspace) {
+  require_training();
+  if (io.kv != nullptr)
+    throw Error(label() +
+                ": forward_train: io.kv is set; a training forward runs whole "
+                "sequences without a cache (io.kv NULL)");
+  object_.call("forward_train", &ts_block_vtable::forward_train, &io, static_cast<int32_t>(policy),
+               workspace);
+}
+
+void Block::backward(const ts_backward_io& io) {
+  require_training();
+  object_.call("backward", &ts_block_vtable::backward, &io);
+}
+
 }  // namespace tessera

@@ -385,6 +385,14 @@ const Block& Model::ffn(int32_t layer) const {
   return *impl_->ffn[static_cast<size_t>(layer)].block;
 }
 
+Block& Model::attention(int32_t layer) {
+  return const_cast<Block&>(std::as_const(*this).attention(layer));
+}
+
+Block& Model::ffn(int32_t layer) {
+  return const_cast<Block&>(std::as_const(*this).ffn(layer));
+}
+
 void Model::embed(const std::vector<int32_t>& tokens, float* x) const {
   const int64_t h = hidden();
   const Tensor& table = impl_->embed;

@@ -2,6 +2,7 @@
 // accumulation, no threads. Clarity over speed; these define the semantics.
 #include <tessera/reference/reference.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -184,6 +185,198 @@ void gqa_attention(const GqaShape& shape, const RopeScaling& rope_scaling, const
     }
   }
   matmul_nt(attn.data(), w.o, n_new, hidden, q_width, y);
+}
+
+// ------------------------------------------------------------- training (f64)
+
+void linear_f64(const double* x, const double* w, int64_t m, int64_t n, int64_t k, double* y) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0.0;
+      for (int64_t c = 0; c < k; ++c) acc += x[i * k + c] * w[j * k + c];
+      y[i * n + j] = acc;
+    }
+}
+
+void linear_backward(const double* x, const double* w, const double* dy, int64_t m, int64_t n,
+                     int64_t k, double* dx, double* dw) {
+  if (dx != nullptr)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t c = 0; c < k; ++c) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < n; ++j) acc += dy[i * n + j] * w[j * k + c];
+        dx[i * k + c] = acc;
+      }
+  if (dw != nullptr)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < k; ++c) {
+        double acc = 0.0;
+        for (int64_t i = 0; i < m; ++i) acc += dy[i * n + j] * x[i * k + c];
+        dw[j * k + c] = acc;
+      }
+}
+
+namespace {
+
+double sigmoid(double v) {
+  return 1.0 / (1.0 + std::exp(-v));
+}
+
+}  // namespace
+
+void swiglu_f64(const double* x, const double* gate, const double* up, const double* down,
+                int64_t n_tokens, int64_t hidden, int64_t inter, double* y) {
+  std::vector<double> g(idx(n_tokens * inter)), u(idx(n_tokens * inter));
+  linear_f64(x, gate, n_tokens, inter, hidden, g.data());
+  linear_f64(x, up, n_tokens, inter, hidden, u.data());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
+  linear_f64(g.data(), down, n_tokens, hidden, inter, y);
+}
+
+void swiglu_backward(const double* x, const double* gate, const double* up, const double* down,
+                     const double* dy, int64_t n_tokens, int64_t hidden, int64_t inter,
+                     const SwigluGrads& grads) {
+  const auto size = idx(n_tokens * inter);
+  std::vector<double> g(size), u(size), h(size), dh(size), dg(size), du(size);
+  linear_f64(x, gate, n_tokens, inter, hidden, g.data());
+  linear_f64(x, up, n_tokens, inter, hidden, u.data());
+  for (size_t i = 0; i < size; ++i) h[i] = g[i] * sigmoid(g[i]) * u[i];
+  // y = h down^T: dh = dy down, d down = dy^T h.
+  linear_backward(h.data(), down, dy, n_tokens, hidden, inter, dh.data(), grads.down);
+  for (size_t i = 0; i < size; ++i) {
+    const double sg = sigmoid(g[i]);
+    du[i] = dh[i] * g[i] * sg;
+    dg[i] = dh[i] * u[i] * sg * (1.0 + g[i] * (1.0 - sg));
+  }
+  // g = x gate^T and u = x up^T: dx = dg gate + du up.
+  std::vector<double> dx_gate(idx(n_tokens * hidden)), dx_up(idx(n_tokens * hidden));
+  linear_backward(x, gate, dg.data(), n_tokens, inter, hidden, dx_gate.data(), grads.gate);
+  linear_backward(x, up, du.data(), n_tokens, inter, hidden, dx_up.data(), grads.up);
+  if (grads.x != nullptr)
+    for (size_t i = 0; i < dx_gate.size(); ++i) grads.x[i] = dx_gate[i] + dx_up[i];
+}
+
+namespace {
+
+// Rotates every head of every token by `sign` times its RoPE angles (-1: the inverse).
+void rope_rows_f64(double* v, int64_t n, int64_t n_heads, int64_t hd, const int32_t* positions,
+                   const std::vector<double>& inv_freq, double sign) {
+  const int64_t half = hd / 2;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t h = 0; h < n_heads; ++h) {
+      double* head = v + (t * n_heads + h) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = sign * static_cast<double>(positions[t]) * inv_freq[idx(i)];
+        const double c = std::cos(angle), s = std::sin(angle), a = head[i], b = head[i + half];
+        head[i] = a * c - b * s;
+        head[i + half] = b * c + a * s;
+      }
+    }
+}
+
+// What gqa_attention_f64 computes before o_proj: q, k, v (after RoPE), the probabilities
+// p[(h * n + i) * n + j] and the output o [n, n_heads * head_dim].
+struct GqaCore {
+  std::vector<double> q, k, v, p, o;
+};
+
+GqaCore gqa_core_f64(const GqaShape& shape, const RopeScaling& rope_scaling, const GqaWeightsF64& w,
+                     const double* x, int64_t n, const int32_t* positions,
+                     const uint8_t* tree_mask) {
+  const int64_t hd = shape.head_dim, nh = shape.n_heads, kvh = shape.kv_heads;
+  if (nh <= 0 || kvh <= 0 || hd <= 0 || nh % kvh != 0 || hd % 2 != 0)
+    throw std::invalid_argument("reference::gqa_attention_f64: bad shape");
+  const int64_t qw = nh * hd, kvw = kvh * hd, group = nh / kvh;
+  GqaCore c;
+  c.q.resize(idx(n * qw));
+  c.k.resize(idx(n * kvw));
+  c.v.resize(idx(n * kvw));
+  c.p.assign(idx(nh * n * n), 0.0);
+  c.o.assign(idx(n * qw), 0.0);
+  linear_f64(x, w.q, n, qw, shape.hidden, c.q.data());
+  linear_f64(x, w.k, n, kvw, shape.hidden, c.k.data());
+  linear_f64(x, w.v, n, kvw, shape.hidden, c.v.data());
+  const std::vector<double> inv_freq = rope_inv_freq(hd, shape.rope_theta, rope_scaling);
+  rope_rows_f64(c.q.data(), n, nh, hd, positions, inv_freq, 1.0);
+  rope_rows_f64(c.k.data(), n, kvh, hd, positions, inv_freq, 1.0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (int64_t h = 0; h < nh; ++h)
+    for (int64_t i = 0; i < n; ++i) {
+      double* p = c.p.data() + (h * n + i) * n;
+      double max_s = -std::numeric_limits<double>::infinity(), total = 0.0;
+      auto visible = [&](int64_t j) { return tree_mask ? tree_mask[i * n + j] != 0 : j <= i; };
+      for (int64_t j = 0; j < n; ++j) {
+        if (!visible(j)) continue;
+        for (int64_t d = 0; d < hd; ++d)
+          p[j] += c.q[idx(i * qw + h * hd + d)] * c.k[idx(j * kvw + h / group * hd + d)];
+        p[j] *= scale;
+        max_s = std::max(max_s, p[j]);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        p[j] = visible(j) ? std::exp(p[j] - max_s) : 0.0;
+        total += p[j];
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        p[j] = total > 0.0 ? p[j] / total : 0.0;
+        for (int64_t d = 0; d < hd; ++d)
+          c.o[idx(i * qw + h * hd + d)] += p[j] * c.v[idx(j * kvw + h / group * hd + d)];
+      }
+    }
+  return c;
+}
+
+}  // namespace
+
+void gqa_attention_f64(const GqaShape& shape, const RopeScaling& rope_scaling,
+                       const GqaWeightsF64& w, const double* x, int64_t n, const int32_t* positions,
+                       const uint8_t* tree_mask, double* y) {
+  const GqaCore c = gqa_core_f64(shape, rope_scaling, w, x, n, positions, tree_mask);
+  linear_f64(c.o.data(), w.o, n, shape.hidden, shape.n_heads * shape.head_dim, y);
+}
+
+void gqa_attention_backward(const GqaShape& shape, const RopeScaling& rope_scaling,
+                            const GqaWeightsF64& w, const double* x, int64_t n,
+                            const int32_t* positions, const uint8_t* tree_mask, const double* dy,
+                            const GqaGrads& grads) {
+  const GqaCore c = gqa_core_f64(shape, rope_scaling, w, x, n, positions, tree_mask);
+  const int64_t hd = shape.head_dim, nh = shape.n_heads, kvh = shape.kv_heads,
+                hidden = shape.hidden;
+  const int64_t qw = nh * hd, kvw = kvh * hd, group = nh / kvh;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // y = o W_o^T.
+  std::vector<double> d_o(idx(n * qw)), dq(idx(n * qw), 0.0), dk(idx(n * kvw), 0.0),
+      dv(idx(n * kvw), 0.0);
+  linear_backward(c.o.data(), w.o, dy, n, hidden, qw, d_o.data(), grads.o);
+  // o_i = sum_j p_ij v_j, p_i = softmax(s_i), s_ij = scale q_i . k_j.
+  for (int64_t h = 0; h < nh; ++h)
+    for (int64_t i = 0; i < n; ++i) {
+      const double* p = c.p.data() + (h * n + i) * n;
+      const size_t qi = idx(i * qw + h * hd);
+      double d_i = 0.0;  // do_i . o_i
+      for (int64_t d = 0; d < hd; ++d) d_i += d_o[qi + idx(d)] * c.o[qi + idx(d)];
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t kj = idx(j * kvw + h / group * hd);
+        double dp = 0.0;
+        for (int64_t d = 0; d < hd; ++d) dp += d_o[qi + idx(d)] * c.v[kj + idx(d)];
+        const double ds = p[j] * (dp - d_i);
+        for (int64_t d = 0; d < hd; ++d) {
+          dv[kj + idx(d)] += p[j] * d_o[qi + idx(d)];
+          dq[qi + idx(d)] += scale * ds * c.k[kj + idx(d)];
+          dk[kj + idx(d)] += scale * ds * c.q[qi + idx(d)];
+        }
+      }
+    }
+  // RoPE is a rotation: its gradient rotates back.
+  const std::vector<double> inv_freq = rope_inv_freq(hd, shape.rope_theta, rope_scaling);
+  rope_rows_f64(dq.data(), n, nh, hd, positions, inv_freq, -1.0);
+  rope_rows_f64(dk.data(), n, kvh, hd, positions, inv_freq, -1.0);
+  // q = x W_q^T, k = x W_k^T, v = x W_v^T: dx sums the three.
+  std::vector<double> dx_q(idx(n * hidden)), dx_k(idx(n * hidden)), dx_v(idx(n * hidden));
+  linear_backward(x, w.q, dq.data(), n, qw, hidden, dx_q.data(), grads.q);
+  linear_backward(x, w.k, dk.data(), n, kvw, hidden, dx_k.data(), grads.k);
+  linear_backward(x, w.v, dv.data(), n, kvw, hidden, dx_v.data(), grads.v);
+  if (grads.x != nullptr)
+    for (size_t i = 0; i < dx_q.size(); ++i) grads.x[i] = dx_q[i] + dx_k[i] + dx_v[i];
 }
 
 }  // namespace tessera::reference

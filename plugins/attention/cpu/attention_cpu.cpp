@@ -15,9 +15,11 @@
 #include <tessera/abi.h>
 #include <tessera/cpu/attention.hpp>
 #include <tessera/cpu/attention_split.hpp>
+#include <tessera/cpu/backward_ops.hpp>
 #include <tessera/cpu/block_support.hpp>
 #include <tessera/cpu/dense_blocks.hpp>
 #include <tessera/cpu/matmul.hpp>
+#include <tessera/cpu/matmul_grad.hpp>
 #include <tessera/cpu/ops.hpp>
 #include <tessera/kv_rows.hpp>
 #include <tessera/plugin.hpp>
@@ -203,43 +205,37 @@ class GqaAttention {
     tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
     tessera::cpu::check_batch(io.batch, label_, n);
     const ts_batch& batch = *io.batch;
-    const Cache cache = check_cache(io.kv);
-    check_sequences(batch, cache, io.kv->lengths);
+    Cache cache;
+    if (io.kv != nullptr) {
+      cache = check_cache(io.kv);
+      check_sequences(batch, cache, io.kv->lengths);
+    } else {
+      check_positions(batch);
+    }
     if (n == 0) return;
 
-    const int64_t hl = heads_.size(), kvl = kv_.size(), hd = head_dim_;
-    const int64_t q_width = hl * hd, kv_width = kvl * hd;
+    const int64_t q_width = heads_.size() * head_dim_, kv_width = kv_.size() * head_dim_;
     ensure_size(q_, n * q_width);
     ensure_size(k_, n * kv_width);
     ensure_size(v_, n * kv_width);
     ensure_size(attn_, n * q_width);
-    ensure_size(rope_cs_, n * hd);
+    project_qkv(batch, static_cast<const float*>(io.x->data), n, q_.data(), k_.data(), v_.data());
 
-    // q, k and v projections in one parallel region.
-    const float* x = static_cast<const float*>(io.x->data);
-    const tessera::cpu::MatmulTarget qkv[3] = {
-        {wq_, q_.data(), q_width}, {wk_, k_.data(), kv_width}, {wv_, v_.data(), kv_width}};
-    tessera::cpu::matmul_nt_many(host_, x, n, hidden_, qkv, 3);
-
-    // RoPE on q and k (threaded only for long prefills), then the new K/V rows
-    // into the cache.
-    const int64_t half = hd / 2;
-    tessera::sdk::parallel_for(host_, n, 64, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        float* cos_t = rope_cs_.data() + t * hd;
-        float* sin_t = cos_t + half;
-        tessera::cpu::rope_angles(batch.positions[t], inv_freq_.data(), half, cos_t, sin_t);
-        tessera::cpu::rope_apply(q_.data() + t * q_width, hl, hd, cos_t, sin_t);
-        tessera::cpu::rope_apply(k_.data() + t * kv_width, kvl, hd, cos_t, sin_t);
+    // The new K/V rows into the cache; a cache-free run reads them where they are.
+    KvSource src;
+    if (io.kv != nullptr) {
+      for (int32_t s = 0; s < batch.n_seqs; ++s) {
+        const int64_t slot = batch.slots[s], len = io.kv->lengths[slot];
+        const int64_t first = batch.offsets[s], count = batch.offsets[s + 1] - first;
+        const int64_t row = (slot * cache.capacity + len) * kv_width;
+        if (count == 0) continue;
+        store_rows(k_.data() + first * kv_width, count * kv_width, cache.k, row);
+        store_rows(v_.data() + first * kv_width, count * kv_width, cache.v, row);
       }
-    });
-    for (int32_t s = 0; s < batch.n_seqs; ++s) {
-      const int64_t slot = batch.slots[s], len = io.kv->lengths[slot];
-      const int64_t first = batch.offsets[s], count = batch.offsets[s + 1] - first;
-      const int64_t row = (slot * cache.capacity + len) * kv_width;
-      if (count == 0) continue;
-      store_rows(k_.data() + first * kv_width, count * kv_width, cache.k, row);
-      store_rows(v_.data() + first * kv_width, count * kv_width, cache.v, row);
+      src = KvSource{cache.k, cache.v, kv_dtype_, cache.capacity, io.kv->lengths};
+    } else {
+      src = KvSource{reinterpret_cast<const char*>(k_.data()),
+                     reinterpret_cast<const char*>(v_.data()), TS_F32, 0, nullptr};
     }
 
     // Decode (every sequence brings a few tokens): split-KV work items. Otherwise
@@ -249,23 +245,174 @@ class GqaAttention {
     for (int32_t s = 0; s < batch.n_seqs; ++s)
       few_new = few_new && batch.offsets[s + 1] - batch.offsets[s] <= kSplitMaxNew;
     if (few_new) {
-      attend_split(batch, cache, io.kv->lengths);
+      attend_split(batch, src);
     } else {
-      int64_t tiles = 1;
-      for (int32_t s = 0; s < batch.n_seqs; ++s)
-        tiles = std::max<int64_t>(
-            tiles, (batch.offsets[s + 1] - batch.offsets[s] + kQueryTile - 1) / kQueryTile);
+      const int64_t hl = heads_.size(), tiles = query_tiles(batch);
       const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl * tiles;
       tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t item = i0; item < i1; ++item)
-          attend(batch, cache, io.kv->lengths, static_cast<int32_t>(item / (hl * tiles)),
-                 item / tiles % hl, item % tiles * kQueryTile);
+          attend(batch, src, static_cast<int32_t>(item / (hl * tiles)), item / tiles % hl,
+                 item % tiles * kQueryTile);
       });
     }
 
     tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
                             hidden_);
     tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+  // ------------------------------------------------------------- training
+
+  // Bytes of workspace forward_train keeps for `batch` under `recompute`.
+  uint64_t train_workspace(const ts_batch& batch, ts_recompute recompute) const {
+    tessera::cpu::check_batch(&batch, label_, batch.n_tokens);
+    return train_layout(batch.n_tokens, recompute).bytes;
+  }
+
+  // A cache-free forward that also keeps, in the workspace, what backward needs under
+  // `recompute` (see the top of this file).
+  void forward_train(const ts_block_io& io, ts_recompute recompute, void* workspace) {
+    if (io.kv != nullptr)
+      throw std::invalid_argument(label_ +
+                                  ": forward_train runs whole sequences without a cache; "
+                                  "io->kv must be NULL");
+    if (io.x == nullptr) throw std::invalid_argument(label_ + ": tensor x is missing");
+    const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+    tessera::cpu::check_activation(io.x, label_, "x", n, hidden_);
+    tessera::cpu::check_activation(io.y, label_, "y", n, hidden_);
+    tessera::cpu::check_batch(io.batch, label_, n);
+    const ts_batch& batch = *io.batch;
+    check_positions(batch);
+    const TrainLayout layout = train_layout(n, recompute);
+    tessera::cpu::check_workspace(workspace, layout.bytes, label_);
+    if (n == 0) return;
+    const Activations a = activations(layout, n, workspace);
+    project_qkv(batch, static_cast<const float*>(io.x->data), n, a.q, a.k, a.v);
+    attend_train(batch, a);
+    tessera::cpu::matmul_nt(host_, a.o, n, heads_.size() * head_dim_, wo_,
+                            static_cast<float*>(io.y->data), hidden_);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
+  }
+
+  void backward(const ts_backward_io& io) {
+    const int64_t n = tessera::cpu::checked_backward_rows(io, label_, hidden_);
+    const ts_batch& batch = *io.batch;
+    check_positions(batch);
+    const auto recompute = static_cast<ts_recompute>(io.recompute);
+    const TrainLayout layout = train_layout(n, recompute);
+    tessera::cpu::check_workspace(io.workspace, layout.bytes, label_);
+    const int64_t q_rows = n_heads_ * head_dim_, kv_rows = kv_heads_ * head_dim_;
+    using tessera::cpu::fetch_grad;
+    const tessera::cpu::GradMatrix gq =
+        fetch_grad(io.grads, label_, "q_proj.weight", q_rows, hidden_);
+    const tessera::cpu::GradMatrix gk =
+        fetch_grad(io.grads, label_, "k_proj.weight", kv_rows, hidden_);
+    const tessera::cpu::GradMatrix gv =
+        fetch_grad(io.grads, label_, "v_proj.weight", kv_rows, hidden_);
+    const tessera::cpu::GradMatrix go =
+        fetch_grad(io.grads, label_, "o_proj.weight", hidden_, q_rows);
+    if (n == 0) return;
+
+    const int64_t hl = heads_.size(), kvl = kv_.size(), hd = head_dim_;
+    const int64_t q_width = hl * hd, kv_width = kvl * hd;
+    const auto* x = static_cast<const float*>(io.x->data);
+    const auto* dy = static_cast<const float*>(io.grad_y->data);
+
+    // What forward_train did not keep, recomputed by the same code.
+    const Activations a = activations(layout, n, io.workspace);
+    if (recompute == TS_RECOMPUTE_ALL)
+      project_qkv(batch, x, n, a.q, a.k, a.v);
+    else
+      rope_table(batch, n);
+    if (recompute != TS_RECOMPUTE_NONE) attend_train(batch, a);
+
+    if (go)
+      tessera::cpu::matmul_tn_add(host_, dy, hidden_, a.o, q_width, n, hidden_, q_width,
+                                  go.data + heads_.begin * hd, go.ld);
+    if (!gq && !gk && !gv && io.grad_x == nullptr) return;
+
+    // d loss / d o, then the attention core per (sequence, query head), each head adding into
+    // its own dK and dV rows; the heads of a KV head are summed afterwards in a fixed order.
+    ensure_size(d_o_, n * q_width);
+    ensure_size(dq_, n * q_width);
+    ensure_size(dk_heads_, n * q_width);
+    ensure_size(dv_heads_, n * q_width);
+    ensure_size(dk_, n * kv_width);
+    ensure_size(dv_, n * kv_width);
+    tessera::cpu::matmul_nn(host_, dy, n, hidden_, wo_, d_o_.data(), q_width, false);
+    std::fill(dk_heads_.begin(), dk_heads_.begin() + n * q_width, 0.0f);
+    std::fill(dv_heads_.begin(), dv_heads_.begin() + n * q_width, 0.0f);
+    const KvSource src{reinterpret_cast<const char*>(a.k), reinterpret_cast<const char*>(a.v),
+                       TS_F32, 0, nullptr};
+    tessera::sdk::parallel_for(
+        host_, static_cast<int64_t>(batch.n_seqs) * hl, 1, [&](int64_t i0, int64_t i1) {
+          for (int64_t item = i0; item < i1; ++item) {
+            const auto s = static_cast<int32_t>(item / hl);
+            const int64_t head = item % hl, t0 = batch.offsets[s];
+            if (batch.offsets[s + 1] == t0) continue;
+            const tessera::cpu::AttentionHead h = head_view(batch, src, s, head);
+            const int64_t off = t0 * q_width + head * hd;
+            tessera::cpu::attention_backward_head(
+                h, a.q + off, a.o + off, d_o_.data() + off, q_width, a.stats + head * n + t0,
+                dq_.data() + off, dk_heads_.data() + off, dv_heads_.data() + off, q_width);
+          }
+        });
+    const int64_t half = hd / 2;
+    tessera::sdk::parallel_for(host_, n, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        for (int64_t j = 0; j < kvl; ++j) {
+          float* dk = dk_.data() + t * kv_width + j * hd;
+          float* dv = dv_.data() + t * kv_width + j * hd;
+          std::fill(dk, dk + hd, 0.0f);
+          std::fill(dv, dv + hd, 0.0f);
+          for (int64_t head = 0; head < hl; ++head) {
+            if ((heads_.begin + head) / group_ - kv_.begin != j) continue;
+            tessera::cpu::axpy(1.0f, dk_heads_.data() + t * q_width + head * hd, dk, hd);
+            tessera::cpu::axpy(1.0f, dv_heads_.data() + t * q_width + head * hd, dv, hd);
+          }
+        }
+        const float* cos_t = rope_cs_.data() + t * hd;
+        tessera::cpu::rope_apply_inverse(dq_.data() + t * q_width, hl, hd, cos_t, cos_t + half);
+        tessera::cpu::rope_apply_inverse(dk_.data() + t * kv_width, kvl, hd, cos_t, cos_t + half);
+      }
+    });
+
+    // Weight gradients. A KV head shared by several ranks got only this rank's query heads'
+    // part: the ranks sum their parts so that each adds the whole gradient of its rows.
+    const float *dk_all = dk_.data(), *dv_all = dv_.data();
+    int64_t ld_kv = kv_width;
+    if (world_ > kv_heads_ && (gk || gv)) {
+      ld_kv = 2 * kv_heads_ * hd;
+      ensure_size(dkv_shared_, n * ld_kv);
+      std::fill(dkv_shared_.begin(), dkv_shared_.begin() + n * ld_kv, 0.0f);
+      for (int64_t t = 0; t < n; ++t) {
+        std::memcpy(dkv_shared_.data() + t * ld_kv + kv_.begin * hd, dk_.data() + t * kv_width,
+                    static_cast<size_t>(kv_width) * sizeof(float));
+        std::memcpy(dkv_shared_.data() + t * ld_kv + (kv_heads_ + kv_.begin) * hd,
+                    dv_.data() + t * kv_width, static_cast<size_t>(kv_width) * sizeof(float));
+      }
+      ts_tensor shared = f32_matrix(dkv_shared_.data(), n, ld_kv);
+      tessera::cpu::all_reduce_partial(comm_, label_, shared);
+      dk_all = dkv_shared_.data() + kv_.begin * hd;
+      dv_all = dkv_shared_.data() + (kv_heads_ + kv_.begin) * hd;
+    }
+    if (gq)
+      tessera::cpu::matmul_tn_add(host_, dq_.data(), q_width, x, hidden_, n, q_width, hidden_,
+                                  gq.data + heads_.begin * hd * gq.ld, gq.ld);
+    if (gk)
+      tessera::cpu::matmul_tn_add(host_, dk_all, ld_kv, x, hidden_, n, kv_width, hidden_,
+                                  gk.data + kv_.begin * hd * gk.ld, gk.ld);
+    if (gv)
+      tessera::cpu::matmul_tn_add(host_, dv_all, ld_kv, x, hidden_, n, kv_width, hidden_,
+                                  gv.data + kv_.begin * hd * gv.ld, gv.ld);
+
+    // d loss / d x from this rank's heads (its own part of a shared KV head), summed over ranks.
+    if (io.grad_x == nullptr) return;
+    auto* dx = static_cast<float*>(io.grad_x->data);
+    tessera::cpu::matmul_nn(host_, dq_.data(), n, q_width, wq_, dx, hidden_, false);
+    tessera::cpu::matmul_nn(host_, dk_.data(), n, kv_width, wk_, dx, hidden_, true);
+    tessera::cpu::matmul_nn(host_, dv_.data(), n, kv_width, wv_, dx, hidden_, true);
+    tessera::cpu::all_reduce_partial(comm_, label_, *io.grad_x);
   }
 
   void compact_kv(ts_kv_layer& kv, int32_t slot, int32_t first_row, const int32_t* keep,
@@ -379,35 +526,70 @@ class GqaAttention {
     }
   }
 
-  // The cache rows query head `head` (local index) of sequence s attends to.
-  tessera::cpu::AttentionHead head_view(const ts_batch& batch, const Cache& cache,
-                                        const int32_t* lengths, int32_t s, int64_t head) const {
+  // Positions of a batch run without a cache (the cached path checks them with the slots).
+  void check_positions(const ts_batch& batch) const {
+    if (batch.n_seqs > 0 && batch.positions == nullptr)
+      throw std::invalid_argument(label_ + ": batch has no positions");
+    for (int64_t t = 0; t < batch.n_tokens; ++t)
+      if (batch.positions[t] < 0)
+        throw std::invalid_argument(label_ + ": token " + num(t) + " has negative position " +
+                                    num(batch.positions[t]));
+  }
+
+  // Where the keys and values a forward reads live: the KV cache (rows of slot s from
+  // slot * capacity, lengths[slot] of them cached), or, in a cache-free run, the batch's own
+  // rows (sequence s from its first token's row, nothing cached).
+  struct KvSource {
+    const char* k = nullptr;  // elements of dtype
+    const char* v = nullptr;
+    ts_dtype dtype = TS_F32;
+    int64_t capacity = 0;
+    const int32_t* lengths = nullptr;  // NULL: cache-free
+
+    int64_t first_row(const ts_batch& b, int32_t s) const {
+      return lengths != nullptr ? b.slots[s] * capacity : b.offsets[s];
+    }
+    int64_t cached(const ts_batch& b, int32_t s) const {
+      return lengths != nullptr ? lengths[b.slots[s]] : 0;
+    }
+  };
+
+  // The rows query head `head` (local index) of sequence s attends to.
+  tessera::cpu::AttentionHead head_view(const ts_batch& batch, const KvSource& src, int32_t s,
+                                        int64_t head) const {
     const int64_t hd = head_dim_, kvl = kv_.size();
     const int64_t kv_local = (heads_.begin + head) / group_ - kv_.begin;
-    const int64_t slot = batch.slots[s];
     tessera::cpu::AttentionHead h;
-    const auto head_offset = static_cast<size_t>((slot * cache.capacity * kvl + kv_local) * hd) *
-                             tessera::dtype_size(kv_dtype_);
-    h.k = cache.k + head_offset;
-    h.v = cache.v + head_offset;
-    h.kv_dtype = kv_dtype_;
+    const auto head_offset = static_cast<size_t>((src.first_row(batch, s) * kvl + kv_local) * hd) *
+                             tessera::dtype_size(src.dtype);
+    h.k = src.k + head_offset;
+    h.v = src.v + head_offset;
+    h.kv_dtype = src.dtype;
     h.row_stride = kvl * hd;
     h.head_dim = hd;
-    h.cached = lengths[slot];
+    h.cached = src.cached(batch, s);
     h.n_new = batch.offsets[s + 1] - batch.offsets[s];
     h.mask = batch.tree_masks != nullptr ? batch.tree_masks[s] : nullptr;
     h.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
     return h;
   }
 
+  // Tiles of kQueryTile new tokens the longest sequence of the batch needs (at least one).
+  static int64_t query_tiles(const ts_batch& batch) {
+    int64_t tiles = 1;
+    for (int32_t s = 0; s < batch.n_seqs; ++s)
+      tiles = std::max<int64_t>(
+          tiles, (batch.offsets[s + 1] - batch.offsets[s] + kQueryTile - 1) / kQueryTile);
+    return tiles;
+  }
+
   // Query head `head` (local index) of sequence s, for its new tokens
   // [first, first + kQueryTile) (none when the sequence has fewer).
-  void attend(const ts_batch& batch, const Cache& cache, const int32_t* lengths, int32_t s,
-              int64_t head, int64_t first) {
+  void attend(const ts_batch& batch, const KvSource& src, int32_t s, int64_t head, int64_t first) {
     const int64_t hd = head_dim_, hl = heads_.size();
     const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
     if (first >= n_new) return;
-    const tessera::cpu::AttentionHead h = head_view(batch, cache, lengths, s, head);
+    const tessera::cpu::AttentionHead h = head_view(batch, src, s, head);
     const int64_t offset = (t0 + first) * hl * hd + head * hd;
     tessera::cpu::attention_queries(h, q_.data() + offset, hl * hd, first,
                                     std::min(kQueryTile, n_new - first), attn_.data() + offset,
@@ -418,7 +600,7 @@ class GqaAttention {
   // items (sequence, local KV head, chunk of rows), each running every query
   // head of that KV head over its chunk (so the group reads each K/V row from
   // memory once), then one merge per (sequence, head, token) into attn_.
-  void attend_split(const ts_batch& batch, const Cache& cache, const int32_t* lengths) {
+  void attend_split(const ts_batch& batch, const KvSource& src) {
     const int64_t hd = head_dim_, hl = heads_.size(), kvl = kv_.size();
     const int64_t threads = host_ != nullptr ? std::max<int32_t>(1, host_->n_threads) : 1;
     split_items_.clear();
@@ -428,7 +610,7 @@ class GqaAttention {
     const int64_t wanted = (kItemsPerThread * threads + per_seq_kv - 1) / per_seq_kv;
     for (int32_t s = 0; s < batch.n_seqs; ++s) {
       const int64_t n_new = batch.offsets[s + 1] - batch.offsets[s];
-      const int64_t rows = lengths[batch.slots[s]] + n_new;
+      const int64_t rows = src.cached(batch, s) + n_new;
       const int64_t chunks =
           std::clamp<int64_t>(wanted, 1, (rows + kMinChunkRows - 1) / kMinChunkRows);
       const int64_t size = (rows + chunks - 1) / chunks;
@@ -459,8 +641,7 @@ class GqaAttention {
         for (int64_t h = 0; h < hl && g < kMaxLocalHeads; ++h)
           if ((heads_.begin + h) / group_ - kv_.begin == item.kv) group[g++] = h;
         if (g == 0) continue;
-        const tessera::cpu::AttentionHead view =
-            head_view(batch, cache, lengths, item.seq, group[0]);
+        const tessera::cpu::AttentionHead view = head_view(batch, src, item.seq, group[0]);
         for (int64_t t = 0; t < n_new; ++t) {
           const float* queries[kMaxLocalHeads];
           float* outs[kMaxLocalHeads];
@@ -488,6 +669,132 @@ class GqaAttention {
     }
   }
 
+  // q, k and v projections in one parallel region, then RoPE on q and k at each token's
+  // position (threaded only for long prefills); rope_cs_ keeps each token's cos and sin.
+  void project_qkv(const ts_batch& batch, const float* x, int64_t n, float* q, float* k, float* v) {
+    const int64_t q_width = heads_.size() * head_dim_, kv_width = kv_.size() * head_dim_;
+    const tessera::cpu::MatmulTarget qkv[3] = {
+        {wq_, q, q_width}, {wk_, k, kv_width}, {wv_, v, kv_width}};
+    tessera::cpu::matmul_nt_many(host_, x, n, hidden_, qkv, 3);
+    rope_table(batch, n);
+    const int64_t half = head_dim_ / 2;
+    tessera::sdk::parallel_for(host_, n, 64, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* cos_t = rope_cs_.data() + t * head_dim_;
+        tessera::cpu::rope_apply(q + t * q_width, heads_.size(), head_dim_, cos_t, cos_t + half);
+        tessera::cpu::rope_apply(k + t * kv_width, kv_.size(), head_dim_, cos_t, cos_t + half);
+      }
+    });
+  }
+
+  // cos and sin of every token's angles: rope_cs_[t * head_dim ...] (cos, then sin).
+  void rope_table(const ts_batch& batch, int64_t n) {
+    const int64_t hd = head_dim_, half = hd / 2;
+    ensure_size(rope_cs_, n * hd);
+    tessera::sdk::parallel_for(host_, n, 64, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        tessera::cpu::rope_angles(batch.positions[t], inv_freq_.data(), half,
+                                  rope_cs_.data() + t * hd, rope_cs_.data() + t * hd + half);
+    });
+  }
+
+  // Where forward_train keeps each activation: byte offsets into the workspace, npos for one
+  // kept in the block's scratch instead (recomputed by backward).
+  struct TrainLayout {
+    static constexpr uint64_t npos = ~uint64_t{0};
+    uint64_t q = npos, k = npos, v = npos, o = npos, stats = npos;
+    uint64_t bytes = 0;
+  };
+
+  // none: q, k, v (after RoPE), the attention output o and each row's softmax max and sum;
+  // core: q, k and v; all: nothing. Segments start on 64-byte lines.
+  TrainLayout train_layout(int64_t n, ts_recompute recompute) const {
+    const auto tokens = static_cast<uint64_t>(std::max<int64_t>(n, 0));
+    const auto q_bytes = tokens * static_cast<uint64_t>(heads_.size() * head_dim_) * sizeof(float);
+    const auto kv_bytes = tokens * static_cast<uint64_t>(kv_.size() * head_dim_) * sizeof(float);
+    TrainLayout l;
+    auto take = [&](uint64_t bytes) {
+      const uint64_t at = l.bytes;
+      l.bytes += (bytes + 63) / 64 * 64;
+      return at;
+    };
+    if (recompute == TS_RECOMPUTE_ALL) return l;
+    l.q = take(q_bytes);
+    l.k = take(kv_bytes);
+    l.v = take(kv_bytes);
+    if (recompute == TS_RECOMPUTE_CORE) return l;
+    l.o = take(q_bytes);
+    l.stats = take(tokens * static_cast<uint64_t>(heads_.size()) *
+                   sizeof(tessera::cpu::AttentionPartial));
+    return l;
+  }
+
+  // The activations of a training run: q, k, v [n, width], o [n, q width] and the softmax
+  // statistics [local head][token].
+  struct Activations {
+    float *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+    tessera::cpu::AttentionPartial* stats = nullptr;
+  };
+
+  Activations activations(const TrainLayout& l, int64_t n, void* workspace) {
+    const int64_t q_width = heads_.size() * head_dim_, kv_width = kv_.size() * head_dim_;
+    auto* base = static_cast<char*>(workspace);
+    auto place = [&](uint64_t at, std::vector<float>& scratch, int64_t floats) {
+      if (at != TrainLayout::npos) return reinterpret_cast<float*>(base + at);
+      ensure_size(scratch, floats);
+      return scratch.data();
+    };
+    Activations a;
+    a.q = place(l.q, q_, n * q_width);
+    a.k = place(l.k, k_, n * kv_width);
+    a.v = place(l.v, v_, n * kv_width);
+    a.o = place(l.o, attn_, n * q_width);
+    if (l.stats != TrainLayout::npos) {
+      a.stats = reinterpret_cast<tessera::cpu::AttentionPartial*>(base + l.stats);
+    } else {
+      if (stats_.size() < static_cast<size_t>(n * heads_.size()))
+        stats_.resize(static_cast<size_t>(n * heads_.size()));
+      a.stats = stats_.data();
+    }
+    return a;
+  }
+
+  // The training forward's attention core: a.o and a.stats from a.q, a.k and a.v, one work
+  // item per (sequence, query head, tile of queries), each query on its own (attention_chunk).
+  void attend_train(const ts_batch& batch, const Activations& a) {
+    const int64_t hl = heads_.size(), hd = head_dim_, q_width = hl * hd, n = batch.n_tokens;
+    const int64_t tiles = query_tiles(batch);
+    const KvSource src{reinterpret_cast<const char*>(a.k), reinterpret_cast<const char*>(a.v),
+                       TS_F32, 0, nullptr};
+    const int64_t items = static_cast<int64_t>(batch.n_seqs) * hl * tiles;
+    tessera::sdk::parallel_for(host_, items, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t item = i0; item < i1; ++item) {
+        const auto s = static_cast<int32_t>(item / (hl * tiles));
+        const int64_t head = item / tiles % hl, first = item % tiles * kQueryTile;
+        const int64_t t0 = batch.offsets[s], n_new = batch.offsets[s + 1] - t0;
+        if (first >= n_new) continue;
+        const tessera::cpu::AttentionHead h = head_view(batch, src, s, head);
+        const int64_t offset = (t0 + first) * q_width + head * hd;
+        tessera::cpu::attention_forward_stats(h, a.q + offset, q_width, first,
+                                              std::min(kQueryTile, n_new - first), a.o + offset,
+                                              q_width, a.stats + head * n + t0 + first);
+      }
+    });
+  }
+
+  static ts_tensor f32_matrix(float* data, int64_t rows, int64_t cols) {
+    ts_tensor t{};
+    t.data = data;
+    t.dtype = TS_F32;
+    t.device = TS_DEVICE_CPU;
+    t.ndim = 2;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.stride[0] = cols;
+    t.stride[1] = 1;
+    return t;
+  }
+
   static constexpr int64_t kQueryTile = 64;      // queries per work item (prefill)
   static constexpr int64_t kSplitMaxNew = 3;     // below attention.hpp's tile threshold
   static constexpr int64_t kItemsPerThread = 4;  // split-KV items per thread, for balance
@@ -506,6 +813,9 @@ class GqaAttention {
   MatrixView wq_, wk_, wv_, wo_;
   std::vector<double> inv_freq_;
   std::vector<float> q_, k_, v_, attn_, rope_cs_;
+  // Training scratch: softmax statistics not kept in the workspace, and the gradients.
+  std::vector<tessera::cpu::AttentionPartial> stats_;
+  std::vector<float> d_o_, dq_, dk_heads_, dv_heads_, dk_, dv_, dkv_shared_;
   // Split-KV scratch, kept between calls.
   struct SplitItem {
     int32_t seq;

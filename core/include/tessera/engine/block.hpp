@@ -61,6 +61,20 @@ class Block {
   void compact_kv(ts_kv_layer& kv, int32_t slot, int32_t first_row, const int32_t* keep,
                   int32_t n_keep);
 
+  // Training (ABI 2.1). A block can be trained when its plugin has all three entries,
+  // train_workspace, forward_train and backward.
+  bool can_train() const;
+  // Throws Error "<label>: cannot be trained: ..." naming the layer, the kind, the plugin and
+  // the entries it lacks, unless can_train().
+  void require_training() const;
+  // Bytes of workspace forward_train keeps for `batch` under `policy`.
+  uint64_t train_workspace(const ts_batch& batch, ts_recompute policy);
+  // A cache-free forward (io.kv must be NULL: whole causal sequences) that keeps what
+  // backward needs in `workspace` (host-owned, train_workspace bytes, 64-byte aligned).
+  void forward_train(const ts_block_io& io, ts_recompute policy, void* workspace);
+  // d loss / d x into io.grad_x (unless NULL) and the weights' gradients added into io.grads.
+  void backward(const ts_backward_io& io);
+
  private:
   PluginObject<ts_block_vtable> object_;
   ts_block_info info_{};

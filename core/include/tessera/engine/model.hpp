@@ -51,6 +51,9 @@ class Model {
   int32_t num_layers() const { return manifest_.model.num_layers; }
   const Block& attention(int32_t layer) const;
   const Block& ffn(int32_t layer) const;
+  // The blocks themselves, for a trainer that runs them forward and backward.
+  Block& attention(int32_t layer);
+  Block& ffn(int32_t layer);
   KvCache& kv_cache() { return kv_; }
   const WeightStore& weights() const { return weights_; }
   ThreadPool& pool() { return pool_; }

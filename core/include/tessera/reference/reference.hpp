@@ -63,4 +63,51 @@ void gqa_attention(const GqaShape& shape, const RopeScaling& rope_scaling, const
                    const float* x, int64_t n_new, const int32_t* positions,
                    const uint8_t* tree_mask, SequenceKv& kv, float* y);
 
+// ------------------------------------------------------------- training (f64)
+// f64 forwards of whole sequences (no cache) and their backwards, for the gradient checks:
+// inputs, outputs and gradients in double, plain loops. Each backward takes dy = d loss / d y
+// and writes (does not add) d loss / d x and the weights' gradients; a NULL output is skipped.
+
+// y[m, n] = sum_k x[m, k] * w[n, k].
+void linear_f64(const double* x, const double* w, int64_t m, int64_t n, int64_t k, double* y);
+// dx[m, k] = dy w and dw[n, k] = dy^T x.
+void linear_backward(const double* x, const double* w, const double* dy, int64_t m, int64_t n,
+                     int64_t k, double* dx, double* dw);
+
+// y = down(silu(gate(x)) * up(x)), as swiglu.
+void swiglu_f64(const double* x, const double* gate, const double* up, const double* down,
+                int64_t n_tokens, int64_t hidden, int64_t inter, double* y);
+struct SwigluGrads {
+  double* x = nullptr;     // [n_tokens, hidden]
+  double* gate = nullptr;  // [inter, hidden]
+  double* up = nullptr;    // [inter, hidden]
+  double* down = nullptr;  // [hidden, inter]
+};
+void swiglu_backward(const double* x, const double* gate, const double* up, const double* down,
+                     const double* dy, int64_t n_tokens, int64_t hidden, int64_t inter,
+                     const SwigluGrads& grads);
+
+struct GqaWeightsF64 {
+  const double* q = nullptr;  // [n_heads * head_dim, hidden]
+  const double* k = nullptr;  // [kv_heads * head_dim, hidden]
+  const double* v = nullptr;  // [kv_heads * head_dim, hidden]
+  const double* o = nullptr;  // [hidden, n_heads * head_dim]
+};
+struct GqaGrads {
+  double* x = nullptr;  // [n, hidden]
+  double* q = nullptr;  // shaped as the weights
+  double* k = nullptr;
+  double* v = nullptr;
+  double* o = nullptr;
+};
+// One whole sequence of n tokens (no cache): gqa_attention's computation in double, the
+// tokens attending causally among themselves, or by tree_mask (n x n) when it is not NULL.
+void gqa_attention_f64(const GqaShape& shape, const RopeScaling& rope_scaling,
+                       const GqaWeightsF64& w, const double* x, int64_t n, const int32_t* positions,
+                       const uint8_t* tree_mask, double* y);
+void gqa_attention_backward(const GqaShape& shape, const RopeScaling& rope_scaling,
+                            const GqaWeightsF64& w, const double* x, int64_t n,
+                            const int32_t* positions, const uint8_t* tree_mask, const double* dy,
+                            const GqaGrads& grads);
+
 }  // namespace tessera::reference

@@ -10,6 +10,7 @@
 #include <tessera/plugin.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -113,6 +114,57 @@ inline void check_batch(const ts_batch* batch, const std::string& label, int64_t
     throw std::invalid_argument(label + ": batch offsets end at " +
                                 std::to_string(batch->offsets[batch->n_seqs]) + ", expected " +
                                 std::to_string(n_tokens) + " tokens");
+}
+
+// ---------------------------------------------------------------- training
+
+// Checks a backward call: x and grad_y [n, hidden], grad_x when given (NULL: nothing upstream
+// trains), the batch and the recompute policy; returns n.
+inline int64_t checked_backward_rows(const ts_backward_io& io, const std::string& label,
+                                     int64_t hidden) {
+  if (io.x == nullptr) throw std::invalid_argument(label + ": backward: tensor x is missing");
+  const int64_t n = io.x->ndim >= 1 ? io.x->shape[0] : 0;
+  check_activation(io.x, label, "x", n, hidden);
+  check_activation(io.grad_y, label, "grad_y", n, hidden);
+  if (io.grad_x != nullptr) check_activation(io.grad_x, label, "grad_x", n, hidden);
+  check_batch(io.batch, label, n);
+  sdk::recompute_policy(io.recompute);
+  return n;
+}
+
+// A workspace of `bytes` must have been given when it is not empty.
+inline void check_workspace(const void* workspace, uint64_t bytes, const std::string& label) {
+  if (bytes > 0 && workspace == nullptr)
+    throw std::invalid_argument(label + ": the workspace is NULL but this batch and policy need " +
+                                std::to_string(bytes) + " bytes (train_workspace)");
+}
+
+// A weight's f32 gradient buffer from ts_grads: row-major, rows of `cols` contiguous floats
+// at data + r * ld. data NULL: the weight is frozen.
+struct GradMatrix {
+  float* data = nullptr;
+  int64_t ld = 0;
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// The gradient buffer of a declared [rows, cols] weight (the whole tensor, unsharded), checked.
+inline GradMatrix fetch_grad(const ts_grads* grads, const std::string& label,
+                             const std::string& name, int64_t rows, int64_t cols) {
+  ts_tensor t{};
+  try {
+    t = sdk::get_grad(grads, name, {rows, cols});
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  if (t.data == nullptr) return {};
+  if (t.device != TS_DEVICE_CPU)
+    throw sdk::Unsupported(label + ": gradient of '" + name + "' is on device " +
+                           device_name(t.device) + ", expected cpu");
+  if ((cols > 1 && t.stride[1] != 1) || t.stride[0] < cols)
+    throw std::invalid_argument(
+        label + ": gradient of '" + name + "' must have contiguous rows (strides " +
+        std::to_string(t.stride[0]) + ", " + std::to_string(t.stride[1]) + ")");
+  return {static_cast<float*>(t.data), t.stride[0]};
 }
 
 // The part [begin, end) of `total` items held by `rank` of `world`.

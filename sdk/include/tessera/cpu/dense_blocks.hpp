@@ -13,6 +13,7 @@
 #include <tessera/abi.h>
 #include <tessera/cpu/block_support.hpp>
 #include <tessera/cpu/matmul.hpp>
+#include <tessera/cpu/matmul_grad.hpp>
 
 #include <cstring>
 #include <stdexcept>
@@ -32,10 +33,16 @@ inline int64_t checked_rows(const ts_block_io& io, const std::string& label, int
 
 // y = x W^T with W [hidden, hidden], sharded over W's input columns (each rank
 // computes a partial sum, then the ranks all-reduce).
+// Training: nothing to keep (backward reads x again), so every policy's workspace is empty.
+// dW[:, cols] += dy^T x[:, cols] for the rank's columns; dx = dy W, each rank writing its
+// columns and zeros elsewhere, summed over the ranks.
 class LinearBlock {
  public:
   LinearBlock(const ts_block_config& config, const char* kind_and_name, const char* weight_name)
-      : label_(block_label(config, kind_and_name)), host_(config.host), comm_(config.comm) {
+      : label_(block_label(config, kind_and_name)),
+        weight_name_(weight_name),
+        host_(config.host),
+        comm_(config.comm) {
     check_block_config(config, label_);
     hidden_ = config.hidden;
     int32_t rank = 0, world = 1;
@@ -83,8 +90,32 @@ class LinearBlock {
     all_reduce_partial(comm_, label_, *io.y);
   }
 
+  uint64_t train_workspace(const ts_batch& batch, ts_recompute) const {
+    check_batch(&batch, label_, batch.n_tokens);
+    return 0;
+  }
+
+  void forward_train(const ts_block_io& io, ts_recompute, void*) { forward(io); }
+
+  void backward(const ts_backward_io& io) {
+    const int64_t n = checked_backward_rows(io, label_, hidden_);
+    const GradMatrix g = fetch_grad(io.grads, label_, weight_name_, hidden_, hidden_);
+    const auto* x = static_cast<const float*>(io.x->data);
+    const auto* dy = static_cast<const float*>(io.grad_y->data);
+    if (g)
+      matmul_tn_add(host_, dy, hidden_, x + cols_.begin, hidden_, n, hidden_, cols_.size(),
+                    g.data + cols_.begin, g.ld);
+    if (io.grad_x == nullptr) return;
+    auto* dx = static_cast<float*>(io.grad_x->data);
+    if (cols_.size() < hidden_)  // the other ranks' columns: zero here, theirs after the sum
+      std::memset(dx, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
+    matmul_nn(host_, dy, n, hidden_, w_, dx + cols_.begin, hidden_, false);
+    all_reduce_partial(comm_, label_, *io.grad_x);
+  }
+
  private:
   std::string label_;
+  std::string weight_name_;
   const ts_host* host_ = nullptr;
   const ts_comm* comm_ = nullptr;
   int64_t hidden_ = 0;
@@ -92,8 +123,9 @@ class LinearBlock {
   MatrixView w_;
 };
 
-// Adds nothing to the residual stream; TS_BLOCK_IDENTITY lets the host skip it.
-// Called anyway, it writes zeros.
+// Adds nothing to the residual stream; TS_BLOCK_IDENTITY lets the host skip it, in training
+// too. Called anyway, it writes zeros: forward_train keeps nothing, and backward writes
+// grad_x = 0 and adds to no gradient (it has no weights).
 class NoopBlock {
  public:
   NoopBlock(const ts_block_config& config, const char* kind_and_name)
@@ -125,6 +157,19 @@ class NoopBlock {
     const int64_t n = io.y->ndim >= 1 ? io.y->shape[0] : 0;
     check_activation(io.y, label_, "y", n, hidden_);
     std::memset(io.y->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
+  }
+
+  uint64_t train_workspace(const ts_batch& batch, ts_recompute) const {
+    check_batch(&batch, label_, batch.n_tokens);
+    return 0;
+  }
+
+  void forward_train(const ts_block_io& io, ts_recompute, void*) { forward(io); }
+
+  void backward(const ts_backward_io& io) {
+    const int64_t n = checked_backward_rows(io, label_, hidden_);
+    if (io.grad_x != nullptr)
+      std::memset(io.grad_x->data, 0, static_cast<size_t>(n * hidden_) * sizeof(float));
   }
 
  private:

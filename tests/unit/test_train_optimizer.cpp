@@ -1,0 +1,130 @@
+// AdamW against steps computed by hand, clipping by global norm, and the learning-rate
+// schedule's values.
+#include "model_fixtures.hpp"
+
+#include <tessera/train/optimizer.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+namespace tessera::test {
+namespace {
+
+// PyTorch's AdamW written out for one element, in double.
+struct HandAdamW {
+  double p, m = 0, v = 0;
+  void step(double g, double lr, int t, double b1, double b2, double eps, double wd) {
+    p *= 1 - lr * wd;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    const double m_hat = m / (1 - std::pow(b1, t));
+    const double v_hat = v / (1 - std::pow(b2, t));
+    p -= lr * m_hat / (std::sqrt(v_hat) + eps);
+  }
+};
+
+TEST(TrainAdamW, MatchesStepsComputedByHand) {
+  train::AdamWConfig config;
+  config.beta1 = 0.9;
+  config.beta2 = 0.95;
+  config.eps = 1e-8;
+  config.weight_decay = 0.1;
+  std::vector<float> p = {0.5f, -1.0f, 2.0f, 0.0f}, m(4, 0.0f), v(4, 0.0f);
+  std::vector<HandAdamW> hand;
+  for (float x : p) hand.push_back({x});
+  const std::vector<std::vector<float>> grads = {
+      {0.1f, -0.2f, 0.3f, 0.0f}, {-0.05f, 0.4f, 0.3f, 1e-3f}, {0.2f, 0.0f, -0.1f, 2.0f}};
+  const double lrs[] = {0.01, 0.02, 0.005};
+  for (int t = 1; t <= 3; ++t) {
+    const std::vector<float>& g = grads[static_cast<size_t>(t - 1)];
+    train::adamw_update(test_pool().host(), config, lrs[t - 1], t, true, p.data(), g.data(),
+                        m.data(), v.data(), 4);
+    for (size_t i = 0; i < 4; ++i) {
+      hand[i].step(g[i], lrs[t - 1], t, config.beta1, config.beta2, config.eps,
+                   config.weight_decay);
+      EXPECT_NEAR(p[i], hand[i].p, 1e-6) << "step " << t << " element " << i;
+      EXPECT_NEAR(m[i], hand[i].m, 1e-7);
+      EXPECT_NEAR(v[i], hand[i].v, 1e-9);
+    }
+  }
+  // The first step moves each weight by about lr (m_hat / sqrt(v_hat) = sign g), plus decay.
+  std::vector<float> q = {1.0f}, mq(1, 0.0f), vq(1, 0.0f);
+  const float g = 0.3f;
+  train::adamw_update(nullptr, config, 0.01, 1, true, q.data(), &g, mq.data(), vq.data(), 1);
+  EXPECT_NEAR(q[0], 1.0 * (1 - 0.01 * 0.1) - 0.01, 1e-7);
+}
+
+TEST(TrainAdamW, WithoutDecayOnlyTheAdamTermMoves) {
+  train::AdamWConfig config;
+  config.weight_decay = 0.5;
+  std::vector<float> p = {3.0f}, m(1, 0.0f), v(1, 0.0f);
+  const float g = -2.0f;
+  train::adamw_update(nullptr, config, 0.1, 1, false, p.data(), &g, m.data(), v.data(), 1);
+  EXPECT_NEAR(p[0], 3.0 + 0.1, 1e-6);  // -lr * sign(g), no decay
+  // A zero gradient at step 1 leaves the weight (m = v = 0: 0 / (0 + eps)).
+  std::vector<float> z = {1.5f}, mz(1, 0.0f), vz(1, 0.0f);
+  const float zero = 0.0f;
+  train::adamw_update(nullptr, config, 0.1, 1, false, z.data(), &zero, mz.data(), vz.data(), 1);
+  EXPECT_EQ(z[0], 1.5f);
+}
+
+TEST(TrainClip, ScalesEveryBufferByTheGlobalNorm) {
+  std::vector<float> a = {3.0f, 0.0f}, b = {0.0f, 4.0f, 0.0f};
+  const std::vector<train::GradSpan> spans = {{a.data(), 2}, {b.data(), 3}};
+  const double norm = train::global_norm(test_pool().host(), spans);
+  EXPECT_DOUBLE_EQ(norm, 5.0);
+  EXPECT_DOUBLE_EQ(train::clip_by_global_norm(test_pool().host(), spans, norm, 10.0), 1.0);
+  EXPECT_EQ(a[0], 3.0f);  // below the limit: untouched
+  EXPECT_DOUBLE_EQ(train::clip_by_global_norm(test_pool().host(), spans, norm, 0.0), 1.0);
+  EXPECT_EQ(a[0], 3.0f);  // 0: no clipping
+  EXPECT_NEAR(train::clip_by_global_norm(test_pool().host(), spans, norm, 1.0), 0.2, 1e-12);
+  EXPECT_FLOAT_EQ(a[0], 0.6f);
+  EXPECT_FLOAT_EQ(b[1], 0.8f);
+  EXPECT_NEAR(train::global_norm(test_pool().host(), spans), 1.0, 1e-6);
+}
+
+TEST(TrainClip, TheNormDoesNotDependOnTheThreadCount) {
+  std::vector<float> big(100003);
+  Rng rng(5);
+  for (float& x : big) x = rng.normal();
+  ThreadPool one(1), three(3);
+  const std::vector<train::GradSpan> spans = {{big.data(), static_cast<int64_t>(big.size())}};
+  EXPECT_EQ(train::global_norm(one.host(), spans), train::global_norm(three.host(), spans));
+}
+
+TEST(TrainSchedule, WarmsUpLinearlyThenDecaysAlongACosine) {
+  train::ScheduleConfig s;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  s.min_lr_ratio = 0.1;
+  const double peak = 2.0;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(peak, s, 1), 0.2);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(peak, s, 5), 1.0);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(peak, s, 10), 2.0);
+  // Halfway through the decay: the mean of peak and floor.
+  EXPECT_NEAR(train::scheduled_lr(peak, s, 60), (2.0 + 0.2) / 2, 1e-12);
+  // A quarter of the way: floor + (peak - floor) (1 + cos(pi / 4)) / 2.
+  EXPECT_NEAR(train::scheduled_lr(peak, s, 35),
+              0.2 + 1.8 * (1 + std::cos(std::numbers::pi / 4)) / 2, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(peak, s, 110), 0.2, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(peak, s, 500), 0.2, 1e-12);  // stays at the floor
+  // Monotone after the warm-up.
+  for (int64_t t = 11; t < 110; ++t)
+    EXPECT_LE(train::scheduled_lr(peak, s, t + 1), train::scheduled_lr(peak, s, t));
+
+  train::ScheduleConfig constant;
+  constant.warmup_steps = 4;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(1.0, constant, 2), 0.5);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(1.0, constant, 4), 1.0);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(1.0, constant, 1000), 1.0);
+  train::ScheduleConfig no_warmup;
+  no_warmup.total_steps = 4;
+  EXPECT_NEAR(train::scheduled_lr(1.0, no_warmup, 2), 0.5, 1e-12);  // cos(pi/2): halfway
+  EXPECT_NEAR(train::scheduled_lr(1.0, no_warmup, 4), 0.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace tessera::test
