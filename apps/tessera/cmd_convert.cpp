@@ -7,15 +7,13 @@
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/model_source.hpp>
-#include <tessera/formats/safetensors.hpp>
-#include <tessera/tools/staging_folder.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "commands.hpp"
+#include "model_folder.hpp"
 #include "setup.hpp"
 
 namespace tessera::cli {
@@ -42,45 +40,11 @@ std::optional<ts_dtype> parse_dtype(const std::string& text) {
   throw Error("--dtype is '" + text + "'; expected bf16, f16 or f32");
 }
 
-// The folder whose tokenizer files travel with the model: a Hugging Face source's own folder,
-// or a manifest's folder when it holds tokenizer.json.
-fs::path tokenizer_folder(const LoadedModel& model) {
-  std::error_code ec;
-  if (model.format == ModelFormat::kHuggingFace) {
-    return fs::is_directory(model.path, ec) ? model.path : model.path.parent_path();
-  }
-  if (model.format == ModelFormat::kManifest) {
-    if (model.manifest.weights.format == "hf") return model.manifest.weights.path;
-    fs::path folder = model.manifest.source.parent_path();
-    if (fs::exists(folder / "tokenizer.json", ec)) return folder;
-  }
-  return {};
-}
-
 void report_dropped(const std::vector<std::string>& dropped) {
   if (dropped.empty()) return;
   std::cerr << "note: " << dropped.size() << " tensor(s) no block uses were not written:";
   for (size_t i = 0; i < dropped.size() && i < 5; ++i) std::cerr << " " << dropped[i];
   std::cerr << (dropped.size() > 5 ? " ..." : "") << "\n";
-}
-
-// The model's tokenizer files: a Hugging Face source's (or a manifest folder's) copied, else
-// its loaded tokenizer (a GGUF file's) written out.
-TokenizerFiles tokenizer_files(const LoadedModel& model) {
-  TokenizerFiles files;
-  files.source = tokenizer_folder(model);
-  files.tokenizer = model.tokenizer;
-  files.chat_template = model.chat_template;
-  return files;
-}
-
-void note_tokenizer(const LoadedModel& model, const std::string& why_not_written) {
-  if (why_not_written.empty()) return;
-  std::cerr << "note: the " << to_string(model.format) << " tokenizer was not written ("
-            << why_not_written << "); "
-            << (model.chat_template.empty() ? "nothing of it is written"
-                                            : "only its chat template is written")
-            << "\n";
 }
 
 int convert_to_hf(const ConvertArgs& args, const LoadedModel& model, const WeightPlan& plan) {
@@ -102,32 +66,8 @@ int convert_to_manifest(const ConvertArgs& args, const LoadedModel& model) {
   if (!args.max_shard_size.empty() || args.decilm) {
     throw Error("--max-shard-size and --decilm apply only to --to hf");
   }
-  const std::optional<ts_dtype> dtype = parse_dtype(args.dtype);
-  WeightStore weights;
-  uint64_t bytes = 0;
-  for (const auto& [name, tensor] : model.weights.all()) {
-    const bool convert = dtype && tensor.dtype() != *dtype;
-    weights.add(name, convert ? tensor.to(*dtype) : tensor);
-    bytes += weights.get(name).bytes();
-  }
-  Manifest manifest = model.manifest;
-  manifest.source.clear();
-  manifest.weights.format = "safetensors";
-  manifest.weights.path = "model.safetensors";  // relative: the folder can move
-  manifest.weights.seed = 0;
-
-  StagingFolder staging(args.destination, args.force);
-  write_safetensors(staging.path() / "model.safetensors", weights, {{"format", "pt"}});
-  {
-    std::ofstream out(staging.path() / "manifest.toml");
-    out << to_toml(manifest);
-    out.flush();
-    if (!out) throw Error("cannot write " + (staging.path() / "manifest.toml").string());
-  }
-  std::string why_not_written;
-  write_tokenizer_files(staging.path(), tokenizer_files(model), &why_not_written);
-  note_tokenizer(model, why_not_written);
-  staging.commit();
+  const uint64_t bytes = write_manifest_folder(args.destination, model, model.weights,
+                                               parse_dtype(args.dtype), args.force);
   std::cout << "wrote " << (fs::path(args.destination) / "manifest.toml").string()
             << " and model.safetensors (" << bytes << " bytes of tensors)\n";
   return 0;

@@ -1,7 +1,7 @@
 // tessera train CONFIG.toml: checks a training config, opens the model (and the parent of the
-// distill objectives), reads, tokenises and splits the corpus, and says what the run would do.
-// --dry-run stops there. The loop itself is run_training (train/train_run.hpp) over the
-// trainer's callables, which make_trainer is to provide.
+// distill objectives), reads, tokenises and splits the corpus, and says what the run would do
+// (--dry-run stops there); then trains: run_training (train/train_run.hpp) over the hooks of
+// a TrainSession (train_session.hpp), and writes the trained model beside the report.
 #include <tessera/engine/error.hpp>
 #include <tessera/formats/model_source.hpp>
 #include <tessera/train/batches.hpp>
@@ -21,6 +21,7 @@
 
 #include "commands.hpp"
 #include "setup.hpp"
+#include "train_session.hpp"
 
 namespace tessera::cli {
 namespace {
@@ -69,8 +70,9 @@ LoadedModel open_config_model(const TrainConfig& config, const std::string& key,
     fail_at(config.location(key),
             "the model " + path.string() + " has no tokenizer" +
                 (model.tokenizer_error.empty() ? "" : " (" + model.tokenizer_error + ")") +
-                "; training on text needs the model's own tokenizer (a GGUF file, a Hugging Face "
-                "folder with tokenizer.json, or a manifest with format = \"gguf\" weights)");
+                "; the text is read with the model's tokenizer (for the distill objectives, the "
+                "parent's when the model has none): a GGUF file, a Hugging Face folder with "
+                "tokenizer.json, or a manifest with format = \"gguf\" weights has one");
   }
   return model;
 }
@@ -104,12 +106,16 @@ std::string part_text(const PackedPart& part) {
          " tokens, " + grouped(part.sequences()) + " sequences";
 }
 
-// The trainer's callables. The training core is not wired in yet.
-TrainerHooks make_trainer(const TrainConfig& /*config*/, const LoadedModel& /*model*/,
-                          const LoadedModel* /*parent*/) {
-  throw Error(
-      "the training loop is not built yet: `tessera train` checks the config, the models and "
-      "the data (see --dry-run), but no trainer is wired in");
+// What write_model needs of the source besides its weights (which the session takes).
+LoadedModel metadata_of(const LoadedModel& model) {
+  LoadedModel m;
+  m.format = model.format;
+  m.path = model.path;
+  m.manifest = model.manifest;
+  m.tokenizer = model.tokenizer;
+  m.chat_template = model.chat_template;
+  m.architecture = model.architecture;
+  return m;
 }
 
 int run_train(const TrainArgs& args) {
@@ -126,10 +132,17 @@ int run_train(const TrainArgs& args) {
                 "choose another folder");
   }
 
-  LoadedModel model = open_config_model(config, "model.path", config.model, true);
+  // Distillation may read the text with the parent's tokenizer: a child drawn from its parent
+  // (random weights, pruned blocks) has the parent's vocabulary but often no tokenizer files.
+  const bool distills = config.run.objective != TrainObjective::kLm;
+  LoadedModel model = open_config_model(config, "model.path", config.model, !distills);
   std::optional<LoadedModel> parent;
-  if (config.run.objective != TrainObjective::kLm) {
-    parent = open_config_model(config, "parent.path", config.parent, false);
+  if (distills) {
+    parent = open_config_model(config, "parent.path", config.parent, model.tokenizer == nullptr);
+    if (!model.tokenizer) {
+      model.tokenizer = parent->tokenizer;
+      model.chat_template = parent->chat_template;
+    }
   }
   const Tokenizer& tokenizer = *model.tokenizer;
   const int32_t separator =
@@ -161,8 +174,8 @@ int run_train(const TrainArgs& args) {
                         static_cast<double>(dataset.train().sequences());
 
   std::ostream& out = std::cout;
-  out << "config     " << config.source.string() << " (objective " << to_string(config.run.objective)
-      << ")\n";
+  out << "config     " << config.source.string() << " (objective "
+      << to_string(config.run.objective) << ")\n";
   out << "model      " << model_text(model) << "\n";
   if (parent) out << "parent     " << model_text(*parent) << "\n";
   out << "corpus     " << data.path.string() << ": " << corpus.documents() << " documents of "
@@ -182,8 +195,8 @@ int run_train(const TrainArgs& args) {
       << ") after every document\n";
   out << "train      " << part_text(dataset.train()) << " of " << data.seq_len << " (+1) tokens\n";
   if (dataset.held_out().sequences() > 0) {
-    const std::vector<Batch> eval = held_out_batches(dataset.held_out(), data.batch_size,
-                                                     data.eval_batches);
+    const std::vector<Batch> eval =
+        held_out_batches(dataset.held_out(), data.batch_size, data.eval_batches);
     int64_t eval_sequences = 0;
     for (const Batch& b : eval) eval_sequences += b.size();
     out << "held-out   " << part_text(dataset.held_out()) << "; each measurement scores "
@@ -195,8 +208,8 @@ int run_train(const TrainArgs& args) {
     out << "held-out   none\n";
   }
   out << "steps      " << grouped(config.run.steps) << " x " << sequences_per_step
-      << " sequences (batch " << data.batch_size << " x grad_accumulation "
-      << opt.grad_accumulation << ") = " << grouped(tokens_per_step) << " tokens per step, "
+      << " sequences (batch " << data.batch_size << " x grad_accumulation " << opt.grad_accumulation
+      << ") = " << grouped(tokens_per_step) << " tokens per step, "
       << grouped(tokens_per_step * config.run.steps) << " in all, " << fixed(epochs, 2)
       << " epochs of the train part\n";
   out << "optimizer  AdamW lr " << number(opt.lr) << ", betas (" << number(opt.beta1) << ", "
@@ -227,11 +240,19 @@ int run_train(const TrainArgs& args) {
     return 0;
   }
 
-  const TrainerHooks hooks = make_trainer(config, model, parent ? &*parent : nullptr);
+  const LoadedModel source = metadata_of(model);
+  TrainSession session(config, model, parent ? &*parent : nullptr, args.plugin_paths);
+  std::string start_note;
+  const RunStart start = session.start(&start_note);
+  out << "trains     " << session.trainable_text() << "\n";
+  out << "start      " << start_note << "\n";
   RunOutput output;
   output.out = &std::cout;
   output.terminal = ProgressPrinter::stdout_is_terminal();
-  const RunOutcome outcome = run_training(config, dataset, hooks, RunStart{}, output);
+  const RunOutcome outcome = run_training(config, dataset, session.hooks(), start, output);
+  const std::string memory = session.memory_text();
+  if (!memory.empty()) out << memory << (memory.back() == '\n' ? "" : "\n");
+  out << "model      " << session.write_model(source).string() << " (the trained weights)\n";
   out << "report     " << outcome.report.string() << "\n";
   return 0;
 }

@@ -623,7 +623,7 @@ hf_convert_errors)
   printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 32}' >"$work/bad-hf/config.json"
   check_error "neither model.safetensors nor model.safetensors.index.json" info "$work/bad-hf"
   ;;
-train_dry_run | train_errors)
+train_dry_run | train_errors | train_runs)
   # tessera train on the tiny GGUF model (a tokenizer, max_seq_len 256) and generated text;
   # the token cache goes to the test's own folder.
   export TESSERA_CACHE="$work/cache"
@@ -680,11 +680,46 @@ TOML
     echo "one more line" >>"$work/corpus/doc1.txt"
     "$TESSERA" train "$work/train.toml" --dry-run >"$work/out3" 2>&1 || fail "third dry run"
     expect_in "cache stale: the corpus' files changed" "$work/out3"
-    # Without --dry-run the command stops where the trainer would start.
-    if "$TESSERA" train "$work/train.toml" >"$work/out4" 2>"$work/err4"; then fail "train without a trainer succeeded"; fi
-    expect_in "tessera: error: the training loop is not built yet" "$work/err4"
-    expect_in "(see --dry-run)" "$work/err4"
-    [ -e "$work/run" ] && fail "the output folder was created"
+    [ -e "$work/run" ] && fail "a dry run created the output folder"
+    exit 0
+  fi
+  if [ "$1" = train_runs ]; then
+    # 30 steps straight, and 20 then resumed to 30: the same weights, bit for bit.
+    sed 's/^steps = 40/steps = 30/' "$work/train.toml" >"$work/straight.toml"
+    "$TESSERA" train "$work/straight.toml" >"$work/out" 2>"$work/err" ||
+      { cat "$work/out" "$work/err"; fail "train exited non-zero"; }
+    cat "$work/out"
+    expect_in "trains     " "$work/out"
+    expect_in "start      a new run" "$work/out"
+    expect_in "step 30/30" "$work/out"
+    expect_in "model      $work/run/model" "$work/out"
+    for f in log.jsonl loss.svg report.html model/manifest.toml model/model.safetensors checkpoints/latest checkpoints/step-30/weights.safetensors checkpoints/step-30/optimizer.safetensors checkpoints/step-30/cursor.txt; do
+      [ -s "$work/run/$f" ] || fail "the run wrote no $f"
+    done
+    # The held-out loss falls: its first measurement (step 10) against its last (step 30).
+    first=$(grep '"type":"eval"' "$work/run/log.jsonl" | head -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+    last=$(grep '"type":"eval"' "$work/run/log.jsonl" | tail -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "held-out loss $first -> $last did not fall"
+    # The trained model is a model: generate from it.
+    "$TESSERA" generate "$work/run/model" --tokens 1,2,3 --max-tokens 4 >"$work/gen" 2>&1 ||
+      { cat "$work/gen"; fail "generate on the trained model failed"; }
+    # The same 30 steps with checkpoints every 10, cut off after step 20 (its step-30
+    # checkpoint removed, `latest` back at step-20), then resumed: bit-identical weights.
+    sed 's|^output = "run"|output = "resumed"|; s/^seed = 1/seed = 1\ncheckpoint_every = 10/' "$work/straight.toml" >"$work/first.toml"
+    "$TESSERA" train "$work/first.toml" >"$work/out1" 2>&1 || { cat "$work/out1"; fail "the checkpointed run failed"; }
+    [ -d "$work/resumed/checkpoints/step-10" ] && fail "the oldest checkpoint was kept"
+    [ -d "$work/resumed/checkpoints/step-20" ] || fail "the second newest checkpoint was removed"
+    rm -r "$work/resumed/checkpoints/step-30" "$work/resumed/model"
+    echo step-20 >"$work/resumed/checkpoints/latest"
+    sed 's/^seed = 1/seed = 1\nresume = true/' "$work/first.toml" >"$work/second.toml"
+    "$TESSERA" train "$work/second.toml" >"$work/out2" 2>&1 || { cat "$work/out2"; fail "the resumed run failed"; }
+    expect_in "start      resumed from $work/resumed/checkpoints/step-20 after step 20" "$work/out2"
+    cmp "$work/run/model/model.safetensors" "$work/resumed/model/model.safetensors" ||
+      fail "30 steps straight and 20 + 10 resumed give other weights"
+    # A resume whose cursor file is gone is refused, naming the checkpoint.
+    rm "$work/resumed/checkpoints/step-30/cursor.txt"
+    if "$TESSERA" train "$work/second.toml" >"$work/out3" 2>"$work/err3"; then fail "resume without a cursor succeeded"; fi
+    expect_in "the checkpoint $work/resumed/checkpoints/step-30 has no cursor.txt" "$work/err3"
     exit 0
   fi
   check_error() {  # expected-substring, config file
@@ -731,7 +766,7 @@ seqlen = 3" "$work/c.toml"
   config "" "$work/c.toml"
   mkdir -p "$work/run"; echo '{}' >"$work/run/log.jsonl"
   check_error "$work/c.toml:2:10: the output folder $work/run already holds a run (log.jsonl); set resume = true" "$work/c.toml" --dry-run
-  check_error "the following argument was not expected: extra" "$work/c.toml" extra
+  check_error "The following argument was not expected: extra" "$work/c.toml" extra
   ;;
 *) fail "unknown case $1" ;;
 esac

@@ -342,6 +342,7 @@ TEST(CpuBackwardGqa, GradientsAccumulateFrozenWeightsAndNoInputGradient) {
   // Two backward calls add twice the gradient: exactly, since each adds its sum once.
   std::vector<float> y, dx;
   std::string error;
+  grads.zero();
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(block.forward_train(batch, x, TS_RECOMPUTE_CORE, y, &error), TS_OK) << error;
     ASSERT_EQ(block.backward(batch, x, dy, &dx, grads.abi(), TS_RECOMPUTE_CORE, &error), TS_OK)
@@ -548,6 +549,7 @@ TEST(CpuBackwardFfn, SwigluAccumulatesAndSkipsFrozenWeights) {
   const auto dy = random_vector(static_cast<size_t>(11 * 32), 622);
   const StepResult once = train_step(block, batch, x, dy, grads, TS_RECOMPUTE_NONE);
   std::vector<float> y, dx;
+  grads.zero();
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(block.forward_train(batch, x, TS_RECOMPUTE_NONE, y), TS_OK);
     ASSERT_EQ(block.backward(batch, x, dy, &dx, grads.abi(), TS_RECOMPUTE_NONE), TS_OK);
@@ -603,6 +605,7 @@ TEST(CpuBackwardLinear, LinearBlocksMatchReferenceAndAccumulate) {
         expect_same_step(got, first, weight);
     }
     std::vector<float> y, dx;
+    grads.zero();
     for (int i = 0; i < 2; ++i) {
       ASSERT_EQ(block.forward_train(batch, x, TS_RECOMPUTE_NONE, y), TS_OK);
       ASSERT_EQ(block.backward(batch, x, dy, &dx, grads.abi(), TS_RECOMPUTE_NONE), TS_OK);
@@ -868,6 +871,7 @@ TEST(CpuBackwardErrors, BadCallsAreRefusedWithTheFacts) {
   bio.batch = nullptr;
   EXPECT_EQ(block.backward_io(bio, &error), TS_ERROR);
   EXPECT_HAS(error, "no batch was given");
+  bio.batch = &b;
 
   // A cache-free forward checks positions as the cached one does.
   TrainBatch negative;

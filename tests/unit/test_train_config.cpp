@@ -69,8 +69,8 @@ TEST(TrainConfig, MinimalConfigGetsTheDefaults) {
   EXPECT_TRUE(c.freeze.empty());
   EXPECT_TRUE(c.blocks.empty());
   // Locations of keys, of a table for a key left out, and line 1 for a table left out.
-  EXPECT_EQ(c.location("data.path").line, 10);
-  EXPECT_EQ(c.location("data.seq_len").line, 9);
+  EXPECT_EQ(c.location("data.path").line, 9);
+  EXPECT_EQ(c.location("data.seq_len").line, 8);
   EXPECT_EQ(c.location("optimizer.lr").line, 1);
 }
 
@@ -145,8 +145,9 @@ patterns = ["model.embed_tokens.weight", "model.layers.*.mlp.*"]
   EXPECT_DOUBLE_EQ(c.optimizer.min_lr_ratio, 0.0);
   EXPECT_EQ(c.optimizer.grad_accumulation, 4);
   EXPECT_EQ(c.recompute, RecomputePolicy::kCore);
-  EXPECT_EQ(c.freeze, (std::vector<std::string>{"model.embed_tokens.weight", "model.layers.*.mlp.*"}));
-  EXPECT_EQ(c.location("data.separator").line, 20);
+  EXPECT_EQ(c.freeze,
+            (std::vector<std::string>{"model.embed_tokens.weight", "model.layers.*.mlp.*"}));
+  EXPECT_EQ(c.location("data.separator").line, 21);
   EXPECT_EQ(c.location("data.separator").column, 13);
 }
 
@@ -264,125 +265,158 @@ path = "c"
 TEST(TrainConfig, EveryErrorIsLocated) {
   const std::vector<ErrorCase> cases = {
       {"syntax", "[run\n", 1, 5, "TOML syntax error"},
-      {"unknown top", with("[runtime]\nthreads = 1\n"), 11, 1, "unknown key 'runtime' in the top level"},
+      {"unknown top", with("[runtime]\nthreads = 1\n"), 10, 2,
+       "unknown key 'runtime' in the top level"},
       {"missing run", "[model]\npath = \"m\"\n", 1, 1, "missing [run] table"},
       {"run not table", "run = 3\n", 1, 7, "'run' in the document must be a table"},
       {"unknown run key", edit("steps = 10", "steps = 10\nstep = 3"), 4, 1,
        "unknown key 'step' in [run] (did you mean 'steps'?)"},
       {"objective", edit("steps = 10", "steps = 10\nobjective = \"sft\""), 4, 13,
        "'objective' in [run] is \"sft\"; expected one of \"lm\", \"distill-blocks\", \"distill\""},
-      {"missing output", edit("output = \"runs/a\"\n", ""), 1, 1, "missing required key 'output' in [run]"},
+      {"missing output", edit("output = \"runs/a\"\n", ""), 1, 1,
+       "missing required key 'output' in [run]"},
       {"empty output", edit("\"runs/a\"", "\"\""), 2, 10, "'output' in [run] is empty"},
-      {"output type", edit("\"runs/a\"", "3"), 2, 10, "'output' in [run] must be a string, got an integer"},
+      {"output type", edit("\"runs/a\"", "3"), 2, 10,
+       "'output' in [run] must be a string, got an integer"},
       {"missing steps", edit("steps = 10\n", ""), 1, 1, "missing required key 'steps' in [run]"},
-      {"steps zero", edit("steps = 10", "steps = 0"), 3, 9, "'steps' in [run] is 0; expected an integer >= 1"},
-      {"steps float", edit("steps = 10", "steps = 10.0"), 3, 9, "'steps' in [run] must be an integer, got a float"},
-      {"seed negative", edit("steps = 10", "steps = 10\nseed = -1"), 4, 8, "'seed' in [run] is -1; expected an integer >= 0"},
+      {"steps zero", edit("steps = 10", "steps = 0"), 3, 9,
+       "'steps' in [run] is 0; expected an integer >= 1"},
+      {"steps float", edit("steps = 10", "steps = 10.0"), 3, 9,
+       "'steps' in [run] must be an integer, got a float"},
+      {"seed negative", edit("steps = 10", "steps = 10\nseed = -1"), 4, 8,
+       "'seed' in [run] is -1; expected an integer >= 0"},
       {"checkpoint_every", edit("steps = 10", "steps = 10\ncheckpoint_every = -5"), 4, 20,
        "'checkpoint_every' in [run] is -5"},
       {"resume type", edit("steps = 10", "steps = 10\nresume = 1"), 4, 10,
        "'resume' in [run] must be true, false or a checkpoint's path, got an integer"},
       {"resume empty", edit("steps = 10", "steps = 10\nresume = \"\""), 4, 10,
        "got an empty string"},
-      {"missing model", edit("[model]\npath = \"model.gguf\"\n", ""), 1, 1, "missing [model] table"},
+      {"missing model", edit("[model]\npath = \"model.gguf\"\n", ""), 1, 1,
+       "missing [model] table"},
       {"model key", edit("path = \"model.gguf\"", "path = \"model.gguf\"\nformat = \"gguf\""), 7, 1,
        "unknown key 'format' in [model]; allowed keys: path"},
       {"model path missing", edit("path = \"model.gguf\"", "# none"), 5, 1,
        "missing required key 'path' in [model]: the model to train"},
-      {"parent for lm", with("[parent]\npath = \"p\"\n"), 11, 1,
+      {"parent for lm", with("[parent]\npath = \"p\"\n"), 10, 1,
        "[parent] applies only to objective = \"distill-blocks\" or \"distill\""},
       {"distill without parent", edit("steps = 10", "steps = 10\nobjective = \"distill\""), 1, 1,
        "objective = \"distill\" needs a [parent] table"},
       {"missing data", edit("[data]\npath = \"corpus\"\n", ""), 1, 1, "missing [data] table"},
-      {"data path missing", edit("path = \"corpus\"", "seq_len = 64"), 9, 1,
+      {"data path missing", edit("path = \"corpus\"", "seq_len = 64"), 8, 1,
        "missing required key 'path' in [data]: the corpus"},
-      {"data unknown", with("seqlen = 3\n"), 11, 1, "unknown key 'seqlen' in [data] (did you mean 'seq_len'?)"},
-      {"include empty list", with("include = []\n"), 11, 11, "'include' in [data] is an empty list"},
-      {"include bad item", with("include = [\"*.txt\", 3]\n"), 11, 21,
-       "each pattern of 'include' in [data] must be a non-empty string like \"*.rst.txt\", got an integer"},
-      {"include empty item", with("include = [\"\"]\n"), 11, 12, "got an empty string"},
-      {"include type", with("include = 3\n"), 11, 11, "'include' in [data] must be a list of patterns"},
-      {"seq_len", with("seq_len = 0\n"), 11, 11, "'seq_len' in [data] is 0; expected a positive integer"},
-      {"seq_len string", with("seq_len = \"512\"\n"), 11, 11, "must be an integer, got a string"},
-      {"batch_size", with("batch_size = -2\n"), 11, 14, "'batch_size' in [data] is -2"},
-      {"fraction range", with("held_out_fraction = 1.0\n"), 11, 21,
+      {"data unknown", with("seqlen = 3\n"), 10, 1,
+       "unknown key 'seqlen' in [data] (did you mean 'seq_len'?)"},
+      {"include empty list", with("include = []\n"), 10, 11,
+       "'include' in [data] is an empty list"},
+      {"include bad item", with("include = [\"*.txt\", 3]\n"), 10, 21,
+       "each pattern of 'include' in [data] must be a non-empty string like \"*.rst.txt\", got an "
+       "integer"},
+      {"include empty item", with("include = [\"\"]\n"), 10, 12, "got an empty string"},
+      {"include type", with("include = 3\n"), 10, 11,
+       "'include' in [data] must be a list of patterns"},
+      {"seq_len", with("seq_len = 0\n"), 10, 11,
+       "'seq_len' in [data] is 0; expected a positive integer"},
+      {"seq_len string", with("seq_len = \"512\"\n"), 10, 11, "must be an integer, got a string"},
+      {"batch_size", with("batch_size = -2\n"), 10, 14, "'batch_size' in [data] is -2"},
+      {"fraction range", with("held_out_fraction = 1.0\n"), 10, 21,
        "'held_out_fraction' in [data] is 1; expected a fraction in [0, 1)"},
-      {"fraction nan", with("held_out_fraction = nan\n"), 11, 21, "'held_out_fraction' in [data] is nan"},
-      {"documents negative", with("held_out_documents = -1\n"), 11, 22, "'held_out_documents' in [data] is -1"},
-      {"both held-out", with("held_out_documents = 3\nheld_out_fraction = 0.1\n"), 12, 21,
+      {"fraction nan", with("held_out_fraction = nan\n"), 10, 21,
+       "'held_out_fraction' in [data] is nan"},
+      {"documents negative", with("held_out_documents = -1\n"), 10, 22,
+       "'held_out_documents' in [data] is -1"},
+      {"both held-out", with("held_out_documents = 3\nheld_out_fraction = 0.1\n"), 11, 21,
        "give held_out_fraction or held_out_documents in [data], not both"},
-      {"eval without held-out", with("held_out_fraction = 0\neval_every = 10\n"), 12, 14,
+      {"eval without held-out", with("held_out_fraction = 0\neval_every = 10\n"), 11, 14,
        "'eval_every' in [data] is 10 but there is no held-out part"},
-      {"eval_every negative", with("eval_every = -1\n"), 11, 14, "'eval_every' in [data] is -1"},
-      {"eval_batches", with("eval_batches = 0\n"), 11, 16, "'eval_batches' in [data] is 0"},
-      {"split_seed", with("split_seed = -3\n"), 11, 14, "'split_seed' in [data] is -3"},
-      {"separator empty", with("separator = \"\"\n"), 11, 13, "'separator' in [data] is empty"},
-      {"separator type", with("separator = 2\n"), 11, 13, "'separator' in [data] must be a string"},
-      {"cache type", with("cache = 1\n"), 11, 9, "'cache' in [data] must be true, false or the token cache's path"},
-      {"optimizer type", with("optimizer = 1\n"), 11, 13, "must be a table ([optimizer])"},
-      {"optimizer unknown", with("[optimizer]\nlearning_rate = 1e-3\n"), 12, 1,
+      {"eval_every negative", with("eval_every = -1\n"), 10, 14, "'eval_every' in [data] is -1"},
+      {"eval_batches", with("eval_batches = 0\n"), 10, 16, "'eval_batches' in [data] is 0"},
+      {"split_seed", with("split_seed = -3\n"), 10, 14, "'split_seed' in [data] is -3"},
+      {"separator empty", with("separator = \"\"\n"), 10, 13, "'separator' in [data] is empty"},
+      {"separator type", with("separator = 2\n"), 10, 13, "'separator' in [data] must be a string"},
+      {"cache type", with("cache = 1\n"), 10, 9,
+       "'cache' in [data] must be true, false or the token cache's path"},
+      {"optimizer type", "optimizer = 1\n" + std::string(kMinimal), 1, 13,
+       "must be a table ([optimizer])"},
+      {"optimizer unknown", with("[optimizer]\nlearning_rate = 1e-3\n"), 11, 1,
        "unknown key 'learning_rate' in [optimizer]"},
-      {"lr", with("[optimizer]\nlr = 0\n"), 12, 6, "'lr' in [optimizer] is 0; expected a finite number > 0"},
-      {"lr inf", with("[optimizer]\nlr = inf\n"), 12, 6, "'lr' in [optimizer] is inf"},
-      {"lr string", with("[optimizer]\nlr = \"1e-4\"\n"), 12, 6, "'lr' in [optimizer] must be a number, got a string"},
-      {"betas count", with("[optimizer]\nbetas = [0.9]\n"), 12, 9,
+      {"lr", with("[optimizer]\nlr = 0\n"), 11, 6,
+       "'lr' in [optimizer] is 0; expected a finite number > 0"},
+      {"lr inf", with("[optimizer]\nlr = inf\n"), 11, 6, "'lr' in [optimizer] is inf"},
+      {"lr string", with("[optimizer]\nlr = \"1e-4\"\n"), 11, 6,
+       "'lr' in [optimizer] must be a number, got a string"},
+      {"betas count", with("[optimizer]\nbetas = [0.9]\n"), 11, 9,
        "'betas' in [optimizer] must be a list of two numbers like [0.9, 0.95], got a list of 1"},
-      {"betas type", with("[optimizer]\nbetas = 0.9\n"), 12, 9, "got a float"},
-      {"beta item", with("[optimizer]\nbetas = [0.9, \"x\"]\n"), 12, 15,
+      {"betas type", with("[optimizer]\nbetas = 0.9\n"), 11, 9, "got a float"},
+      {"beta item", with("[optimizer]\nbetas = [0.9, \"x\"]\n"), 11, 15,
        "each of 'betas' in [optimizer] must be a number, got a string"},
-      {"beta range", with("[optimizer]\nbetas = [0.9, 1.0]\n"), 12, 15,
+      {"beta range", with("[optimizer]\nbetas = [0.9, 1.0]\n"), 11, 15,
        "beta2 in [optimizer] is 1; expected a number in [0, 1)"},
-      {"eps", with("[optimizer]\neps = -1e-8\n"), 12, 7, "'eps' in [optimizer] is -1e-08"},
-      {"weight_decay", with("[optimizer]\nweight_decay = -0.1\n"), 12, 16,
+      {"eps", with("[optimizer]\neps = -1e-8\n"), 11, 7, "'eps' in [optimizer] is -1e-08"},
+      {"weight_decay", with("[optimizer]\nweight_decay = -0.1\n"), 11, 16,
        "'weight_decay' in [optimizer] is -0.1; expected a finite number >= 0"},
-      {"clip_norm", with("[optimizer]\nclip_norm = -1\n"), 12, 13, "'clip_norm' in [optimizer] is -1"},
-      {"warmup negative", with("[optimizer]\nwarmup_steps = -1\n"), 12, 16,
+      {"clip_norm", with("[optimizer]\nclip_norm = -1\n"), 11, 13,
+       "'clip_norm' in [optimizer] is -1"},
+      {"warmup negative", with("[optimizer]\nwarmup_steps = -1\n"), 11, 16,
        "'warmup_steps' in [optimizer] is -1"},
-      {"warmup over steps", with("[optimizer]\nwarmup_steps = 11\n"), 12, 16,
+      {"warmup over steps", with("[optimizer]\nwarmup_steps = 11\n"), 11, 16,
        "'warmup_steps' in [optimizer] is 11, more than the run's 10 steps"},
-      {"schedule", with("[optimizer]\nschedule = \"step\"\n"), 12, 12,
-       "'schedule' in [optimizer] is \"step\"; expected one of \"cosine\", \"linear\", \"constant\""},
-      {"min_lr_ratio", with("[optimizer]\nmin_lr_ratio = 1.5\n"), 12, 16,
+      {"schedule", with("[optimizer]\nschedule = \"step\"\n"), 11, 12,
+       "'schedule' in [optimizer] is \"step\"; expected one of \"cosine\", \"linear\", "
+       "\"constant\""},
+      {"min_lr_ratio", with("[optimizer]\nmin_lr_ratio = 1.5\n"), 11, 16,
        "'min_lr_ratio' in [optimizer] is 1.5; expected a ratio in [0, 1]"},
-      {"grad_accumulation", with("[optimizer]\ngrad_accumulation = 0\n"), 12, 21,
+      {"grad_accumulation", with("[optimizer]\ngrad_accumulation = 0\n"), 11, 21,
        "'grad_accumulation' in [optimizer] is 0"},
-      {"recompute policy", with("[recompute]\npolicy = \"some\"\n"), 12, 10,
+      {"recompute policy", with("[recompute]\npolicy = \"some\"\n"), 11, 10,
        "'policy' in [recompute] is \"some\"; expected one of \"none\", \"core\", \"all\""},
-      {"recompute key", with("[recompute]\nmode = \"all\"\n"), 12, 1, "unknown key 'mode' in [recompute]"},
-      {"recompute type", with("recompute = \"all\"\n"), 11, 13, "'recompute' in the document must be a table"},
-      {"freeze key", with("[freeze]\npattern = [\"x\"]\n"), 12, 1,
+      {"recompute key", with("[recompute]\nmode = \"all\"\n"), 11, 1,
+       "unknown key 'mode' in [recompute]"},
+      {"recompute type", "recompute = \"all\"\n" + std::string(kMinimal), 1, 13,
+       "'recompute' in the document must be a table"},
+      {"freeze key", with("[freeze]\npattern = [\"x\"]\n"), 11, 1,
        "unknown key 'pattern' in [freeze] (did you mean 'patterns'?)"},
-      {"freeze item", with("[freeze]\npatterns = [1]\n"), 12, 13,
+      {"freeze item", with("[freeze]\npatterns = [1]\n"), 11, 13,
        "each pattern of 'patterns' in [freeze] must be a non-empty string"},
-      {"freeze for blocks", kBlocksHead + "[freeze]\npatterns = [\"x\"]\n[[blocks]]\nlayers = 0\npart = \"ffn\"\n",
-       11, 1, "[freeze] does not apply to objective = \"distill-blocks\""},
-      {"blocks for lm", with("[[blocks]]\nlayers = 0\npart = \"ffn\"\n"), 11, 1,
+      {"freeze for blocks",
+       kBlocksHead + "[freeze]\npatterns = [\"x\"]\n[[blocks]]\nlayers = 0\npart = \"ffn\"\n", 11,
+       1, "[freeze] does not apply to objective = \"distill-blocks\""},
+      {"blocks for lm", with("[[blocks]]\nlayers = 0\npart = \"ffn\"\n"), 10, 1,
        "[[blocks]] applies only to objective = \"distill-blocks\""},
-      {"blocks missing", kBlocksHead, 1, 1, "objective \"distill-blocks\" needs [[blocks]] entries"},
-      {"blocks not array", kBlocksHead + "blocks = 3\n", 11, 10, "'blocks' must be [[blocks]] entries"},
-      {"block key", kBlocksHead + "[[blocks]]\nlayers = 0\npart = \"ffn\"\nvariant = \"x\"\n", 14, 1,
-       "unknown key 'variant' in [[blocks]] entry #1 (line 11)"},
+      {"blocks missing", kBlocksHead, 1, 1,
+       "objective \"distill-blocks\" needs [[blocks]] entries"},
+      {"blocks not array", "blocks = 3\n" + kBlocksHead, 1, 10,
+       "'blocks' must be [[blocks]] entries"},
+      {"block key", kBlocksHead + "[[blocks]]\nlayers = 0\npart = \"ffn\"\nvariant = \"x\"\n", 14,
+       1, "unknown key 'variant' in [[blocks]] entry #1 (line 11)"},
       {"block layers missing", kBlocksHead + "[[blocks]]\npart = \"ffn\"\n", 11, 1,
        "missing required key 'layers' in [[blocks]] entry #1 (line 11)"},
-      {"block layers malformed", kBlocksHead + "[[blocks]]\nlayers = \"0-x\"\npart = \"ffn\"\n", 12, 10,
-       "malformed 'layers' in [[blocks]] entry #1"},
-      {"block layers reversed", kBlocksHead + "[[blocks]]\nlayers = \"5-2\"\npart = \"ffn\"\n", 12, 10,
-       "'layers' \"5-2\" in [[blocks]] entry #1 (line 11) is reversed; write \"2-5\""},
+      {"block layers malformed", kBlocksHead + "[[blocks]]\nlayers = \"0-x\"\npart = \"ffn\"\n", 12,
+       10, "malformed 'layers' in [[blocks]] entry #1"},
+      {"block layers reversed", kBlocksHead + "[[blocks]]\nlayers = \"5-2\"\npart = \"ffn\"\n", 12,
+       10, "'layers' \"5-2\" in [[blocks]] entry #1 (line 11) is reversed; write \"2-5\""},
       {"block layers negative", kBlocksHead + "[[blocks]]\nlayers = -1\npart = \"ffn\"\n", 12, 10,
        "'layers' in [[blocks]] entry #1 (line 11) is -1"},
       {"block layers type", kBlocksHead + "[[blocks]]\nlayers = 1.5\npart = \"ffn\"\n", 12, 10,
        "'layers' in [[blocks]] entry #1 (line 11) must be a string or an integer, got a float"},
       {"block part", kBlocksHead + "[[blocks]]\nlayers = 1\npart = \"mlp\"\n", 13, 8,
-       "'part' in [[blocks]] entry #1 (line 11) is \"mlp\"; expected one of \"attention\", \"ffn\""},
+       "'part' in [[blocks]] entry #1 (line 11) is \"mlp\"; expected one of \"attention\", "
+       "\"ffn\""},
       {"block part missing", kBlocksHead + "[[blocks]]\nlayers = 1\n", 11, 1,
        "missing required key 'part' in [[blocks]] entry #1 (line 11)"},
-      {"block kind empty", kBlocksHead + "[[blocks]]\nlayers = 1\npart = \"ffn\"\nkind = \"\"\n", 14, 8,
-       "'kind' in [[blocks]] entry #1 (line 11) is empty"},
-      {"block twice", kBlocksHead + "[[blocks]]\nlayers = \"0-3\"\npart = \"ffn\"\n[[blocks]]\nlayers = 3\npart = \"ffn\"\n",
-       15, 10, "the ffn of layer 3 is named twice: by the [[blocks]] entry at line 11 and by [[blocks]] entry #2"},
-      {"distill for lm", with("[distill]\nkl = 1\n"), 11, 1, "[distill] applies only to objective = \"distill\", not \"lm\""},
-      {"distill key", kDistillHead + "[distill]\nmse = 1\n", 12, 1, "unknown key 'mse' in [distill]"},
-      {"distill weight", kDistillHead + "[distill]\nkl = -1\n", 12, 6, "'kl' in [distill] is -1; expected a weight >= 0"},
+      {"block kind empty", kBlocksHead + "[[blocks]]\nlayers = 1\npart = \"ffn\"\nkind = \"\"\n",
+       14, 8, "'kind' in [[blocks]] entry #1 (line 11) is empty"},
+      {"block twice",
+       kBlocksHead +
+           "[[blocks]]\nlayers = \"0-3\"\npart = \"ffn\"\n[[blocks]]\nlayers = 3\npart = \"ffn\"\n",
+       15, 10,
+       "the ffn of layer 3 is named twice: by the [[blocks]] entry at line 11 and by [[blocks]] "
+       "entry #2"},
+      {"distill for lm", with("[distill]\nkl = 1\n"), 10, 1,
+       "[distill] applies only to objective = \"distill\", not \"lm\""},
+      {"distill key", kDistillHead + "[distill]\nmse = 1\n", 12, 1,
+       "unknown key 'mse' in [distill]"},
+      {"distill weight", kDistillHead + "[distill]\nkl = -1\n", 12, 6,
+       "'kl' in [distill] is -1; expected a weight >= 0"},
       {"distill temperature", kDistillHead + "[distill]\ntemperature = 0\n", 12, 15,
        "'temperature' in [distill] is 0"},
       {"distill zero weights", kDistillHead + "[distill]\nkl = 0\ncosine = 0\n", 11, 1,
@@ -436,7 +470,7 @@ TEST(TrainConfig, TildeIsTheHomeFolder) {
 // hf_hetero: 6 layers, vocab 640, max_seq_len 64, bos 1, eos [2, 0].
 const Tokenizer& toy_tokenizer() {
   static const Tokenizer t = Tokenizer::from_json_file(fs::path(TESSERA_SOURCE_DIR) / "tests" /
-                                                      "data" / "tokenizer" / "toy_smollm.json");
+                                                       "data" / "tokenizer" / "toy_smollm.json");
   return t;
 }
 
@@ -464,29 +498,31 @@ TEST(TrainConfigCheck, ResolvesTheSeparator) {
   EXPECT_EQ(check_train_config(parse(with("seq_len = 64\nseparator = \"<|endoftext|>\"\n")), m,
                                bytes, {}, nullptr),
             256);
-  EXPECT_EQ(check_train_config(parse(with("seq_len = 64\nseparator = \"a\"\n")), m, bytes, {},
-                               nullptr),
-            97);
+  EXPECT_EQ(
+      check_train_config(parse(with("seq_len = 64\nseparator = \"a\"\n")), m, bytes, {}, nullptr),
+      97);
 }
 
 TEST(TrainConfigCheck, ErrorsPointAtTheConfigsKey) {
-  expect_check_error(with("seq_len = 65\n"), 11, 11,
-                     "seq_len 65 in [data] is above the model's max_seq_len 64; expected a sequence "
-                     "length in [1, 64]");
+  expect_check_error(
+      with("seq_len = 65\n"), 10, 11,
+      "seq_len 65 in [data] is above the model's max_seq_len 64; expected a sequence "
+      "length in [1, 64]");
   // Left out, the default 512 is too long too: the error points at [data].
-  expect_check_error(kMinimal, 9, 1, "seq_len 512 in [data] is above the model's max_seq_len 64");
-  expect_check_error(with("seq_len = 8\nseparator = \"bos\"\n"), 12, 13,
+  expect_check_error(kMinimal, 8, 1, "seq_len 512 in [data] is above the model's max_seq_len 64");
+  expect_check_error(with("seq_len = 8\nseparator = \"bos\"\n"), 11, 13,
                      "separator = \"bos\" in [data], but the model's tokenizer has no bos token");
-  expect_check_error(with("seq_len = 8\nseparator = \"<|nope|>\"\n"), 12, 13,
+  expect_check_error(with("seq_len = 8\nseparator = \"<|nope|>\"\n"), 11, 13,
                      "separator \"<|nope|>\" in [data] is not a token of the model's vocabulary");
-  expect_check_error(with("seq_len = 8\n[freeze]\npatterns = [\"model.norm.weight\", \"lm_head.*\"]\n"),
-                     13, 12, "freeze pattern \"lm_head.*\" matches none of the model's 2 weights",
-                     {"model.norm.weight", "model.embed_tokens.weight"});
+  expect_check_error(
+      with("seq_len = 8\n[freeze]\npatterns = [\"model.norm.weight\", \"lm_head.*\"]\n"), 12, 12,
+      "freeze pattern \"lm_head.*\" matches none of the model's 2 weights",
+      {"model.norm.weight", "model.embed_tokens.weight"});
   // Without weight names, freeze patterns are not checked.
   const Manifest m = test::hf_hetero_manifest();
-  EXPECT_NO_THROW(check_train_config(
-      parse(with("seq_len = 8\n[freeze]\npatterns = [\"lm_head.*\"]\n")), m,
-      test::byte_tokenizer(), {}, nullptr));
+  EXPECT_NO_THROW(
+      check_train_config(parse(with("seq_len = 8\n[freeze]\npatterns = [\"lm_head.*\"]\n")), m,
+                         test::byte_tokenizer(), {}, nullptr));
 }
 
 TEST(TrainConfigCheck, TokenizerLargerThanTheModel) {
@@ -510,14 +546,14 @@ TEST(TrainConfigCheck, BlocksAgreeWithTheModel) {
   const std::string head = kBlocksHead + "seq_len = 8\n";
   expect_check_error(head + "[[blocks]]\nlayers = \"4-6\"\npart = \"ffn\"\n", 12, 1,
                      "[[blocks]] layers 4-6 goes beyond the model's 6 layers (0-5)", {}, &parent);
-  expect_check_error(head + "[[blocks]]\nlayers = \"0-2\"\npart = \"attention\"\nkind = \"gqa\"\n",
-                     12, 1, "[[blocks]] kind \"gqa\": the model's attention of layer 2 is \"linear\"",
-                     {}, &parent);
-  expect_check_error(head + "[[blocks]]\nlayers = 1\npart = \"ffn\"\nprefix = \"model.layers.1.x.\"\n",
-                     12, 1,
-                     "[[blocks]] prefix \"model.layers.1.x.\": the model's ffn of layer 1 has prefix "
-                     "\"\" (none: the default names)",
-                     {}, &parent);
+  expect_check_error(
+      head + "[[blocks]]\nlayers = \"0-2\"\npart = \"attention\"\nkind = \"gqa\"\n", 12, 1,
+      "[[blocks]] kind \"gqa\": the model's attention of layer 2 is \"linear\"", {}, &parent);
+  expect_check_error(
+      head + "[[blocks]]\nlayers = 1\npart = \"ffn\"\nprefix = \"model.layers.1.x.\"\n", 12, 1,
+      "[[blocks]] prefix \"model.layers.1.x.\": the model's ffn of layer 1 has prefix "
+      "\"\" (none: the default names)",
+      {}, &parent);
   const Manifest m = test::hf_hetero_manifest();
   EXPECT_NO_THROW(check_train_config(
       parse(head + "[[blocks]]\nlayers = \"0-1\"\npart = \"attention\"\nkind = \"gqa\"\n"), m,
@@ -528,7 +564,8 @@ TEST(TrainConfigCheck, ParentMustMatch) {
   Manifest other_vocab = test::hf_hetero_manifest();
   other_vocab.model.vocab_size = 700;
   expect_check_error(kDistillHead + "seq_len = 8\n", 8, 8,
-                     "the parent's vocabulary has 700 tokens and the model's 640", {}, &other_vocab);
+                     "the parent's vocabulary has 700 tokens and the model's 640", {},
+                     &other_vocab);
   Manifest narrower = test::hf_hetero_manifest();
   narrower.model.hidden_size = 32;
   expect_check_error(kBlocksHead + "seq_len = 8\n[[blocks]]\nlayers = 0\npart = \"ffn\"\n", 8, 8,

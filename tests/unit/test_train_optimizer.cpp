@@ -126,5 +126,22 @@ TEST(TrainSchedule, WarmsUpLinearlyThenDecaysAlongACosine) {
   EXPECT_NEAR(train::scheduled_lr(1.0, no_warmup, 4), 0.0, 1e-12);
 }
 
+TEST(TrainSchedule, LinearAndConstantShapes) {
+  train::ScheduleConfig s;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  s.min_lr_ratio = 0.1;
+  s.shape = train::DecayShape::kLinear;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(2.0, s, 5), 1.0);  // the same warm-up
+  EXPECT_NEAR(train::scheduled_lr(2.0, s, 35), 0.2 + 1.8 * 0.75, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(2.0, s, 60), 0.2 + 1.8 * 0.5, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(2.0, s, 110), 0.2, 1e-12);
+  EXPECT_NEAR(train::scheduled_lr(2.0, s, 400), 0.2, 1e-12);
+  s.shape = train::DecayShape::kConstant;
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(2.0, s, 5), 1.0);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(2.0, s, 60), 2.0);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(2.0, s, 400), 2.0);
+}
+
 }  // namespace
 }  // namespace tessera::test

@@ -573,6 +573,83 @@ TEST(TrainDistill, BldTrainsOneBlockAgainstTheParentsBlock) {
             std::string::npos);
 }
 
+TEST(TrainDistill, OnePassRecordsEqualEachBlockRecordedAlone) {
+  TinyOptions p;
+  p.seed = 14;
+  auto parent = tiny_model(p);
+  const TrainBatch tokens = random_batch({7, 4}, 95);
+  const std::vector<train::BlockRef> blocks = {
+      {1, TS_KIND_FFN}, {0, TS_KIND_ATTENTION}, {1, TS_KIND_ATTENTION}, {0, TS_KIND_FFN}};
+  const std::vector<train::BlockRecord> together = train::record_blocks_io(*parent, tokens, blocks);
+  ASSERT_EQ(together.size(), blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const train::BlockRecord alone =
+        train::record_block_io(*parent, tokens, blocks[i].layer, blocks[i].kind);
+    EXPECT_EQ(together[i].input, alone.input) << i;
+    EXPECT_EQ(together[i].output, alone.output) << i;
+  }
+  EXPECT_NE(error_of([&] {
+              train::record_blocks_io(*parent, tokens, {{1, TS_KIND_FFN}, {1, TS_KIND_FFN}});
+            }).find("layer 1 ffn is listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              train::record_blocks_io(*parent, tokens, {{2, TS_KIND_FFN}});
+            }).find("layer 2 out of range [0, 2)"),
+            std::string::npos);
+}
+
+TEST(TrainDistill, SeveralBlocksInOneStepEqualEachBlockAlone) {
+  TinyOptions p;
+  p.seed = 15;
+  auto parent = tiny_model(p);
+  const TrainBatch tokens = random_batch({6, 5}, 96);
+  const std::vector<train::BlockRef> refs = {{1, TS_KIND_FFN}, {1, TS_KIND_ATTENTION}};
+  const std::vector<train::BlockRecord> records = train::record_blocks_io(*parent, tokens, refs);
+  std::vector<train::BlockStep> steps;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    train::BlockBatch b;
+    b.offsets = tokens.offsets;
+    b.input = records[i].input;
+    b.target = records[i].output;
+    steps.push_back({refs[i].layer, refs[i].kind, {b}});
+  }
+  TrainerConfig config;
+  config.train_only = {"model.layers.1."};
+  config.clip_norm = 0;  // clipping is the one thing that couples the blocks
+  config.adamw.lr = 1e-2;
+
+  auto both_model = tiny_model();
+  Trainer both(*both_model, train_plugins(), config, std::make_unique<train::LmObjective>());
+  const double before = both.evaluate_blocks(steps);
+  train::StepStats stats;
+  for (int i = 0; i < 3; ++i) stats = both.step_blocks(steps);
+  EXPECT_LT(both.evaluate_blocks(steps), before);
+  EXPECT_EQ(stats.tokens, 2 * 11);
+  EXPECT_EQ(both.steps(), 3);
+
+  for (const train::BlockStep& step : steps) {
+    auto alone_model = tiny_model();
+    Trainer alone(*alone_model, train_plugins(), config, std::make_unique<train::LmObjective>());
+    double loss = 0;
+    for (int i = 0; i < 3; ++i)
+      loss = alone.step_block(step.layer, step.kind, step.micro_batches).loss;
+    (void)loss;
+    const std::string part = step.kind == TS_KIND_FFN ? "mlp." : "self_attn.";
+    int compared = 0;
+    for (const std::string& name : alone.trainable()) {
+      if (name.find(part) == std::string::npos) continue;
+      EXPECT_TRUE(same_bytes(alone.state(name)->master, both.state(name)->master)) << name;
+      ++compared;
+    }
+    EXPECT_GT(compared, 0);
+  }
+  EXPECT_NE(error_of([&] {
+              both.step_blocks({steps[0], steps[0]});
+            }).find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { both.step_blocks({}); }).find("no block was given"), std::string::npos);
+}
+
 TEST(TrainDistill, IdentityBlocksAreSkippedAndHaveNothingToTrain) {
   TinyOptions o;
   o.layer1_attention = "{ kind = \"noop\" }";

@@ -93,12 +93,17 @@ void check_keys(const Reader& r, const toml::table& table, const std::string& ta
   }
   if (first == nullptr) return;
   std::string message = "unknown key '" + std::string(first->str()) + "' in " + table_name;
+  // The nearest allowed key within two edits (the first of equals, in the order allowed).
+  const std::string* nearest = nullptr;
+  size_t best = 3;
   for (const std::string& candidate : allowed) {
-    if (edit_distance(first->str(), candidate) <= 2) {
-      message += " (did you mean '" + candidate + "'?)";
-      break;
+    const size_t d = edit_distance(first->str(), candidate);
+    if (d < best) {
+      best = d;
+      nearest = &candidate;
     }
   }
+  if (nearest != nullptr) message += " (did you mean '" + *nearest + "'?)";
   r.fail(first->source(), message + "; allowed keys: " + join(allowed));
 }
 

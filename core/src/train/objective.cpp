@@ -170,30 +170,54 @@ RecordedOutputs record_outputs(Model& model, const TrainBatch& batch) {
 }
 
 BlockRecord record_block_io(Model& model, const TrainBatch& batch, int32_t layer, ts_kind kind) {
-  if (layer < 0 || layer >= model.num_layers())
-    throw Error("record_block_io: layer " + std::to_string(layer) + " out of range [0, " +
-                std::to_string(model.num_layers()) + ")");
-  if (kind != TS_KIND_ATTENTION && kind != TS_KIND_FFN)
-    throw Error("record_block_io: expected an attention or ffn block");
+  return std::move(record_blocks_io(model, batch, {{layer, kind}}).front());
+}
+
+std::vector<BlockRecord> record_blocks_io(Model& model, const TrainBatch& batch,
+                                          const std::vector<BlockRef>& blocks) {
+  int32_t last = -1;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const BlockRef& r = blocks[i];
+    if (r.layer < 0 || r.layer >= model.num_layers())
+      throw Error("record_block_io: layer " + std::to_string(r.layer) + " out of range [0, " +
+                  std::to_string(model.num_layers()) + ")");
+    if (r.kind != TS_KIND_ATTENTION && r.kind != TS_KIND_FFN)
+      throw Error("record_block_io: expected an attention or ffn block");
+    for (size_t j = 0; j < i; ++j)
+      if (blocks[j].layer == r.layer && blocks[j].kind == r.kind)
+        throw Error("record_block_io: layer " + std::to_string(r.layer) + " " +
+                    (r.kind == TS_KIND_FFN ? "ffn" : "attention") + " is listed twice");
+    last = std::max(last, r.layer);
+  }
+  auto index_of = [&](int32_t layer, ts_kind kind) {
+    for (size_t i = 0; i < blocks.size(); ++i)
+      if (blocks[i].layer == layer && blocks[i].kind == kind) return static_cast<int64_t>(i);
+    return int64_t{-1};
+  };
+  std::vector<BlockRecord> records(blocks.size());
+  if (blocks.empty()) return records;
   InferenceBatch ib = start_inference(model, batch, "record_block_io");
   const int64_t n = ib.b.n_tokens, h = model.hidden();
   std::vector<float> x(static_cast<size_t>(n * h));
   model.embed(batch.tokens, x.data());
-  for (int32_t l = 0; l < layer; ++l) model.run_layer(l, ib.b, x.data(), ib.b.n_tokens);
-  BlockRecord record;
-  record.output.resize(x.size());
-  if (kind == TS_KIND_ATTENTION) {
-    run_sub_block(model, ib, layer, kind, x.data(), record.output.data());
-    record.input = std::move(x);
-  } else {
+  for (int32_t l = 0; l <= last; ++l) {
+    const int64_t attention = index_of(l, TS_KIND_ATTENTION), ffn = index_of(l, TS_KIND_FFN);
+    if (attention < 0 && ffn < 0) {
+      model.run_layer(l, ib.b, x.data(), ib.b.n_tokens);
+      continue;
+    }
+    // The layer as two sub-blocks, each with its residual, so that their inputs can be kept.
     std::vector<float> y(x.size());
-    run_sub_block(model, ib, layer, TS_KIND_ATTENTION, x.data(), y.data());
+    run_sub_block(model, ib, l, TS_KIND_ATTENTION, x.data(), y.data());
+    if (attention >= 0) records[static_cast<size_t>(attention)] = {x, y};
     residual_add(x.data(), y.data(), n * h);
-    run_sub_block(model, ib, layer, kind, x.data(), record.output.data());
-    record.input = std::move(x);
+    if (l == last && ffn < 0) break;
+    run_sub_block(model, ib, l, TS_KIND_FFN, x.data(), y.data());
+    if (ffn >= 0) records[static_cast<size_t>(ffn)] = {x, y};
+    residual_add(x.data(), y.data(), n * h);
   }
   finish_inference(model, ib);
-  return record;
+  return records;
 }
 
 DistillObjective::DistillObjective(Model& parent, DistillConfig config)

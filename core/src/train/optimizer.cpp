@@ -39,11 +39,12 @@ double scheduled_lr(double peak_lr, const ScheduleConfig& schedule, int64_t step
   const int64_t warmup = std::max<int64_t>(schedule.warmup_steps, 0);
   if (warmup > 0 && step <= warmup)
     return peak_lr * static_cast<double>(step) / static_cast<double>(warmup);
-  if (schedule.total_steps <= warmup) return peak_lr;
+  if (schedule.total_steps <= warmup || schedule.shape == DecayShape::kConstant) return peak_lr;
   const double progress = std::clamp(
       static_cast<double>(step - warmup) / static_cast<double>(schedule.total_steps - warmup), 0.0,
       1.0);
   const double min_lr = peak_lr * schedule.min_lr_ratio;
+  if (schedule.shape == DecayShape::kLinear) return min_lr + (peak_lr - min_lr) * (1.0 - progress);
   return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
 }
 

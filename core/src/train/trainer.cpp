@@ -250,8 +250,19 @@ struct Trainer::Impl {
                       (patterns == &config.frozen ? "frozen" : "train_only") +
                       ") matches no tensor of the model");
       }
+    for (const BlockRef& r : config.train_blocks)
+      if (r.layer < 0 || r.layer >= model.num_layers() ||
+          (r.kind != TS_KIND_ATTENTION && r.kind != TS_KIND_FFN))
+        throw Error("trainer: train_blocks names layer " + std::to_string(r.layer) + " kind " +
+                    std::to_string(r.kind) + "; expected a layer in [0, " +
+                    std::to_string(model.num_layers()) + ") and attention or ffn");
+    auto in_blocks = [&](const PlannedTensor& t) {
+      if (config.train_blocks.empty()) return true;
+      return std::any_of(config.train_blocks.begin(), config.train_blocks.end(),
+                         [&](const BlockRef& r) { return r.layer == t.layer && r.kind == t.kind; });
+    };
     for (const PlannedTensor& t : plan.tensors) {
-      if (!trains(t.name)) continue;
+      if (!trains(t.name) || !in_blocks(t)) continue;
       const Tensor& stored = model.weights().get(t.name);
       auto e = std::make_unique<Entry>();
       e->model = stored;
@@ -780,7 +791,7 @@ struct Trainer::Impl {
   }
 
   double compute_block_gradients(int32_t layer, ts_kind kind,
-                                 const std::vector<BlockBatch>& micro_batches) {
+                                 const std::vector<BlockBatch>& micro_batches, bool zero = true) {
     Sub& s = sub_of(layer, kind, "step_block");
     if (params_of(s).empty())
       throw Error("step_block: nothing of " + s.grads->label +
@@ -798,7 +809,7 @@ struct Trainer::Impl {
       throw Error(
           "step_block: the parent's outputs are all zeros; the normalised MSE is "
           "undefined");
-    zero_gradients();
+    if (zero) zero_gradients();
     double sum = 0;
     for (const BlockBatch& b : micro_batches) {
       const auto size = static_cast<int64_t>(b.target.size());
@@ -853,6 +864,41 @@ StepStats Trainer::step_block(int32_t layer, ts_kind kind,
   stats.count = stats.tokens;
   im.tokens_seen += stats.tokens;
   return stats;
+}
+
+StepStats Trainer::step_blocks(const std::vector<BlockStep>& blocks) {
+  Impl& im = *impl_;
+  if (blocks.empty()) throw Error("step_blocks: no block was given");
+  std::vector<Impl::Entry*> params;
+  std::set<const void*> seen;
+  for (const BlockStep& b : blocks) {
+    const auto& sub = im.sub_of(b.layer, b.kind, "step_blocks");
+    if (!seen.insert(&sub).second)
+      throw Error("step_blocks: layer " + std::to_string(b.layer) + " " +
+                  (b.kind == TS_KIND_FFN ? "ffn" : "attention") + " is listed twice");
+    for (Impl::Entry* e : im.params_of(sub)) params.push_back(e);
+  }
+  im.zero_gradients();
+  double loss = 0;
+  int64_t tokens = 0;
+  for (const BlockStep& b : blocks) {
+    loss += im.compute_block_gradients(b.layer, b.kind, b.micro_batches, false);
+    for (const BlockBatch& m : b.micro_batches) tokens += m.offsets.back();
+  }
+  StepStats stats = im.optimizer_step(params);
+  stats.loss = loss / static_cast<double>(blocks.size());
+  stats.tokens = tokens;
+  stats.count = tokens;
+  im.tokens_seen += tokens;
+  return stats;
+}
+
+double Trainer::evaluate_blocks(const std::vector<BlockStep>& blocks) {
+  if (blocks.empty()) throw Error("evaluate_blocks: no block was given");
+  double loss = 0;
+  for (const BlockStep& b : blocks)
+    loss += impl_->compute_block_gradients(b.layer, b.kind, b.micro_batches);
+  return loss / static_cast<double>(blocks.size());
 }
 
 double Trainer::compute_block_gradients(int32_t layer, ts_kind kind,

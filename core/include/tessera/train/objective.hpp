@@ -123,4 +123,14 @@ struct BlockRecord {
 };
 BlockRecord record_block_io(Model& model, const TrainBatch& batch, int32_t layer, ts_kind kind);
 
+// A sub-block of a model: a layer's attention or FFN.
+struct BlockRef {
+  int32_t layer = 0;
+  ts_kind kind = TS_KIND_FFN;
+};
+// record_block_io for several sub-blocks in one pass of the model (up to the last of them):
+// one record per entry, in the order given. A block listed twice is an Error.
+std::vector<BlockRecord> record_blocks_io(Model& model, const TrainBatch& batch,
+                                          const std::vector<BlockRef>& blocks);
+
 }  // namespace tessera::train

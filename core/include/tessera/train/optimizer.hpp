@@ -29,15 +29,20 @@ struct AdamWConfig {
 void adamw_update(const ts_host* host, const AdamWConfig& config, double lr, int64_t step,
                   bool decay, float* param, const float* grad, float* m, float* v, int64_t n);
 
-// Warm-up then cosine decay. For step s (1 for the first update):
+// Warm-up then decay. For step s (1 for the first update):
 //   s <= warmup_steps:     lr * s / warmup_steps
-//   after, with progress = (s - warmup_steps) / (total_steps - warmup_steps), clamped to [0, 1]:
-//     min_lr + (lr - min_lr) (1 + cos(pi progress)) / 2,   min_lr = lr * min_lr_ratio
+//   after, with progress = (s - warmup_steps) / (total_steps - warmup_steps), clamped to [0, 1]
+//   and min_lr = lr * min_lr_ratio:
+//     cosine    min_lr + (lr - min_lr) (1 + cos(pi progress)) / 2
+//     linear    min_lr + (lr - min_lr) (1 - progress)
+//     constant  lr
 //   total_steps 0 (or <= warmup_steps): lr, constant after the warm-up.
+enum class DecayShape { kCosine, kLinear, kConstant };
 struct ScheduleConfig {
   int64_t warmup_steps = 0;
   int64_t total_steps = 0;
   double min_lr_ratio = 0.0;
+  DecayShape shape = DecayShape::kCosine;
 };
 double scheduled_lr(double peak_lr, const ScheduleConfig& schedule, int64_t step);
 

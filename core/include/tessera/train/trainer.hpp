@@ -57,6 +57,9 @@ struct TrainerConfig {
   std::vector<std::string> frozen;
   // When not empty, only the tensors matching one of these train (then `frozen` applies).
   std::vector<std::string> train_only;
+  // When not empty, only these sub-blocks' tensors (their declared weights and their norm)
+  // train, with the patterns above applied after: BLD's way of naming what it trains.
+  std::vector<BlockRef> train_blocks;
 };
 
 struct StepStats {
@@ -76,6 +79,13 @@ struct BlockBatch {
   std::vector<int32_t> positions;  // empty: 0, 1, ... within each sequence
   std::vector<float> input;        // [n_tokens, hidden], the residual stream entering it
   std::vector<float> target;       // [n_tokens, hidden], the parent block's contribution
+};
+
+// One sub-block's micro-batches, for BLD over several blocks at once.
+struct BlockStep {
+  int32_t layer = 0;
+  ts_kind kind = TS_KIND_FFN;
+  std::vector<BlockBatch> micro_batches;
 };
 
 // The state of one trainable tensor.
@@ -118,6 +128,13 @@ class Trainer {
   StepStats step_block(int32_t layer, ts_kind kind, const std::vector<BlockBatch>& micro_batches);
   double compute_block_gradients(int32_t layer, ts_kind kind,
                                  const std::vector<BlockBatch>& micro_batches);
+  // BLD of several sub-blocks in one optimiser step: each block's gradients are those of its
+  // own normalised MSE (as step_block), and the loss reported is the mean over the blocks. The
+  // blocks share no tensors, so this is each block trained alone, except that clipping takes
+  // the global norm over all of them. A block listed twice is an Error.
+  StepStats step_blocks(const std::vector<BlockStep>& blocks);
+  // The mean normalised MSE over the blocks, without a step (the gradient buffers are reused).
+  double evaluate_blocks(const std::vector<BlockStep>& blocks);
   // Its building blocks: output = block(norm(input)) ([n_tokens, hidden], without the residual),
   // keeping what block_backward needs; then, given d loss / d output, the gradients of the
   // block's weights and norm added into their buffers and d loss / d input through the norm

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Training speed of tessera train against PyTorch eager, side by side on this machine: the
+# default model (SmolLM2-135M-Instruct, dequantised to f32), the same batch shape, thread
+# count and step (forward, next-token loss, backward, clipping, AdamW). Prints seconds per step
+# for each and their ratio (tessera / torch; the target is <= 1.2), and the memory report
+# tessera gives under each recompute policy.
+#
+#   bench/train/train-vs-torch.sh [TESSERA] [--batch 2] [--seq-len 128] [--steps 6] [--threads N]
+#
+# Needs torch, numpy and safetensors in python3 (tests/golden/models/setup-env.sh makes a venv
+# with them; PYTHON names its python) and the corpus (scripts/fetch-corpus.sh).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tessera=${1:-$root/build/release/bin/tessera}
+[ $# -gt 0 ] && shift
+batch=2 seq=128 steps=6 threads=$(nproc)  # tessera uses every hardware thread
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --batch) batch=$2; shift 2 ;;
+    --seq-len) seq=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+python=${PYTHON:-python3}
+[ -x "$tessera" ] || { echo "no tessera binary at $tessera (build it, or pass its path)" >&2; exit 1; }
+model=$("$root/scripts/fetch-default-model.sh" | tail -1)
+corpus=$("$root/scripts/fetch-corpus.sh" | tail -1)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$tessera" convert "$model" "$work/hf" --to hf --decilm --dtype f32 >/dev/null
+echo "torch eager ..." >&2
+torch_json=$("$python" "$here/torch_step.py" --hf "$work/hf" --batch "$batch" --seq-len "$seq" --steps "$steps" --threads "$threads")
+
+for policy in none core all; do
+  cat >"$work/$policy.toml" <<TOML
+[run]
+output = "$work/run-$policy"
+steps = $steps
+[model]
+path = "$model"
+[data]
+path = "$corpus"
+seq_len = $seq
+batch_size = $batch
+held_out_fraction = 0
+[optimizer]
+lr = 3e-4
+[recompute]
+policy = "$policy"
+TOML
+  echo "tessera train (recompute $policy) ..." >&2
+  "$tessera" train "$work/$policy.toml" >"$work/$policy.out" 2>&1 ||
+    { cat "$work/$policy.out" >&2; exit 1; }
+done
+
+"$python" - "$work" "$steps" "$torch_json" <<'PY'
+import json, sys
+work, steps, torch_json = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+def per_step(policy):
+    rows = [json.loads(l) for l in open(f"{work}/run-{policy}/log.jsonl") if '"type":"step"' in l]
+    t = [r["elapsed_s"] for r in rows]
+    return (t[-1] - t[0]) / (len(t) - 1)
+torch_s = torch_json["seconds_per_step"]
+print(f"batch {torch_json['tokens_per_step']} tokens per step, threads {torch_json['threads']}, torch {torch_json['torch']}")
+print(f"{'':22s} {'s/step':>8s} {'tokens/s':>9s} {'vs torch':>9s}")
+print(f"{'torch eager':22s} {torch_s:8.3f} {torch_json['tokens_per_step'] / torch_s:9.1f} {1.0:9.2f}")
+for policy in ("none", "core", "all"):
+    s = per_step(policy)
+    print(f"{'tessera recompute ' + policy:22s} {s:8.3f} {torch_json['tokens_per_step'] / s:9.1f} {s / torch_s:9.2f}")
+PY
+for policy in none core all; do
+  echo "--- memory, recompute $policy"
+  sed -n '/^memory\|activation\|peak\|layer /p' "$work/$policy.out" | head -20
+done
