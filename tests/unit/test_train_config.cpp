@@ -510,8 +510,6 @@ TEST(TrainConfigCheck, ErrorsPointAtTheConfigsKey) {
       "length in [1, 64]");
   // Left out, the default 512 is too long too: the error points at [data].
   expect_check_error(kMinimal, 8, 1, "seq_len 512 in [data] is above the model's max_seq_len 64");
-  expect_check_error(with("seq_len = 8\nseparator = \"bos\"\n"), 11, 13,
-                     "separator = \"bos\" in [data], but the model's tokenizer has no bos token");
   expect_check_error(with("seq_len = 8\nseparator = \"<|nope|>\"\n"), 11, 13,
                      "separator \"<|nope|>\" in [data] is not a token of the model's vocabulary");
   expect_check_error(
@@ -523,6 +521,27 @@ TEST(TrainConfigCheck, ErrorsPointAtTheConfigsKey) {
   EXPECT_NO_THROW(
       check_train_config(parse(with("seq_len = 8\n[freeze]\npatterns = [\"lm_head.*\"]\n")), m,
                          test::byte_tokenizer(), {}, nullptr));
+}
+
+TEST(TrainConfigCheck, SpecialIdsComeFromTheTokenizerOrTheModel) {
+  // The byte tokenizer has an eos (256) and no bos; hf_hetero's [model] has bos 1, eos [2, 0].
+  const Tokenizer& bytes = test::byte_tokenizer();
+  ASSERT_FALSE(bytes.bos_id().has_value());
+  Manifest m = test::hf_hetero_manifest();
+  const TrainConfig bos = parse(with("seq_len = 8\nseparator = \"bos\"\n"));
+  EXPECT_EQ(check_train_config(bos, m, bytes, {}, nullptr), 1);
+  m.model.bos_token_id = -1;
+  try {
+    check_train_config(bos, m, bytes, {}, nullptr);
+    ADD_FAILURE() << "no error";
+  } catch (const ManifestError& e) {
+    EXPECT_EQ(e.line, 11);
+    EXPECT_EQ(e.column, 13);
+    EXPECT_NE(std::string(e.what()).find(
+                  "separator = \"bos\" in [data], but the model's tokenizer has no bos token"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(TrainConfigCheck, TokenizerLargerThanTheModel) {

@@ -618,7 +618,12 @@ int32_t check_train_config(const TrainConfig& config, const Manifest& model,
   int32_t separator = -1;
   const std::string& sep = config.data.separator;
   if (sep == "eos" || sep == "bos") {
-    const std::optional<int32_t> id = sep == "eos" ? tokenizer.eos_id() : tokenizer.bos_id();
+    std::optional<int32_t> id = sep == "eos" ? tokenizer.eos_id() : tokenizer.bos_id();
+    // A tokenizer read from tokenizer.json may not know its special ids; the model's [model]
+    // section does.
+    if (!id && sep == "eos" && !m.eos_token_ids.empty())
+      id = static_cast<int32_t>(m.eos_token_ids.front());
+    if (!id && sep == "bos" && m.bos_token_id >= 0) id = m.bos_token_id;
     if (!id) {
       fail_at(config.location("data.separator"),
               "separator = \"" + sep + "\" in [data], but the model's tokenizer has no " + sep +
