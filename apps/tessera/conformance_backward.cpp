@@ -286,7 +286,8 @@ std::vector<uint8_t> tree_mask() {
   const int parent[5] = {-1, 0, 0, 1, 2};
   std::vector<uint8_t> m(25, 0);
   for (int i = 0; i < 5; ++i)
-    for (int a = i; a >= 0; a = parent[a]) m[static_cast<size_t>(i * 5 + a)] = 1;
+    for (int a = i; a >= 0; a = parent[a])
+      m[static_cast<size_t>(i) * 5 + static_cast<size_t>(a)] = 1;
   return m;
 }
 

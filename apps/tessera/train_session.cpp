@@ -127,7 +127,7 @@ fs::path latest_checkpoint(const fs::path& output) {
   const std::string name = trimmed(read_file(latest));
   if (name.empty() || name.find('/') != std::string::npos)
     throw Error(latest.string() + " names '" + name + "'; expected a folder like step-100");
-  const fs::path folder = output / "checkpoints" / name;
+  fs::path folder = output / "checkpoints" / name;
   if (!fs::is_directory(folder, ec))
     throw Error(latest.string() + " names " + folder.string() + ", which is not there");
   return folder;
@@ -320,7 +320,7 @@ fs::path TrainSession::write_model(const LoadedModel& source) const {
   trained.tokenizer = source.tokenizer;
   trained.chat_template = source.chat_template;
   trained.architecture = source.architecture;
-  const fs::path folder = s.config.run.output / "model";
+  fs::path folder = s.config.run.output / "model";
   write_manifest_folder(folder, trained, s.model->weights(), std::nullopt, true);
   return folder;
 }

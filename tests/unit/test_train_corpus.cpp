@@ -102,13 +102,22 @@ TEST_F(TrainCorpusFiles, ListsOneFileWhateverTheFilter) {
 }
 
 TEST_F(TrainCorpusFiles, ListingErrorsNameThePathAndWhatWasExpected) {
-  expect_error_with([&] { list_corpus({dir_ / "missing", {"*"}}); },
-                    {(dir_ / "missing").string(), "does not exist", "scripts/fetch-corpus.sh"});
-  expect_error_with([&] { list_corpus({dir_, {"*"}}); },
-                    {dir_.string(), "has no file matching include = [\"*\"]", "0 files seen"});
+  expect_error_with(
+      [&] {
+        list_corpus({dir_ / "missing", {"*"}});
+      },
+      {(dir_ / "missing").string(), "does not exist", "scripts/fetch-corpus.sh"});
+  expect_error_with(
+      [&] {
+        list_corpus({dir_, {"*"}});
+      },
+      {dir_.string(), "has no file matching include = [\"*\"]", "0 files seen"});
   make("a.md", "text");
-  expect_error_with([&] { list_corpus({dir_, {"*.txt", "*.rst"}}); },
-                    {"no file matching include = [\"*.txt\", \"*.rst\"]", "1 files seen"});
+  expect_error_with(
+      [&] {
+        list_corpus({dir_, {"*.txt", "*.rst"}});
+      },
+      {"no file matching include = [\"*.txt\", \"*.rst\"]", "1 files seen"});
 }
 
 TEST_F(TrainCorpusFiles, TokenisesEachFileAsADocumentSkippingEmptyOnes) {
@@ -145,8 +154,11 @@ TEST_F(TrainCorpusFiles, TokenisesWithTheModelsBpe) {
 TEST_F(TrainCorpusFiles, EmptyCorpusIsAnError) {
   make("a.txt", "");
   make("b.txt", "");
-  expect_error_with([&] { tokenize_corpus(list_corpus({dir_, {"*"}}), byte_tokenizer()); },
-                    {"the corpus has no text", "2 files", "all empty", (dir_ / "a.txt").string()});
+  expect_error_with(
+      [&] {
+        tokenize_corpus(list_corpus({dir_, {"*"}}), byte_tokenizer());
+      },
+      {"the corpus has no text", "2 files", "all empty", (dir_ / "a.txt").string()});
   expect_error_with([&] { tokenize_corpus({}, byte_tokenizer()); }, {"the corpus has no files"});
 }
 

@@ -69,8 +69,8 @@ TEST(TrainProgress, TerminalRewritesOneLine) {
   printer.update(at(1, 3));
   printer.update(at(2, 3));
   EXPECT_EQ(out.str().find('\n'), std::string::npos);
-  EXPECT_EQ(out.str(), "\r" + format_progress(at(1, 3)) + "\x1b[K\r" + format_progress(at(2, 3)) +
-                           "\x1b[K");
+  EXPECT_EQ(out.str(),
+            "\r" + format_progress(at(1, 3)) + "\x1b[K\r" + format_progress(at(2, 3)) + "\x1b[K");
   printer.message("checkpoint after step 2");
   // The message takes the line, the progress line is drawn again below it.
   EXPECT_NE(out.str().find("\rcheckpoint after step 2\x1b[K\n" + format_progress(at(2, 3))),
@@ -84,8 +84,8 @@ TEST(TrainProgress, PipeGetsPlainLines) {
   std::ostringstream out;
   ProgressPrinter printer(out, false, 10);
   for (int64_t step = 1; step <= 25; ++step) {
-    printer.update(at(step, 25, step >= 15 ? std::optional<double>(step >= 17 ? 2.5 : 2.6)
-                                           : std::nullopt));
+    printer.update(
+        at(step, 25, step >= 15 ? std::optional<double>(step >= 17 ? 2.5 : 2.6) : std::nullopt));
   }
   printer.message("done");
   printer.finish();

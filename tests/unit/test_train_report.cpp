@@ -78,9 +78,11 @@ TEST_F(TrainReport, PlotsEveryPointOfEachCurve) {
 
 TEST_F(TrainReport, MarksNonFiniteLossesAndBreaksTheLineThere) {
   if (!test::have_python()) GTEST_SKIP() << "python3 is not installed";
-  LossCurve train{"train", "", {{1, 4.0}, {2, 3.5}, {3, kNaN}, {4, 3.0}, {5, kInf}, {6, 2.5},
-                                {7, 2.4}, {8, -kInf}},
-                  false};
+  LossCurve train{
+      "train",
+      "",
+      {{1, 4.0}, {2, 3.5}, {3, kNaN}, {4, 3.0}, {5, kInf}, {6, 2.5}, {7, 2.4}, {8, -kInf}},
+      false};
   const std::string svg = loss_plot_svg({train});
   // Finite: 1, 2 (a line), 4 (alone between two bad points), 6, 7 (a line).
   EXPECT_EQ(check(svg),
@@ -227,14 +229,15 @@ TEST_F(TrainReport, RunTrainingDrivesTheCallablesAndWritesTheReport) {
   const RunOutcome outcome = run_training(config, data, rec.hooks(), RunStart{}, output);
 
   EXPECT_EQ(rec.steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}));
-  EXPECT_EQ(rec.evaluations, 3);  // steps 4, 8, 12
+  EXPECT_EQ(rec.evaluations, 4);          // before step 1, and after steps 4, 8, 12
   ASSERT_EQ(rec.checkpoints.size(), 3U);  // steps 5, 10, 12
   EXPECT_EQ(rec.checkpoints[0].first, 5);
   EXPECT_EQ(rec.checkpoints[2].first, 12);
   EXPECT_EQ(rec.checkpoints[0].second.position, 20U);  // 5 steps of 2 x 2 sequences
   EXPECT_EQ(outcome.steps, 12);
   EXPECT_DOUBLE_EQ(outcome.train_loss, 5.0 / 12);
-  EXPECT_DOUBLE_EQ(*outcome.held_out_loss, 4.0 / 3);
+  EXPECT_DOUBLE_EQ(*outcome.held_out_loss, 4.0 / 4);
+  EXPECT_NE(out.str().find("held-out loss before training: 4.0000"), std::string::npos);
   EXPECT_EQ(outcome.tokens, 12 * 2 * 2 * 8);  // counted from the batches
   EXPECT_EQ(outcome.log, dir_ / "run" / "log.jsonl");
   EXPECT_EQ(outcome.report, dir_ / "run" / "report.html");
@@ -250,7 +253,7 @@ TEST_F(TrainReport, RunTrainingDrivesTheCallablesAndWritesTheReport) {
     (j["type"] == "step" ? steps : evals) += 1;
   }
   EXPECT_EQ(steps, 12);
-  EXPECT_EQ(evals, 3);
+  EXPECT_EQ(evals, 4);
   for (const char* file : {"loss.svg", "loss-log.svg", "report.html"}) {
     EXPECT_TRUE(fs::exists(dir_ / "run" / file)) << file;
   }
@@ -258,18 +261,18 @@ TEST_F(TrainReport, RunTrainingDrivesTheCallablesAndWritesTheReport) {
   EXPECT_NE(report.find("final held-out loss"), std::string::npos);
   EXPECT_NE(report.find("seq_len = 8"), std::string::npos);  // the config as written
   if (test::have_python()) {
-    // Both plots: 11 finite train losses (step 3 is NaN) and 3 held-out ones.
+    // Both plots: 11 finite train losses (step 3 is NaN) and 4 held-out ones.
     EXPECT_EQ(check(report, "report-copy.html"),
-              "html\ntrain 11 1 11 0 0 step 3: loss nan\nheld-out 3 0 3 0 3 \n"
-              "train 11 1 11 0 0 step 3: loss nan\nheld-out 3 0 3 0 3 \n");
+              "html\ntrain 11 1 11 0 0 step 3: loss nan\nheld-out 4 0 4 0 4 \n"
+              "train 11 1 11 0 0 step 3: loss nan\nheld-out 4 0 4 0 4 \n");
   }
 
   // Resuming from the checkpoint after step 5 repeats exactly the batches of steps 6-12.
   Recorder resumed;
   run_training(config, data, resumed.hooks(), RunStart{5, rec.checkpoints[0].second}, output);
   EXPECT_EQ(resumed.steps, (std::vector<int64_t>{6, 7, 8, 9, 10, 11, 12}));
-  EXPECT_EQ(resumed.batches, std::vector<std::vector<int64_t>>(rec.batches.begin() + 5,
-                                                               rec.batches.end()));
+  EXPECT_EQ(resumed.batches,
+            std::vector<std::vector<int64_t>>(rec.batches.begin() + 5, rec.batches.end()));
   // The log now holds both runs; the report reads the later values of repeated steps.
   EXPECT_EQ(read_run_log(outcome.log).train.size(), 12U);
 }
@@ -291,8 +294,11 @@ TEST_F(TrainReport, RunTrainingErrors) {
   no_eval.evaluate = nullptr;
   test::expect_error_with([&] { run_training(config, data, no_eval, {}, {}); },
                           {"no held-out measurement"});
-  test::expect_error_with([&] { run_training(config, data, rec.hooks(), RunStart{13, {}}, {}); },
-                          {"the run starts at step 13 of 12"});
+  test::expect_error_with(
+      [&] {
+        run_training(config, data, rec.hooks(), RunStart{13, {}}, {});
+      },
+      {"the run starts at step 13 of 12"});
   // A step that throws: the error propagates and the log holds the steps before it.
   TrainerHooks failing = rec.hooks();
   failing.step = [](int64_t step, std::span<const Batch>) -> TrainStep {

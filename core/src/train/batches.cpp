@@ -85,8 +85,8 @@ TokenDataset::TokenDataset(const TokenizedCorpus& corpus, const PackingOptions& 
   size_t held = 0;
   if (count > 0) {
     if (static_cast<uint64_t>(count) >= n) {
-      throw CorpusError("held_out_documents = " + std::to_string(count) + " takes every one of the " +
-                        documents_text(n) +
+      throw CorpusError("held_out_documents = " + std::to_string(count) +
+                        " takes every one of the " + documents_text(n) +
                         " of the corpus; at least one must remain for training");
     }
     held = static_cast<size_t>(count);
@@ -104,10 +104,10 @@ TokenDataset::TokenDataset(const TokenizedCorpus& corpus, const PackingOptions& 
                         "documents");
     }
   }
-  held_out_ = pack(corpus, std::vector<size_t>(order.begin(), order.begin() + held), L,
-                   options.separator);
-  train_ = pack(corpus, std::vector<size_t>(order.begin() + held, order.end()), L,
-                options.separator);
+  held_out_ =
+      pack(corpus, std::vector<size_t>(order.begin(), order.begin() + held), L, options.separator);
+  train_ =
+      pack(corpus, std::vector<size_t>(order.begin() + held, order.end()), L, options.separator);
 
   const std::string one_sequence =
       "one sequence needs seq_len + 1 = " + std::to_string(L + 1) + " tokens";
@@ -120,17 +120,16 @@ TokenDataset::TokenDataset(const TokenizedCorpus& corpus, const PackingOptions& 
   if (held > 0 && held_out_.sequences() == 0) {
     throw CorpusError("the held-out part would be empty: its " + documents_text(held) +
                       (held == 1 ? " packs to " : " pack to ") +
-                      std::to_string(held_out_.stream.size()) +
-                      " tokens with separators, and " + one_sequence +
+                      std::to_string(held_out_.stream.size()) + " tokens with separators, and " +
+                      one_sequence +
                       "; raise held_out_fraction (or held_out_documents) or lower seq_len");
   }
 }
 
 Batch batch_of(const PackedPart& part, int64_t first, int64_t count) {
   if (first < 0 || count < 0 || first + count > part.sequences()) {
-    throw CorpusError("sequences [" + std::to_string(first) + ", " +
-                      std::to_string(first + count) + ") asked of a part of " +
-                      std::to_string(part.sequences()));
+    throw CorpusError("sequences [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                      ") asked of a part of " + std::to_string(part.sequences()));
   }
   Batch batch;
   batch.seq_len = part.seq_len;

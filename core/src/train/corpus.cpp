@@ -32,7 +32,8 @@ namespace {
 constexpr char kMagic[] = "TSTOKEN1";
 constexpr char kTrailer[] = "TSTOKEND";
 // Changes whenever the way documents are encoded changes (options, the file's layout).
-constexpr char kEncodingConvention[] = "tessera corpus tokens v1: parse_special=false add_bos=false";
+constexpr char kEncodingConvention[] =
+    "tessera corpus tokens v1: parse_special=false add_bos=false";
 
 bool glob_match_at(std::string_view p, std::string_view n) {
   while (!p.empty()) {
@@ -262,7 +263,8 @@ std::vector<CorpusFile> list_corpus(const CorpusOptions& options) {
   fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
   if (ec) throw CorpusError("cannot list the corpus folder " + root.string() + ": " + ec.message());
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) throw CorpusError("cannot list the corpus folder " + root.string() + ": " + ec.message());
+    if (ec)
+      throw CorpusError("cannot list the corpus folder " + root.string() + ": " + ec.message());
     const fs::path relative = it->path().lexically_relative(root);
     if (hidden(relative)) {
       if (it->is_directory(ec)) it.disable_recursion_pending();
@@ -279,9 +281,9 @@ std::vector<CorpusFile> list_corpus(const CorpusOptions& options) {
     if (included) files.push_back({it->path(), name, it->file_size(ec)});
   }
   if (files.empty()) {
-    throw CorpusError("the corpus folder " + root.string() + " has no file matching include = " +
-                      quoted_list(options.include) + " (" + std::to_string(seen) +
-                      " files seen, hidden ones skipped)");
+    throw CorpusError("the corpus folder " + root.string() +
+                      " has no file matching include = " + quoted_list(options.include) + " (" +
+                      std::to_string(seen) + " files seen, hidden ones skipped)");
   }
   std::sort(files.begin(), files.end(),
             [](const CorpusFile& a, const CorpusFile& b) { return a.name < b.name; });
@@ -325,12 +327,13 @@ TokenizedCorpus tokenize_corpus(const std::vector<CorpusFile>& files, const Toke
     texts.push_back(std::move(text));
   }
   if (texts.empty()) {
-    throw CorpusError(
-        files.empty() ? std::string("the corpus has no files")
-                      : "the corpus has no text: its " + std::to_string(files.size()) +
-                            (files.size() == 1 ? " file (" : " files (") + files.front().path.string() +
-                            (files.size() == 1 ? ") is" : ", ...) are all") +
-                            " empty; expected at least one file with text");
+    throw CorpusError(files.empty()
+                          ? std::string("the corpus has no files")
+                          : "the corpus has no text: its " + std::to_string(files.size()) +
+                                (files.size() == 1 ? " file (" : " files (") +
+                                files.front().path.string() +
+                                (files.size() == 1 ? ") is" : ", ...) are all") +
+                                " empty; expected at least one file with text");
   }
   c.corpus_hash = corpus_hash.hex();
   c.tokenizer_hash = tokenizer_identity(tokenizer);

@@ -141,7 +141,7 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
   }
   if (drawn == 0) {
     t_lo = log ? -1.0 : 0.0;
-    t_hi = log ? 1.0 : 1.0;
+    t_hi = 1.0;
   } else if (t_hi == t_lo) {
     const double pad = log ? 0.1 : std::max(std::fabs(t_lo) * 0.05, 0.5);
     t_lo -= pad;
@@ -164,10 +164,10 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
   auto py = [&](double t) { return top + (1.0 - (t - t_lo) / (t_hi - t_lo)) * plot_h; };
 
   std::ostringstream svg;
-  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\""
-      << height << "\" viewBox=\"0 0 " << width << " " << height
-      << "\" font-family=\"sans-serif\" font-size=\"12\" data-scale=\""
-      << (log ? "log" : "linear") << "\">\n";
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+      << "\" viewBox=\"0 0 " << width << " " << height
+      << "\" font-family=\"sans-serif\" font-size=\"12\" data-scale=\"" << (log ? "log" : "linear")
+      << "\">\n";
   svg << "<title>" << xml_escape(options.title) << "</title>\n";
   svg << "<rect width=\"" << width << "\" height=\"" << height << "\" fill=\"#ffffff\"/>\n";
   svg << "<text class=\"title\" x=\"" << fixed1(left) << "\" y=\"22\" font-size=\"15\">"
@@ -187,9 +187,8 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
     svg << "<line x1=\"" << fixed1(x) << "\" y1=\"" << fixed1(top) << "\" x2=\"" << fixed1(x)
         << "\" y2=\"" << fixed1(top + plot_h) << "\"/>\n";
   }
-  svg << "<rect x=\"" << fixed1(left) << "\" y=\"" << fixed1(top) << "\" width=\""
-      << fixed1(plot_w) << "\" height=\"" << fixed1(plot_h)
-      << "\" fill=\"none\" stroke=\"#57606a\"/>\n";
+  svg << "<rect x=\"" << fixed1(left) << "\" y=\"" << fixed1(top) << "\" width=\"" << fixed1(plot_w)
+      << "\" height=\"" << fixed1(plot_h) << "\" fill=\"none\" stroke=\"#57606a\"/>\n";
   svg << "</g>\n<g class=\"labels\" fill=\"#24292f\">\n";
   for (const double v : y_ticks) {
     svg << "<text x=\"" << fixed1(left - 6) << "\" y=\"" << fixed1(py(transform(v)) + 4)
@@ -252,11 +251,10 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
       const double cx = px(x);
       const double cy = low ? top + plot_h - 6.0 : top + 6.0;
       body << "<path class=\"nonfinite\" stroke=\"" << color
-           << "\" stroke-width=\"2\" fill=\"none\" d=\"M" << fixed1(cx - 4) << " "
-           << fixed1(cy - 4) << " L" << fixed1(cx + 4) << " " << fixed1(cy + 4) << " M"
-           << fixed1(cx - 4) << " " << fixed1(cy + 4) << " L" << fixed1(cx + 4) << " "
-           << fixed1(cy - 4) << "\"><title>step " << tick_text(x) << ": loss "
-           << loss_value_text(y) << "</title></path>\n";
+           << "\" stroke-width=\"2\" fill=\"none\" d=\"M" << fixed1(cx - 4) << " " << fixed1(cy - 4)
+           << " L" << fixed1(cx + 4) << " " << fixed1(cy + 4) << " M" << fixed1(cx - 4) << " "
+           << fixed1(cy + 4) << " L" << fixed1(cx + 4) << " " << fixed1(cy - 4) << "\"><title>step "
+           << tick_text(x) << ": loss " << loss_value_text(y) << "</title></path>\n";
     }
     flush();
     svg << "<g class=\"curve\" data-name=\"" << xml_escape(curve.name) << "\" data-points=\""
@@ -283,8 +281,7 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
   for (const Entry& e : entries) {
     if (e.color.empty()) {
       svg << "<path stroke=\"#57606a\" stroke-width=\"2\" d=\"M" << fixed1(x + 4) << " 18 L"
-          << fixed1(x + 12) << " 26 M" << fixed1(x + 4) << " 26 L" << fixed1(x + 12)
-          << " 18\"/>\n";
+          << fixed1(x + 12) << " 26 M" << fixed1(x + 4) << " 26 L" << fixed1(x + 12) << " 18\"/>\n";
     } else {
       svg << "<line x1=\"" << fixed1(x) << "\" y1=\"22\" x2=\"" << fixed1(x + 16)
           << "\" y2=\"22\" stroke=\"" << e.color << "\" stroke-width=\"2\"/>\n";
@@ -309,8 +306,8 @@ std::string report_html(const ReportPage& page) {
        << "</style>\n</head>\n<body>\n<h1>" << xml_escape(page.title) << "</h1>\n";
   html << "<h2>Final figures</h2>\n<table class=\"figures\">\n";
   for (const ReportFigure& f : page.figures) {
-    html << "<tr><td>" << xml_escape(f.name) << "</td><td class=\"value\">"
-         << xml_escape(f.value) << "</td></tr>\n";
+    html << "<tr><td>" << xml_escape(f.name) << "</td><td class=\"value\">" << xml_escape(f.value)
+         << "</td></tr>\n";
   }
   html << "</table>\n<h2>Loss</h2>\n";
   for (const std::string& plot : page.plots) html << "<figure>\n" << plot << "</figure>\n";

@@ -81,8 +81,8 @@ bool ProgressPrinter::stdout_is_terminal() {
 
 void ProgressPrinter::update(const ProgressLine& line) {
   const std::string text = format_progress(line);
-  const bool new_held_out = line.held_out_loss.has_value() &&
-                            (!last_held_out_ || *last_held_out_ != *line.held_out_loss);
+  const bool new_held_out =
+      line.held_out_loss.has_value() && (!last_held_out_ || *last_held_out_ != *line.held_out_loss);
   last_held_out_ = line.held_out_loss;
   if (terminal_) {
     out_ << "\r" << text << "\x1b[K" << std::flush;
@@ -202,8 +202,8 @@ LossHistory read_run_log(const std::filesystem::path& path) {
     const auto loss = j.find("loss");
     if (type == j.end() || step == j.end() || loss == j.end() || !step->is_number_integer())
       continue;
-    const double value = loss->is_number() ? loss->get<double>()
-                                           : std::numeric_limits<double>::quiet_NaN();
+    const double value =
+        loss->is_number() ? loss->get<double>() : std::numeric_limits<double>::quiet_NaN();
     if (*type == "step") {
       train[step->get<int64_t>()] = value;
     } else if (*type == "eval") {

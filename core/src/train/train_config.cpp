@@ -41,7 +41,8 @@ std::string number_text(double value) {
 fs::path config_path(const fs::path& base_dir, const std::string& text) {
   if (text == "~" || text.rfind("~/", 0) == 0) {
     const char* home = std::getenv("HOME");
-    if (home != nullptr && *home != '\0') return resolve(base_dir, std::string(home) + text.substr(1));
+    if (home != nullptr && *home != '\0')
+      return resolve(base_dir, std::string(home) + text.substr(1));
   }
   return resolve(base_dir, text);
 }
@@ -61,9 +62,9 @@ class ConfigReader {
   }
 
   // A number in a range; `expected` completes "...; expected <expected>".
-  std::optional<double> number(const toml::table& t, std::string_view key,
-                               const std::string& where, double lo, double hi, bool lo_inclusive,
-                               bool hi_inclusive, const std::string& expected) const {
+  std::optional<double> number(const toml::table& t, std::string_view key, const std::string& where,
+                               double lo, double hi, bool lo_inclusive, bool hi_inclusive,
+                               const std::string& expected) const {
     const std::optional<double> v = get_number(r_, t, key, where);
     if (!v) return v;
     const bool ok = std::isfinite(*v) && (lo_inclusive ? *v >= lo : *v > lo) &&
@@ -99,7 +100,8 @@ class ConfigReader {
 
   [[noreturn]] void missing(const toml::table& t, std::string_view key, const std::string& where,
                             const std::string& what) const {
-    r_.fail(t.source(), "missing required key '" + std::string(key) + "' in " + where + ": " + what);
+    r_.fail(t.source(),
+            "missing required key '" + std::string(key) + "' in " + where + ": " + what);
   }
 
  private:
@@ -142,9 +144,9 @@ void parse_run(const ConfigReader& c, const toml::table& root, TrainConfig& conf
       run.resume = true;
       run.resume_from = config_path(base_dir, s->get());
     } else {
-      r.fail(resume->source(), "'resume' in [run] must be true, false or a checkpoint's path, got " +
-                                   std::string(s != nullptr ? "an empty string"
-                                                            : type_description(*resume)));
+      r.fail(resume->source(),
+             "'resume' in [run] must be true, false or a checkpoint's path, got " +
+                 std::string(s != nullptr ? "an empty string" : type_description(*resume)));
     }
   }
 }
@@ -166,24 +168,23 @@ fs::path parse_model_path(const ConfigReader& c, const toml::table& root, const 
 
 // --------------------------------------------------------------------- [data]
 
-std::vector<std::string> parse_patterns(const Reader& r, const toml::table& t,
-                                        std::string_view key, const std::string& where,
-                                        const std::string& example) {
+std::vector<std::string> parse_patterns(const Reader& r, const toml::table& t, std::string_view key,
+                                        const std::string& where, const std::string& example) {
   const toml::node* node = t.get(key);
   std::vector<std::string> out;
   auto add = [&](const toml::node& item) {
     const auto* s = item.as_string();
     if (s == nullptr || s->get().empty()) {
-      r.fail(item.source(), "each pattern of " + key_in(key, where) + " must be a non-empty string" +
-                                example + ", got " +
+      r.fail(item.source(), "each pattern of " + key_in(key, where) +
+                                " must be a non-empty string" + example + ", got " +
                                 (s != nullptr ? "an empty string" : type_description(item)));
     }
     out.push_back(s->get());
   };
   if (const auto* list = node->as_array()) {
     if (list->empty()) {
-      r.fail(node->source(), key_in(key, where) + " is an empty list; give at least one pattern" +
-                                 example);
+      r.fail(node->source(),
+             key_in(key, where) + " is an empty list; give at least one pattern" + example);
     }
     for (const toml::node& item : *list) add(item);
   } else if (node->is_string()) {
@@ -200,11 +201,11 @@ void parse_data(const ConfigReader& c, const toml::table& root, TrainConfig& con
   const Reader& r = c.reader();
   const std::string where = "[data]";
   const toml::table* t = get_table(r, root, "data", "the document", " ([data])");
-  if (t == nullptr) r.fail(root.source(), "missing [data] table; it needs at least path (the corpus)");
+  if (t == nullptr)
+    r.fail(root.source(), "missing [data] table; it needs at least path (the corpus)");
   check_keys(r, *t, where,
-             {"path", "include", "seq_len", "batch_size", "held_out_fraction",
-              "held_out_documents", "split_seed", "eval_every", "eval_batches", "separator",
-              "cache"});
+             {"path", "include", "seq_len", "batch_size", "held_out_fraction", "held_out_documents",
+              "split_seed", "eval_every", "eval_batches", "separator", "cache"});
   DataSection& d = config.data;
   const std::string corpus = "the corpus: a folder of text files or one file";
   const std::optional<fs::path> path = c.path(*t, "path", where, base_dir, corpus);
@@ -222,8 +223,7 @@ void parse_data(const ConfigReader& c, const toml::table& root, TrainConfig& con
       const toml::node* documents = t->get("held_out_documents");
       const toml::node* later =
           fraction->source().begin.line > documents->source().begin.line ? fraction : documents;
-      r.fail(later->source(),
-             "give held_out_fraction or held_out_documents in [data], not both");
+      r.fail(later->source(), "give held_out_fraction or held_out_documents in [data], not both");
     }
   } else {
     d.held_out_fraction =
@@ -306,9 +306,9 @@ void parse_optimizer(const ConfigReader& c, const toml::table& root, TrainConfig
     o.beta2 = values[1];
   }
   o.eps = c.number(*t, "eps", where, 0.0, inf, false, false, "a finite number > 0").value_or(o.eps);
-  o.weight_decay = c.number(*t, "weight_decay", where, 0.0, inf, true, false,
-                            "a finite number >= 0")
-                       .value_or(o.weight_decay);
+  o.weight_decay =
+      c.number(*t, "weight_decay", where, 0.0, inf, true, false, "a finite number >= 0")
+          .value_or(o.weight_decay);
   o.clip_norm = c.number(*t, "clip_norm", where, 0.0, inf, true, false,
                          "a finite number >= 0 (0: no clipping)")
                     .value_or(o.clip_norm);
@@ -391,10 +391,9 @@ void parse_blocks(const ConfigReader& c, const toml::table& root, TrainConfig& c
     return;
   }
   if (config.run.objective != TrainObjective::kDistillBlocks) {
-    r.fail(node->source(),
-           "[[blocks]] applies only to objective = \"distill-blocks\"; with \"" +
-               std::string(to_string(config.run.objective)) +
-               "\" use [freeze] patterns to keep weights fixed");
+    r.fail(node->source(), "[[blocks]] applies only to objective = \"distill-blocks\"; with \"" +
+                               std::string(to_string(config.run.objective)) +
+                               "\" use [freeze] patterns to keep weights fixed");
   }
   const toml::array* entries = node->as_array();
   if (entries == nullptr || !entries->is_array_of_tables() || entries->empty()) {
@@ -411,9 +410,11 @@ void parse_blocks(const ConfigReader& c, const toml::table& root, TrainConfig& c
     TrainBlocks b;
     b.where = r.location(entry.source());
     const toml::node* layers = entry.get("layers");
-    if (layers == nullptr) c.missing(entry, "layers", where, "a layer like 3 or a range like \"0-29\"");
+    if (layers == nullptr)
+      c.missing(entry, "layers", where, "a layer like 3 or a range like \"0-29\"");
     std::tie(b.first_layer, b.last_layer) = parse_layers(r, *layers, where);
-    const std::optional<std::string> part = get_choice(r, entry, "part", where, {"attention", "ffn"});
+    const std::optional<std::string> part =
+        get_choice(r, entry, "part", where, {"attention", "ffn"});
     if (!part) c.missing(entry, "part", where, "\"attention\" or \"ffn\"");
     b.part = *part;
     for (const char* key : {"kind", "prefix"}) {
@@ -474,8 +475,8 @@ void parse_extras(const ConfigReader& c, const toml::table& root, TrainConfig& c
                                          " ([distill] kl = 1.0, cosine = 0.0, temperature = 1.0)");
   if (distill != nullptr) {
     if (objective != TrainObjective::kDistill) {
-      r.fail(distill->source(), "[distill] applies only to objective = \"distill\", not " +
-                                    objective_text);
+      r.fail(distill->source(),
+             "[distill] applies only to objective = \"distill\", not " + objective_text);
     }
     const std::string where = "[distill]";
     check_keys(r, *distill, where, {"cosine", "kl", "temperature"});
@@ -484,9 +485,9 @@ void parse_extras(const ConfigReader& c, const toml::table& root, TrainConfig& c
     d.cosine = c.number(*distill, "cosine", where, 0.0, inf, true, false, "a weight >= 0")
                    .value_or(d.cosine);
     d.kl = c.number(*distill, "kl", where, 0.0, inf, true, false, "a weight >= 0").value_or(d.kl);
-    d.temperature = c.number(*distill, "temperature", where, 0.0, inf, false, false,
-                             "a finite number > 0")
-                        .value_or(d.temperature);
+    d.temperature =
+        c.number(*distill, "temperature", where, 0.0, inf, false, false, "a finite number > 0")
+            .value_or(d.temperature);
     if (d.cosine == 0.0 && d.kl == 0.0) {
       r.fail(distill->source(), "both loss weights in [distill] are 0; give cosine or kl > 0");
     }
@@ -550,9 +551,9 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
                                const fs::path& base_dir) {
   const toml::table root = toml_fields::parse_document(text, source_name);
   const Reader r(source_name);
-  check_keys(r, root, "the top level",
-             {"run", "model", "parent", "data", "optimizer", "recompute", "freeze", "blocks",
-              "distill"});
+  check_keys(
+      r, root, "the top level",
+      {"run", "model", "parent", "data", "optimizer", "recompute", "freeze", "blocks", "distill"});
   TrainConfig config;
   config.source = source_name;
   config.text = std::string(text);
@@ -634,8 +635,9 @@ int32_t check_train_config(const TrainConfig& config, const Manifest& model,
     separator = *id;
   } else {
     fail_at(config.location("data.separator"),
-            "separator \"" + sep + "\" in [data] is not a token of the model's vocabulary; "
-            "expected \"eos\", \"bos\" or a token's text");
+            "separator \"" + sep +
+                "\" in [data] is not a token of the model's vocabulary; "
+                "expected \"eos\", \"bos\" or a token's text");
   }
 
   for (const TrainBlocks& b : config.blocks) {
@@ -663,8 +665,9 @@ int32_t check_train_config(const TrainConfig& config, const Manifest& model,
   if (!weight_names.empty()) {
     for (size_t i = 0; i < config.freeze.size(); ++i) {
       const std::string& pattern = config.freeze[i];
-      const bool any = std::any_of(weight_names.begin(), weight_names.end(),
-                                   [&](const std::string& name) { return glob_match(pattern, name); });
+      const bool any =
+          std::any_of(weight_names.begin(), weight_names.end(),
+                      [&](const std::string& name) { return glob_match(pattern, name); });
       if (!any) {
         fail_at(config.location("freeze.patterns"),
                 "freeze pattern \"" + pattern + "\" matches none of the model's " +
@@ -686,8 +689,8 @@ int32_t check_train_config(const TrainConfig& config, const Manifest& model,
         (p.hidden_size != m.hidden_size || p.num_layers != m.num_layers)) {
       fail_at(config.location("parent.path"),
               "the parent is " + std::to_string(p.num_layers) + " layers of width " +
-                  std::to_string(p.hidden_size) + " and the model " +
-                  std::to_string(m.num_layers) + " of width " + std::to_string(m.hidden_size) +
+                  std::to_string(p.hidden_size) + " and the model " + std::to_string(m.num_layers) +
+                  " of width " + std::to_string(m.hidden_size) +
                   "; distill-blocks needs the same layers and width");
     }
   }

@@ -50,8 +50,7 @@ std::vector<Batch> held_out_batches(const PackedPart& part, int32_t batch_size,
 }
 
 RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
-                        const TrainerHooks& hooks, const RunStart& start,
-                        const RunOutput& output) {
+                        const TrainerHooks& hooks, const RunStart& start, const RunOutput& output) {
   if (!hooks.step) throw Error("the trainer gives no step function");
   const bool measures = data.held_out().sequences() > 0;
   if (measures && !hooks.evaluate) throw Error("the trainer gives no held-out measurement");
@@ -61,11 +60,10 @@ RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
                 std::to_string(total));
   }
 
-  const std::function<double()> clock =
-      output.clock ? output.clock : [] {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-            .count();
-      };
+  const std::function<double()> clock = output.clock ? output.clock : [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
   const double t0 = clock();
   RunOutcome outcome;
   outcome.steps = start.step;
@@ -75,8 +73,7 @@ RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
   BatchCursor cursor(data.train(), config.run.seed);
   if (start.cursor) cursor.restore(*start.cursor);
   const std::vector<Batch> held_out =
-      measures ? held_out_batches(data.held_out(), config.data.batch_size,
-                                  config.data.eval_batches)
+      measures ? held_out_batches(data.held_out(), config.data.batch_size, config.data.eval_batches)
                : std::vector<Batch>{};
 
   std::ostringstream sink;
@@ -100,6 +97,12 @@ RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
     printer.message("checkpoint after step " + std::to_string(step));
   };
 
+  // A new run measures the model it starts from: the baseline every later measurement is read
+  // against.
+  if (measures && start.step == 0) {
+    measure(0);
+    printer.message("held-out loss before training: " + figure(*outcome.held_out_loss));
+  }
   const int32_t micro = config.optimizer.grad_accumulation;
   std::vector<Batch> batches(static_cast<size_t>(micro));
   for (int64_t step = start.step + 1; step <= total; ++step) {
@@ -146,7 +149,8 @@ RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
   };
   if (outcome.held_out_loss) {
     figures.push_back({"final held-out loss", figure(*outcome.held_out_loss)});
-    figures.push_back({"final held-out perplexity", figure(std::exp(*outcome.held_out_loss), "%.2f")});
+    figures.push_back(
+        {"final held-out perplexity", figure(std::exp(*outcome.held_out_loss), "%.2f")});
   }
   outcome.report = write_run_report(config, outcome.log, figures);
   return outcome;
@@ -181,7 +185,7 @@ fs::path write_run_report(const TrainConfig& config, const fs::path& log,
   page.plots = {linear_svg, log_svg};
   page.config_name = config.source.filename().string();
   page.config_text = config.text;
-  const fs::path report = folder / "report.html";
+  fs::path report = folder / "report.html";
   write_text(report, report_html(page));
   return report;
 }

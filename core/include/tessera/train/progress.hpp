@@ -79,7 +79,7 @@ struct StepRecord {
   double loss = std::numeric_limits<double>::quiet_NaN();
   double learning_rate = 0.0;
   double grad_norm = std::numeric_limits<double>::quiet_NaN();  // NaN: not reported
-  int64_t tokens = 0;  // tokens scored in this step
+  int64_t tokens = 0;                                           // tokens scored in this step
   double tokens_per_second = 0.0;
   double elapsed_seconds = 0.0;
 };

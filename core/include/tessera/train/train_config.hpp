@@ -41,11 +41,11 @@ std::string_view to_string(LrSchedule schedule);       // "cosine", "linear", "c
 
 struct RunSection {
   TrainObjective objective = TrainObjective::kLm;
-  std::filesystem::path output;  // required: checkpoints, the log, the report
-  uint64_t seed = 0;             // batch order (and what else the trainer draws)
-  int64_t steps = 0;             // required: optimizer steps
-  int64_t checkpoint_every = 0;  // steps between checkpoints; 0: only after the last step
-  bool resume = false;           // continue from the latest checkpoint in output
+  std::filesystem::path output;       // required: checkpoints, the log, the report
+  uint64_t seed = 0;                  // batch order (and what else the trainer draws)
+  int64_t steps = 0;                  // required: optimizer steps
+  int64_t checkpoint_every = 0;       // steps between checkpoints; 0: only after the last step
+  bool resume = false;                // continue from the latest checkpoint in output
   std::filesystem::path resume_from;  // a checkpoint named explicitly (resume = "PATH")
 };
 
@@ -57,8 +57,8 @@ struct DataSection {
   double held_out_fraction = 0.05;
   int64_t held_out_documents = 0;  // instead of the fraction
   uint64_t split_seed = 0;
-  int64_t eval_every = 100;  // steps between held-out measurements; 0: only after the last
-  int32_t eval_batches = 8;  // held-out batches per measurement (fewer when it has fewer)
+  int64_t eval_every = 100;       // steps between held-out measurements; 0: only after the last
+  int32_t eval_batches = 8;       // held-out batches per measurement (fewer when it has fewer)
   std::string separator = "eos";  // "eos", "bos" or a token's text
   bool cache = true;
   std::filesystem::path cache_path;  // empty: default_token_cache()

@@ -21,8 +21,8 @@ namespace tessera {
 
 // What one optimizer step reports.
 struct TrainStep {
-  double loss = std::numeric_limits<double>::quiet_NaN();  // mean over the step's targets
-  double learning_rate = 0.0;                              // the rate the step used
+  double loss = std::numeric_limits<double>::quiet_NaN();       // mean over the step's targets
+  double learning_rate = 0.0;                                   // the rate the step used
   double grad_norm = std::numeric_limits<double>::quiet_NaN();  // before clipping; NaN: unknown
   int64_t tokens = 0;  // targets scored; 0: run_training counts the batches' targets
 };
@@ -56,10 +56,10 @@ struct RunOutput {
 };
 
 struct RunOutcome {
-  int64_t steps = 0;  // the last step done
+  int64_t steps = 0;                                             // the last step done
   double train_loss = std::numeric_limits<double>::quiet_NaN();  // the last step's
-  std::optional<double> held_out_loss;                            // the last measurement
-  int64_t tokens = 0;                                             // trained in this process
+  std::optional<double> held_out_loss;                           // the last measurement
+  int64_t tokens = 0;                                            // trained in this process
   double seconds = 0.0;
   std::filesystem::path log;     // <output>/log.jsonl
   std::filesystem::path report;  // <output>/report.html
@@ -71,17 +71,16 @@ std::vector<Batch> held_out_batches(const PackedPart& part, int32_t batch_size,
                                     int32_t eval_batches);
 
 // Runs steps start.step + 1 .. config.run.steps: each takes grad_accumulation batches from a
-// BatchCursor seeded with [run] seed; the held-out loss is measured every eval_every steps and
-// after the last; checkpoints every checkpoint_every steps and after the last. Appends to
-// <output>/log.jsonl and ends with write_run_report. Exceptions from the hooks propagate,
-// after the log has what was done.
+// BatchCursor seeded with [run] seed; the held-out loss is measured before the first step of a
+// new run (logged as step 0), every eval_every steps and after the last; checkpoints every
+// checkpoint_every steps and after the last. Appends to <output>/log.jsonl and ends with
+// write_run_report. Exceptions from the hooks propagate, after the log has what was done.
 RunOutcome run_training(const TrainConfig& config, const TokenDataset& data,
                         const TrainerHooks& hooks, const RunStart& start, const RunOutput& output);
 
 // Draws <output>/loss.svg (linear), <output>/loss-log.svg (log scale) and <output>/report.html
 // from the run log, with the config and `figures`. Returns the report's path.
-std::filesystem::path write_run_report(const TrainConfig& config,
-                                       const std::filesystem::path& log,
+std::filesystem::path write_run_report(const TrainConfig& config, const std::filesystem::path& log,
                                        const std::vector<ReportFigure>& figures);
 
 }  // namespace tessera
