@@ -26,19 +26,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-ts_tensor f32_view(float* data, int64_t rows, int64_t cols) {
-  ts_tensor t{};
-  t.data = data;
-  t.dtype = TS_F32;
-  t.device = TS_DEVICE_CPU;
-  t.ndim = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  t.stride[0] = cols;
-  t.stride[1] = 1;
-  return t;
-}
-
 // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w. Accumulates in double like the reference.
 void rmsnorm_rows(const float* x, const float* w, double eps, int64_t rows, int64_t dim, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -434,8 +421,8 @@ void Model::run_layer(int32_t layer, const ts_batch& batch, float* x, int32_t n_
     for_rows([&](int64_t r0, int64_t r1) {
       rmsnorm_rows(x + r0 * h, norm, eps, r1 - r0, h, im.normed.data() + r0 * h);
     });
-    const ts_tensor xv = f32_view(im.normed.data(), n_tokens, h);
-    ts_tensor yv = f32_view(im.y.data(), n_tokens, h);
+    const ts_tensor xv = f32_matrix_view(im.normed.data(), n_tokens, h);
+    ts_tensor yv = f32_matrix_view(im.y.data(), n_tokens, h);
     ts_block_io io{};
     io.struct_size = sizeof(ts_block_io);
     io.x = &xv;

@@ -27,7 +27,9 @@ std::string bytes_text(double bytes) {
   return text;
 }
 
-const char* policy_name(ts_recompute policy) {
+}  // namespace
+
+const char* recompute_policy_name(ts_recompute policy) {
   switch (policy) {
     case TS_RECOMPUTE_NONE:
       return "none";
@@ -38,8 +40,6 @@ const char* policy_name(ts_recompute policy) {
   }
   return "?";
 }
-
-}  // namespace
 
 double formula_layer_bytes(const LayerShape& layer, const std::vector<int64_t>& lengths,
                            ts_recompute policy, double bytes_per_element) {
@@ -121,7 +121,7 @@ std::optional<LayerShape> layer_shape(const Manifest& manifest, int32_t layer) {
 std::string format_memory_report(const MemoryReport& report) {
   int64_t tokens = 0;
   for (int64_t s : report.lengths) tokens += s;
-  std::string out = "activation memory, recompute " + std::string(policy_name(report.policy)) +
+  std::string out = "activation memory, recompute " + std::string(recompute_policy_name(report.policy)) +
                     ", " + std::to_string(report.lengths.size()) + " sequences, " +
                     std::to_string(tokens) + " tokens\n";
   char line[160];

@@ -12,19 +12,6 @@
 namespace tessera::train {
 namespace {
 
-ts_tensor f32_view(float* data, int64_t rows, int64_t cols) {
-  ts_tensor t{};
-  t.data = data;
-  t.dtype = TS_F32;
-  t.device = TS_DEVICE_CPU;
-  t.ndim = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  t.stride[0] = cols;
-  t.stride[1] = 1;
-  return t;
-}
-
 // A batch laid out for Model::run_layer: sequence s in slot s from an empty slot.
 struct InferenceBatch {
   std::vector<int32_t> slots, positions;
@@ -76,8 +63,8 @@ void run_sub_block(Model& model, InferenceBatch& ib, int32_t layer, ts_kind kind
   std::vector<float> normed(static_cast<size_t>(n * h));
   rmsnorm_forward(model.pool().host(), x, norm.data<float>(), model.manifest().model.rms_norm_eps,
                   n, h, normed.data(), nullptr);
-  const ts_tensor xv = f32_view(normed.data(), n, h);
-  ts_tensor yv = f32_view(y, n, h);
+  const ts_tensor xv = f32_matrix_view(normed.data(), n, h);
+  ts_tensor yv = f32_matrix_view(y, n, h);
   ts_block_io io{};
   io.struct_size = sizeof(ts_block_io);
   io.x = &xv;

@@ -20,19 +20,6 @@
 namespace tessera::train {
 namespace {
 
-ts_tensor f32_view(const float* data, int64_t rows, int64_t cols) {
-  ts_tensor t{};
-  t.data = const_cast<float*>(data);
-  t.dtype = TS_F32;
-  t.device = TS_DEVICE_CPU;
-  t.ndim = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  t.stride[0] = cols;
-  t.stride[1] = 1;
-  return t;
-}
-
 bool has_wildcard(const std::string& pattern) {
   return pattern.find_first_of("*?") != std::string::npos;
 }
@@ -56,18 +43,6 @@ bool glob(const char* p, const char* s) {
   }
   while (*p == '*') ++p;
   return *p == '\0';
-}
-
-const char* policy_text(ts_recompute policy) {
-  switch (policy) {
-    case TS_RECOMPUTE_NONE:
-      return "none";
-    case TS_RECOMPUTE_CORE:
-      return "core";
-    case TS_RECOMPUTE_ALL:
-      return "all";
-  }
-  return "?";
 }
 
 // Bytes of activation memory in use, and their high-water mark.
@@ -389,8 +364,8 @@ struct Trainer::Impl {
     hold(t.inv, n);
     rmsnorm_forward(host, x, s.norm, eps, n, hidden, t.normed.data(), t.inv.data());
     t.workspace = workspace_for(*s.block, prepared.b, policy);
-    const ts_tensor xv = f32_view(t.normed.data(), n, hidden);
-    ts_tensor yv = f32_view(out, n, hidden);
+    const ts_tensor xv = f32_matrix_view(t.normed.data(), n, hidden);
+    ts_tensor yv = f32_matrix_view(out, n, hidden);
     ts_block_io io{};
     io.struct_size = sizeof(ts_block_io);
     io.x = &xv;
@@ -492,9 +467,9 @@ struct Trainer::Impl {
   // norm's backward and adds d loss / d x to `grad` (the residual path already carries it).
   void sub_backward(Sub& s, SubTape& t, const float* x, ts_recompute policy) {
     const int64_t n = prepared.n;
-    const ts_tensor xv = f32_view(t.normed.data(), n, hidden);
-    const ts_tensor gy = f32_view(grad.data(), n, hidden);
-    ts_tensor gx = f32_view(grad_normed.data(), n, hidden);
+    const ts_tensor xv = f32_matrix_view(t.normed.data(), n, hidden);
+    const ts_tensor gy = f32_matrix_view(grad.data(), n, hidden);
+    ts_tensor gx = f32_matrix_view(grad_normed.data(), n, hidden);
     ts_backward_io io{};
     io.struct_size = sizeof(ts_backward_io);
     io.x = &xv;
@@ -534,8 +509,8 @@ struct Trainer::Impl {
         // backward).
         Tensor scratch = workspace_for(*attention.block, prepared.b, TS_RECOMPUTE_ALL);
         hold(y, n * hidden);
-        const ts_tensor xv = f32_view(ta.normed.data(), n, hidden);
-        ts_tensor yv = f32_view(y.data(), n, hidden);
+        const ts_tensor xv = f32_matrix_view(ta.normed.data(), n, hidden);
+        ts_tensor yv = f32_matrix_view(y.data(), n, hidden);
         ts_block_io io{};
         io.struct_size = sizeof(ts_block_io);
         io.x = &xv;
@@ -752,8 +727,8 @@ struct Trainer::Impl {
     rmsnorm_forward(host, r.x.data(), s.norm, eps, n, hidden, r.normed.data(), r.inv.data());
     const uint64_t bytes = s.block->train_workspace(r.prepared.b, config.recompute);
     if (bytes > 0) r.workspace = Tensor({static_cast<int64_t>(bytes)}, TS_U8);
-    const ts_tensor xv = f32_view(r.normed.data(), n, hidden);
-    ts_tensor yv = f32_view(output, n, hidden);
+    const ts_tensor xv = f32_matrix_view(r.normed.data(), n, hidden);
+    ts_tensor yv = f32_matrix_view(output, n, hidden);
     ts_block_io io{};
     io.struct_size = sizeof(ts_block_io);
     io.x = &xv;
@@ -769,9 +744,9 @@ struct Trainer::Impl {
     const int64_t n = r.prepared.n;
     const bool need_x = grad_input != nullptr || s.norm_param != nullptr;
     std::vector<float> gn(need_x ? static_cast<size_t>(n * hidden) : 0);
-    const ts_tensor xv = f32_view(r.normed.data(), n, hidden);
-    const ts_tensor gy = f32_view(grad_output, n, hidden);
-    ts_tensor gx = f32_view(gn.data(), n, hidden);
+    const ts_tensor xv = f32_matrix_view(r.normed.data(), n, hidden);
+    const ts_tensor gy = f32_matrix_view(grad_output, n, hidden);
+    ts_tensor gx = f32_matrix_view(gn.data(), n, hidden);
     ts_backward_io io{};
     io.struct_size = sizeof(ts_backward_io);
     io.x = &xv;
@@ -1010,7 +985,7 @@ void Trainer::save(const std::filesystem::path& folder, const SaveOptions& optio
       {"format", kFormat},
       {"step", std::to_string(im.step)},
       {"objective", im.objective->name()},
-      {"recompute", policy_text(c.recompute)},
+      {"recompute", recompute_policy_name(c.recompute)},
       {"adamw", "lr " + std::to_string(c.adamw.lr) + ", betas " + std::to_string(c.adamw.beta1) +
                     " " + std::to_string(c.adamw.beta2) + ", eps " + std::to_string(c.adamw.eps) +
                     ", weight_decay " + std::to_string(c.adamw.weight_decay)},

@@ -71,4 +71,19 @@ class Tensor {
 // Converts n elements between float dtypes (f32, f16, bf16).
 void convert(const void* src, ts_dtype src_dtype, void* dst, ts_dtype dst_dtype, int64_t n);
 
+// A row-major f32 [rows, cols] host matrix as the ABI sees it (no ownership). The data may be
+// read-only to the callee; the view's pointer is not const because ts_tensor's is not.
+inline ts_tensor f32_matrix_view(const float* data, int64_t rows, int64_t cols) {
+  ts_tensor t{};
+  t.data = const_cast<float*>(data);
+  t.dtype = TS_F32;
+  t.device = TS_DEVICE_CPU;
+  t.ndim = 2;
+  t.shape[0] = rows;
+  t.shape[1] = cols;
+  t.stride[0] = cols;
+  t.stride[1] = 1;
+  return t;
+}
+
 }  // namespace tessera

@@ -76,4 +76,7 @@ struct MemoryReport {
 // A table: layer, measured host + workspace bytes, the formula's bytes; then the totals.
 std::string format_memory_report(const MemoryReport& report);
 
+// "none", "core", "all" ("?" for another value).
+const char* recompute_policy_name(ts_recompute policy);
+
 }  // namespace tessera::train
