@@ -121,9 +121,9 @@ std::optional<LayerShape> layer_shape(const Manifest& manifest, int32_t layer) {
 std::string format_memory_report(const MemoryReport& report) {
   int64_t tokens = 0;
   for (int64_t s : report.lengths) tokens += s;
-  std::string out = "activation memory, recompute " + std::string(recompute_policy_name(report.policy)) +
-                    ", " + std::to_string(report.lengths.size()) + " sequences, " +
-                    std::to_string(tokens) + " tokens\n";
+  std::string out =
+      "activation memory, recompute " + std::string(recompute_policy_name(report.policy)) + ", " +
+      std::to_string(report.lengths.size()) + " sequences, " + std::to_string(tokens) + " tokens\n";
   char line[160];
   std::snprintf(line, sizeof(line), "%-6s %14s %14s %14s %14s\n", "layer", "host", "workspace",
                 "measured", "formula");
