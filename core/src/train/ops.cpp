@@ -1,4 +1,5 @@
 // Host operations of a training step and their backward passes.
+#include <tessera/cpu/matmul_grad.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/plugin.hpp>
 #include <tessera/train/ops.hpp>
@@ -14,44 +15,10 @@ namespace {
 // Rows per parallel chunk: below this a row-wise op is not worth a thread.
 constexpr int64_t kRowGrain = 8;
 
-// Row `row` of w as f32: a pointer into w when it is f32, else converted into `buffer`.
-const float* row_f32(const cpu::MatrixView& w, int64_t row, std::vector<float>& buffer) {
-  if (w.dtype == TS_F32)
-    return static_cast<const float*>(static_cast<const void*>(w.elem_ptr(row, 0)));
-  buffer.resize(static_cast<size_t>(w.cols));
-  for (int64_t c = 0; c < w.cols; ++c)
-    buffer[static_cast<size_t>(c)] = cpu::matrix_element(w, row, c);
-  return buffer.data();
-}
-
 void check_head(const cpu::MatrixView& w, const char* what) {
   if (w.dtype != TS_F32 && w.dtype != TS_BF16 && w.dtype != TS_F16)
     throw Error(std::string(what) + ": the lm head is " + dtype_name(w.dtype) +
                 "; expected f32, bf16 or f16");
-}
-
-// grad_h[t] = sum over v in order of grad_logits[t, v] W[v]: tiles of tokens, so that each
-// row of W is read (and converted) once per tile.
-void lm_head_grad_h(const ts_host* host, const float* grad_logits, int64_t n,
-                    const cpu::MatrixView& w, float* grad_h) {
-  const int64_t vocab = w.rows, hidden = w.cols;
-  constexpr int64_t kTile = 8;
-  const int64_t tiles = (n + kTile - 1) / kTile;
-  sdk::parallel_for(host, tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> buffer;
-    for (int64_t tile = t0; tile < t1; ++tile) {
-      const int64_t r0 = tile * kTile, r1 = std::min(n, r0 + kTile);
-      std::fill(grad_h + r0 * hidden, grad_h + r1 * hidden, 0.0f);
-      for (int64_t v = 0; v < vocab; ++v) {
-        const float* wr = row_f32(w, v, buffer);
-        for (int64_t r = r0; r < r1; ++r) {
-          const float g = grad_logits[r * vocab + v];
-          float* out = grad_h + r * hidden;
-          for (int64_t c = 0; c < hidden; ++c) out[c] += g * wr[c];
-        }
-      }
-    }
-  });
 }
 
 }  // namespace
@@ -119,22 +86,11 @@ void lm_head_backward(const ts_host* host, const float* h, const float* grad_log
                       const cpu::MatrixView& w, float* grad_h, float* grad_w) {
   check_head(w, "lm head backward");
   const int64_t vocab = w.rows, hidden = w.cols;
-  if (grad_h != nullptr) lm_head_grad_h(host, grad_logits, n, w, grad_h);
-  if (grad_w == nullptr) return;
-  // grad_w[v] += sum over tokens in order of grad_logits[t, v] h[t].
-  sdk::parallel_for(host, vocab, 16, [&](int64_t v0, int64_t v1) {
-    std::vector<float> acc(static_cast<size_t>(hidden));
-    for (int64_t v = v0; v < v1; ++v) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t t = 0; t < n; ++t) {
-        const float g = grad_logits[t * vocab + v];
-        const float* hr = h + t * hidden;
-        for (int64_t c = 0; c < hidden; ++c) acc[static_cast<size_t>(c)] += g * hr[c];
-      }
-      float* out = grad_w + v * hidden;
-      for (int64_t c = 0; c < hidden; ++c) out[c] += acc[static_cast<size_t>(c)];
-    }
-  });
+  // The two products of y = h W^T on the SDK's register tiles (cpu/matmul_grad.hpp): each
+  // element is one sum over its inner dimension in order, independent of the thread count.
+  if (grad_h != nullptr) cpu::matmul_nn(host, grad_logits, n, vocab, w, grad_h, hidden, false);
+  if (grad_w != nullptr)
+    cpu::matmul_tn_add(host, grad_logits, vocab, h, hidden, n, vocab, hidden, grad_w, hidden);
 }
 
 void residual_add(float* x, const float* y, int64_t n) {
