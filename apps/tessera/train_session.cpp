@@ -90,6 +90,13 @@ std::vector<TrainBatch> train_batches(std::span<const Batch> batches) {
   return out;
 }
 
+// The tokens the batches score: seq_len per row.
+int64_t targets(std::span<const Batch> batches) {
+  int64_t n = 0;
+  for (const Batch& b : batches) n += static_cast<int64_t>(b.size()) * b.seq_len;
+  return n;
+}
+
 void write_file(const fs::path& path, const std::string& text) {
   const fs::path partial = fs::path(path).concat(".partial");
   {
@@ -248,9 +255,7 @@ TrainerHooks TrainSession::hooks() {
       return TrainStep{stats.loss, stats.lr, stats.grad_norm, stats.tokens};
     };
     hooks.evaluate = [s](std::span<const Batch> batches) {
-      int64_t tokens = 0;
-      for (const Batch& b : batches) tokens += static_cast<int64_t>(b.size()) * b.seq_len;
-      return HeldOutLoss{s->trainer->evaluate_blocks(s->block_steps(batches)), tokens};
+      return HeldOutLoss{s->trainer->evaluate_blocks(s->block_steps(batches)), targets(batches)};
     };
   } else {
     hooks.step = [s](int64_t, std::span<const Batch> batches) {
@@ -258,9 +263,7 @@ TrainerHooks TrainSession::hooks() {
       return TrainStep{stats.loss, stats.lr, stats.grad_norm, stats.count};
     };
     hooks.evaluate = [s](std::span<const Batch> batches) {
-      int64_t tokens = 0;
-      for (const Batch& b : batches) tokens += static_cast<int64_t>(b.size()) * b.seq_len;
-      return HeldOutLoss{s->trainer->evaluate(train_batches(batches)), tokens};
+      return HeldOutLoss{s->trainer->evaluate(train_batches(batches)), targets(batches)};
     };
   }
   hooks.checkpoint = [s](int64_t step, const CursorState& cursor) { s->save(step, cursor); };

@@ -630,10 +630,7 @@ TEST(TrainDistill, SeveralBlocksInOneStepEqualEachBlockAlone) {
   for (const train::BlockStep& step : steps) {
     auto alone_model = tiny_model();
     Trainer alone(*alone_model, train_plugins(), config, std::make_unique<train::LmObjective>());
-    double loss = 0;
-    for (int i = 0; i < 3; ++i)
-      loss = alone.step_block(step.layer, step.kind, step.micro_batches).loss;
-    (void)loss;
+    for (int i = 0; i < 3; ++i) alone.step_block(step.layer, step.kind, step.micro_batches);
     const std::string part = step.kind == TS_KIND_FFN ? "mlp." : "self_attn.";
     int compared = 0;
     for (const std::string& name : alone.trainable()) {

@@ -4,6 +4,8 @@
 // communicators of the parallel-local plugin for ranks run as threads.
 #pragma once
 
+#include <tessera/engine/tensor.hpp>
+
 #include <tessera/abi.h>
 
 #include <cstdint>
@@ -128,17 +130,9 @@ class TrainBatch {
   ts_batch batch_{};
 };
 
+// The engine's view (tensor.hpp), under the name these tests use.
 inline ts_tensor f32_matrix(const float* data, int64_t rows, int64_t cols) {
-  ts_tensor t{};
-  t.data = const_cast<float*>(data);
-  t.dtype = TS_F32;
-  t.device = TS_DEVICE_CPU;
-  t.ndim = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  t.stride[0] = cols;
-  t.stride[1] = 1;
-  return t;
+  return f32_matrix_view(data, rows, cols);
 }
 
 // A block made through a vtable, driven through its training entries.
