@@ -71,19 +71,61 @@ TEST(TrainAdamW, WithoutDecayOnlyTheAdamTermMoves) {
   EXPECT_EQ(z[0], 1.5f);
 }
 
-TEST(TrainClip, ScalesEveryBufferByTheGlobalNorm) {
+TEST(TrainAdamW, TheFastPathGivesTheReferencesBits) {
+  // Odd length (a tail past the vector width), several steps, moments of both signs, and a
+  // pool whose chunks cut the buffer.
+  const int64_t n = 50003;
+  Rng rng(11);
+  std::vector<float> p(n), g(n);
+  for (float& x : p) x = rng.normal();
+  std::vector<float> q = p, m(n, 0.0f), v(n, 0.0f), mq = m, vq = v;
+  train::AdamWConfig config;
+  config.weight_decay = 0.1;
+  ThreadPool three(3);
+  for (int t = 1; t <= 3; ++t) {
+    for (float& x : g) x = 0.01f * rng.normal();
+    train::adamw_update(three.host(), config, 1e-3, t, t != 2, p.data(), g.data(), m.data(),
+                        v.data(), n, 0.75f);
+    train::adamw_update_reference(config, 1e-3, t, t != 2, q.data(), g.data(), mq.data(), vq.data(),
+                                  n, 0.75f);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(p[i], q[i]) << "weight " << i;
+    ASSERT_EQ(m[i], mq[i]) << "m " << i;
+    ASSERT_EQ(v[i], vq[i]) << "v " << i;
+  }
+}
+
+TEST(TrainClip, TheFactorScalesByTheGlobalNorm) {
   std::vector<float> a = {3.0f, 0.0f}, b = {0.0f, 4.0f, 0.0f};
   const std::vector<train::GradSpan> spans = {{a.data(), 2}, {b.data(), 3}};
   const double norm = train::global_norm(test_pool().host(), spans);
   EXPECT_DOUBLE_EQ(norm, 5.0);
-  EXPECT_DOUBLE_EQ(train::clip_by_global_norm(test_pool().host(), spans, norm, 10.0), 1.0);
-  EXPECT_EQ(a[0], 3.0f);  // below the limit: untouched
-  EXPECT_DOUBLE_EQ(train::clip_by_global_norm(test_pool().host(), spans, norm, 0.0), 1.0);
-  EXPECT_EQ(a[0], 3.0f);  // 0: no clipping
-  EXPECT_NEAR(train::clip_by_global_norm(test_pool().host(), spans, norm, 1.0), 0.2, 1e-12);
-  EXPECT_FLOAT_EQ(a[0], 0.6f);
-  EXPECT_FLOAT_EQ(b[1], 0.8f);
-  EXPECT_NEAR(train::global_norm(test_pool().host(), spans), 1.0, 1e-6);
+  EXPECT_DOUBLE_EQ(train::clip_factor(norm, 10.0), 1.0);  // below the limit
+  EXPECT_DOUBLE_EQ(train::clip_factor(norm, 5.0), 1.0);   // at it
+  EXPECT_DOUBLE_EQ(train::clip_factor(norm, 0.0), 1.0);   // 0: no clipping
+  EXPECT_DOUBLE_EQ(train::clip_factor(norm, 1.0), 0.2);
+  EXPECT_DOUBLE_EQ(train::clip_factor(std::nan(""), 1.0), 1.0);
+}
+
+TEST(TrainClip, AScaledUpdateIsTheUpdateOfTheScaledGradient) {
+  // Clipping through grad_scale = clipping the buffer in place, then the plain update.
+  std::vector<float> g = {0.3f, -1.7f, 2.5f, 0.0f, 1e-3f};
+  const float f = 0.37f;
+  std::vector<float> clipped = g;
+  for (float& x : clipped) x *= f;
+  std::vector<float> p = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, q = p, m(5, 0.1f), v(5, 0.2f), mq = m,
+                     vq = v;
+  train::AdamWConfig config;
+  config.weight_decay = 0.01;
+  train::adamw_update(test_pool().host(), config, 0.01, 4, true, p.data(), g.data(), m.data(),
+                      v.data(), 5, f);
+  train::adamw_update(test_pool().host(), config, 0.01, 4, true, q.data(), clipped.data(),
+                      mq.data(), vq.data(), 5);
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(m, mq);
+  EXPECT_EQ(v, vq);
+  EXPECT_EQ(g[1], -1.7f);  // the gradient itself is left as it was
 }
 
 TEST(TrainClip, TheNormDoesNotDependOnTheThreadCount) {

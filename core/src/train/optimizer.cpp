@@ -5,34 +5,96 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace tessera::train {
 namespace {
 
 constexpr int64_t kChunk = 1 << 14;
 
+// The constants of one step, shared by the fast path and the reference.
+struct AdamWStep {
+  double b1, b2, one_minus_b1, one_minus_b2, eps;
+  double keep;         // 1 - lr * weight_decay, or 1
+  double step_size;    // lr / (1 - beta1^step)
+  double inv_sqrt_c2;  // 1 / sqrt(1 - beta2^step)
+  AdamWStep(const AdamWConfig& config, double lr, int64_t step, bool decay)
+      : b1(config.beta1),
+        b2(config.beta2),
+        one_minus_b1(1.0 - config.beta1),
+        one_minus_b2(1.0 - config.beta2),
+        eps(config.eps),
+        keep(decay ? 1.0 - lr * config.weight_decay : 1.0),
+        step_size(lr / (1.0 - std::pow(config.beta1, static_cast<double>(step)))),
+        inv_sqrt_c2(1.0 / std::sqrt(1.0 - std::pow(config.beta2, static_cast<double>(step)))) {}
+};
+
+// Each a * b + c is an explicit fma, so that the compiler's contraction cannot make the two
+// paths round differently.
+void adamw_scalar(const AdamWStep& k, float scale, float* param, const float* grad, float* m,
+                  float* v, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const double g = static_cast<double>(grad[i] * scale);
+    m[i] = static_cast<float>(std::fma(k.b1, static_cast<double>(m[i]), k.one_minus_b1 * g));
+    v[i] = static_cast<float>(std::fma(k.b2, static_cast<double>(v[i]), k.one_minus_b2 * g * g));
+    // From the moments as stored (f32).
+    const double denom = std::fma(std::sqrt(static_cast<double>(v[i])), k.inv_sqrt_c2, k.eps);
+    const double step = k.step_size * static_cast<double>(m[i]) / denom;
+    param[i] = static_cast<float>(std::fma(static_cast<double>(param[i]), k.keep, -step));
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// adamw_scalar four elements at a time: the same operations in the same order, each rounded
+// as there.
+void adamw_avx2(const AdamWStep& k, float scale, float* param, const float* grad, float* m,
+                float* v, int64_t i0, int64_t i1) {
+  const __m256d b1 = _mm256_set1_pd(k.b1), b2 = _mm256_set1_pd(k.b2);
+  const __m256d c1 = _mm256_set1_pd(k.one_minus_b1), c2 = _mm256_set1_pd(k.one_minus_b2);
+  const __m256d eps = _mm256_set1_pd(k.eps), keep = _mm256_set1_pd(k.keep);
+  const __m256d step = _mm256_set1_pd(k.step_size), inv_c2 = _mm256_set1_pd(k.inv_sqrt_c2);
+  const __m128 s = _mm_set1_ps(scale);
+  int64_t i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const __m256d g = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(grad + i), s));
+    const __m128 m32 = _mm256_cvtpd_ps(
+        _mm256_fmadd_pd(b1, _mm256_cvtps_pd(_mm_loadu_ps(m + i)), _mm256_mul_pd(c1, g)));
+    const __m128 v32 = _mm256_cvtpd_ps(_mm256_fmadd_pd(b2, _mm256_cvtps_pd(_mm_loadu_ps(v + i)),
+                                                       _mm256_mul_pd(_mm256_mul_pd(c2, g), g)));
+    _mm_storeu_ps(m + i, m32);
+    _mm_storeu_ps(v + i, v32);
+    const __m256d denom = _mm256_fmadd_pd(_mm256_sqrt_pd(_mm256_cvtps_pd(v32)), inv_c2, eps);
+    const __m256d update = _mm256_div_pd(_mm256_mul_pd(step, _mm256_cvtps_pd(m32)), denom);
+    const __m256d p = _mm256_fmsub_pd(_mm256_cvtps_pd(_mm_loadu_ps(param + i)), keep, update);
+    _mm_storeu_ps(param + i, _mm256_cvtpd_ps(p));
+  }
+  adamw_scalar(k, scale, param, grad, m, v, i, i1);
+}
+#endif
+
 }  // namespace
 
 void adamw_update(const ts_host* host, const AdamWConfig& config, double lr, int64_t step,
-                  bool decay, float* param, const float* grad, float* m, float* v, int64_t n) {
-  const double b1 = config.beta1, b2 = config.beta2;
-  const double correction1 = 1.0 - std::pow(b1, static_cast<double>(step));
-  const double correction2 = 1.0 - std::pow(b2, static_cast<double>(step));
-  const double keep = decay ? 1.0 - lr * config.weight_decay : 1.0;
+                  bool decay, float* param, const float* grad, float* m, float* v, int64_t n,
+                  float grad_scale) {
+  const AdamWStep k(config, lr, step, decay);
   sdk::parallel_for(host, n, kChunk, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const double g = grad[i];
-      const double mi = b1 * m[i] + (1.0 - b1) * g;
-      const double vi = b2 * v[i] + (1.0 - b2) * g * g;
-      m[i] = static_cast<float>(mi);
-      v[i] = static_cast<float>(vi);
-      // The moments as stored (f32): a resumed run reads back exactly these.
-      const double m_hat = static_cast<double>(m[i]) / correction1;
-      const double v_hat = static_cast<double>(v[i]) / correction2;
-      const double p = static_cast<double>(param[i]) * keep;
-      param[i] = static_cast<float>(p - lr * m_hat / (std::sqrt(v_hat) + config.eps));
-    }
+#if defined(__AVX2__) && defined(__FMA__)
+    adamw_avx2(k, grad_scale, param, grad, m, v, i0, i1);
+#else
+    adamw_scalar(k, grad_scale, param, grad, m, v, i0, i1);
+#endif
   });
+}
+
+void adamw_update_reference(const AdamWConfig& config, double lr, int64_t step, bool decay,
+                            float* param, const float* grad, float* m, float* v, int64_t n,
+                            float grad_scale) {
+  adamw_scalar(AdamWStep(config, lr, step, decay), grad_scale, param, grad, m, v, 0, n);
 }
 
 double scheduled_lr(double peak_lr, const ScheduleConfig& schedule, int64_t step) {
@@ -55,10 +117,15 @@ double global_norm(const ts_host* host, const std::vector<GradSpan>& grads) {
     std::vector<double> parts(static_cast<size_t>(chunks), 0.0);
     sdk::parallel_for(host, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        double s = 0;
-        for (int64_t i = c * kChunk; i < std::min(g.n, (c + 1) * kChunk); ++i)
-          s += static_cast<double>(g.data[i]) * g.data[i];
-        parts[static_cast<size_t>(c)] = s;
+        // Four running sums (element i into sum i % 4), added at the end: the order is fixed
+        // by the chunk alone.
+        double s[4] = {0, 0, 0, 0};
+        const int64_t begin = c * kChunk, end = std::min(g.n, (c + 1) * kChunk);
+        int64_t i = begin;
+        for (; i + 4 <= end; i += 4)
+          for (int j = 0; j < 4; ++j) s[j] += static_cast<double>(g.data[i + j]) * g.data[i + j];
+        for (int j = 0; i < end; ++i, ++j) s[j] += static_cast<double>(g.data[i]) * g.data[i];
+        parts[static_cast<size_t>(c)] = (s[0] + s[1]) + (s[2] + s[3]);
       }
     });
     for (double p : parts) total += p;
@@ -66,16 +133,9 @@ double global_norm(const ts_host* host, const std::vector<GradSpan>& grads) {
   return std::sqrt(total);
 }
 
-double clip_by_global_norm(const ts_host* host, const std::vector<GradSpan>& grads, double norm,
-                           double max_norm) {
+double clip_factor(double norm, double max_norm) {
   if (!(max_norm > 0) || !(norm > max_norm)) return 1.0;
-  const double factor = max_norm / norm;
-  const auto f = static_cast<float>(factor);
-  for (const GradSpan& g : grads)
-    sdk::parallel_for(host, g.n, kChunk, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) g.data[i] *= f;
-    });
-  return factor;
+  return max_norm / norm;
 }
 
 }  // namespace tessera::train

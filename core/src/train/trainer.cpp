@@ -101,11 +101,20 @@ struct Trainer::Impl {
     bool needs_grad_x = false;  // its norm trains, or something before it
   };
 
+  // A block's training workspace. The meter counts its bytes while it is held; the storage
+  // stays from step to step, so that a step faults in no fresh pages (as the vectors keep
+  // their capacity). Blocks write what they keep before reading it.
+  struct Workspace {
+    Tensor store;
+    uint64_t bytes = 0;  // held now
+    void* raw() const { return bytes == 0 ? nullptr : store.raw(); }
+  };
+
   // What one sub-block keeps from the forward to the backward.
   struct SubTape {
     std::vector<float> x;  // its residual input (the FFN's; the attention's is the layer's)
     std::vector<float> normed, inv;
-    Tensor workspace;
+    Workspace workspace;
   };
 
   // A micro-batch laid out for the blocks.
@@ -141,6 +150,7 @@ struct Trainer::Impl {
   std::vector<float> final_x, final_inv, final_h, logits;
   std::vector<float> stream, y, grad, grad_normed, grad_h, final_hidden_grad;
   std::vector<std::vector<float>> layer_grads;
+  Workspace recompute_scratch;  // recompute_layer's run of an attention block
   Meter meter;
   MemoryReport current;  // of the micro-batch running
   MemoryReport memory;   // of the last one that ran backward
@@ -344,15 +354,15 @@ struct Trainer::Impl {
     meter.sub(float_bytes(static_cast<int64_t>(v.size())));
     v.clear();
   }
-  Tensor workspace_for(Block& block, const ts_batch& b, ts_recompute policy) {
+  void hold(Workspace& w, Block& block, const ts_batch& b, ts_recompute policy) {
     const uint64_t bytes = block.train_workspace(b, policy);
     meter.add(bytes);
-    if (bytes == 0) return {};
-    return Tensor({static_cast<int64_t>(bytes)}, TS_U8);
+    w.bytes = bytes;
+    if (bytes > w.store.bytes()) w.store = Tensor({static_cast<int64_t>(bytes)}, TS_U8);
   }
-  void drop(Tensor& t) {
-    meter.sub(t.bytes());
-    t = Tensor();
+  void drop(Workspace& w) {
+    meter.sub(w.bytes);
+    w.bytes = 0;
   }
 
   // ------------------------------------------------------------------ forward
@@ -363,7 +373,7 @@ struct Trainer::Impl {
     hold(t.normed, n * hidden);
     hold(t.inv, n);
     rmsnorm_forward(host, x, s.norm, eps, n, hidden, t.normed.data(), t.inv.data());
-    t.workspace = workspace_for(*s.block, prepared.b, policy);
+    hold(t.workspace, *s.block, prepared.b, policy);
     const ts_tensor xv = f32_matrix_view(t.normed.data(), n, hidden);
     ts_tensor yv = f32_matrix_view(out, n, hidden);
     ts_block_io io{};
@@ -406,7 +416,7 @@ struct Trainer::Impl {
           std::copy(stream.begin(), stream.end(), t.x.begin());
         }
         sub_forward(s, t, stream.data(), y.data(), policy);
-        workspace += t.workspace.bytes();
+        workspace += t.workspace.bytes;
         if (policy == TS_RECOMPUTE_ALL) {  // only the workspace (of ALL) stays
           drop(t.normed);
           drop(t.inv);
@@ -507,7 +517,8 @@ struct Trainer::Impl {
       if (ffn.block != nullptr) {
         // The attention's output, from a run of its own (its kept workspace stays for its
         // backward).
-        Tensor scratch = workspace_for(*attention.block, prepared.b, TS_RECOMPUTE_ALL);
+        Workspace& scratch = recompute_scratch;
+        hold(scratch, *attention.block, prepared.b, TS_RECOMPUTE_ALL);
         hold(y, n * hidden);
         const ts_tensor xv = f32_matrix_view(ta.normed.data(), n, hidden);
         ts_tensor yv = f32_matrix_view(y.data(), n, hidden);
@@ -657,12 +668,13 @@ struct Trainer::Impl {
     if (!std::isfinite(stats.grad_norm))
       throw Error("trainer: step " + std::to_string(next) + ": the gradient norm is " +
                   std::to_string(stats.grad_norm) + "; the weights were not updated");
-    stats.clip_factor = clip_by_global_norm(host, spans, stats.grad_norm, config.clip_norm);
+    stats.clip_factor = clip_factor(stats.grad_norm, config.clip_norm);
     stats.lr = scheduled_lr(config.adamw.lr, config.schedule, next);
     for (Entry* e : params) {
       ParamState& p = e->state;
       adamw_update(host, config.adamw, stats.lr, next, p.decay, p.master.data<float>(),
-                   p.grad.data<float>(), p.m.data<float>(), p.v.data<float>(), p.master.numel());
+                   p.grad.data<float>(), p.m.data<float>(), p.v.data<float>(), p.master.numel(),
+                   static_cast<float>(stats.clip_factor));
       if (e->model.raw() != p.master.raw())
         convert(p.master.raw(), TS_F32, e->model.raw(), e->model.dtype(), p.master.numel());
     }

@@ -20,14 +20,22 @@ struct AdamWConfig {
   bool decay_vectors = false;
 };
 
-// One AdamW step (PyTorch's AdamW) on n elements, step = 1 for the first:
+// One AdamW step (PyTorch's AdamW) on n elements, step = 1 for the first, on the gradient
+// g = grad * grad_scale (an f32 product; grad_scale carries the clipping factor, so that
+// clipping costs no pass of its own and leaves `grad` as it was):
 //   p -= lr * weight_decay * p                       (when `decay`)
 //   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2
-//   p -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
-// Computed in double per element, stored in f32. Element-wise: split over the host's threads
-// without changing any result.
+//   p -= (lr / (1 - beta1^step)) m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+// Computed in double per element from the moments as stored (f32), which a resumed run reads
+// back exactly. Element-wise: split over the host's threads without changing any result; the
+// AVX2 path gives the same bits as adamw_update_reference (each operation rounded as there).
 void adamw_update(const ts_host* host, const AdamWConfig& config, double lr, int64_t step,
-                  bool decay, float* param, const float* grad, float* m, float* v, int64_t n);
+                  bool decay, float* param, const float* grad, float* m, float* v, int64_t n,
+                  float grad_scale = 1.0f);
+// The same update, one element at a time: the fast path's reference.
+void adamw_update_reference(const AdamWConfig& config, double lr, int64_t step, bool decay,
+                            float* param, const float* grad, float* m, float* v, int64_t n,
+                            float grad_scale = 1.0f);
 
 // Warm-up then decay. For step s (1 for the first update):
 //   s <= warmup_steps:     lr * s / warmup_steps
@@ -54,9 +62,8 @@ struct GradSpan {
 // sqrt(sum of every element squared): per buffer in chunks of a fixed size, the partial sums
 // added in order (the same value whatever the thread count).
 double global_norm(const ts_host* host, const std::vector<GradSpan>& grads);
-// Scales every buffer by max_norm / norm when norm > max_norm (max_norm > 0); returns the
-// factor applied (1 when none).
-double clip_by_global_norm(const ts_host* host, const std::vector<GradSpan>& grads, double norm,
-                           double max_norm);
+// The factor clipping by global norm scales every gradient by: max_norm / norm when
+// norm > max_norm (max_norm > 0), else 1. adamw_update applies it (grad_scale).
+double clip_factor(double norm, double max_norm);
 
 }  // namespace tessera::train

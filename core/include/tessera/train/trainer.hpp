@@ -92,7 +92,7 @@ struct BlockStep {
 struct ParamState {
   std::string name;
   Tensor master;  // f32; the model's own tensor when the model keeps it in f32
-  Tensor grad;    // f32, the last compute_gradients / step's (after clipping)
+  Tensor grad;    // f32, the last compute_gradients / step's (before clipping: AdamW scales it)
   Tensor m, v;    // AdamW's first and second moments, f32
   bool decay = false;
 };

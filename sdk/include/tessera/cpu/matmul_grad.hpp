@@ -42,17 +42,20 @@ void pack_column_panel(const typename L::Elem* src, int64_t ld, int64_t rows, in
   }
 }
 
-// The whole of a [rows, cols] matrix as ceil(cols / 16) panels of rows * 16 floats.
+constexpr int kPackSlot = 6;   // the calling thread's scratch slot for the packed panels
+constexpr int kStripSlot = 7;  // each thread's slot for column_panel_products' strips
+
+// The whole of a [rows, cols] matrix as ceil(cols / 16) panels of rows * 16 floats, in the
+// calling thread's scratch (kept between calls: no fresh pages to fault in each step).
 template <class L>
-std::vector<float> pack_column_panels(const ts_host* host, const typename L::Elem* src, int64_t ld,
-                                      int64_t rows, int64_t cols) {
+const float* pack_column_panels(const ts_host* host, const typename L::Elem* src, int64_t ld,
+                                int64_t rows, int64_t cols) {
   const int64_t panels = (cols + kTileCols - 1) / kTileCols;
-  std::vector<float> packed(static_cast<size_t>(panels * rows * kTileCols));
+  float* packed = scratch_floats(static_cast<size_t>(panels * rows * kTileCols), kPackSlot);
   const int64_t grain = std::max<int64_t>(1, kMinChunkMacs / std::max<int64_t>(1, rows * 16));
   sdk::parallel_for(host, panels, grain, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q)
-      pack_column_panel<L>(src, ld, rows, cols, q * kTileCols,
-                           packed.data() + q * rows * kTileCols);
+      pack_column_panel<L>(src, ld, rows, cols, q * kTileCols, packed + q * rows * kTileCols);
   });
   return packed;
 }
@@ -60,8 +63,8 @@ std::vector<float> pack_column_panels(const ts_host* host, const typename L::Ele
 // c[i, j] (+)= sum_p a[i * lda + p * a_step] * panels[p, j] for i < m, j < n, with the
 // panels of a [depth, n] matrix; work items (row block, panel), panel-major.
 inline void panel_products(const ts_host* host, const float* a, int64_t lda, int64_t a_step,
-                           int64_t m, const std::vector<float>& packed, int64_t depth, int64_t n,
-                           float* c, int64_t ldc, bool accumulate) {
+                           int64_t m, const float* packed, int64_t depth, int64_t n, float* c,
+                           int64_t ldc, bool accumulate) {
   const int64_t panels = (n + kTileCols - 1) / kTileCols;
   const int64_t blocks = (m + kGradRowBlock - 1) / kGradRowBlock;
   const int64_t unit_macs = std::max<int64_t>(1, kGradRowBlock * kTileCols * depth);
@@ -71,8 +74,35 @@ inline void panel_products(const ts_host* host, const float* a, int64_t lda, int
       const int64_t q = u / blocks, i0 = u % blocks * kGradRowBlock;
       const int64_t rows = std::min(kGradRowBlock, m - i0);
       const int64_t j0 = q * kTileCols;
-      gemm_tiles(rows, a + i0 * lda, lda, a_step, packed.data() + q * depth * kTileCols, kTileCols,
-                 depth, c + i0 * ldc + j0, ldc, std::min(kTileCols, n - j0), accumulate);
+      gemm_tiles(rows, a + i0 * lda, lda, a_step, packed + q * depth * kTileCols, kTileCols, depth,
+                 c + i0 * ldc + j0, ldc, std::min(kTileCols, n - j0), accumulate);
+    }
+  });
+}
+
+// panel_products for an `a` read down its columns: row i of the product is column i of a
+// ([depth, m], row stride lda). Each work item, a block of rows with every panel, first
+// copies its columns into a contiguous [depth][48] strip, so that the tiles read them from
+// cache rather than one line of a per step (for the lm head's [tokens, vocab] gradient that
+// is a page per step). The same values in the same order: the same results.
+inline void column_panel_products(const ts_host* host, const float* a, int64_t lda, int64_t m,
+                                  const float* packed, int64_t depth, int64_t n, float* c,
+                                  int64_t ldc, bool accumulate) {
+  const int64_t panels = (n + kTileCols - 1) / kTileCols;
+  const int64_t blocks = (m + kGradRowBlock - 1) / kGradRowBlock;
+  const int64_t unit_macs = std::max<int64_t>(1, kGradRowBlock * panels * kTileCols * depth);
+  const int64_t grain = std::max<int64_t>(1, kMinChunkMacs / unit_macs);
+  sdk::parallel_for(host, blocks, grain, [&](int64_t b0, int64_t b1) {
+    float* strip = scratch_floats(static_cast<size_t>(depth * kGradRowBlock), kStripSlot);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * kGradRowBlock, rows = std::min(kGradRowBlock, m - i0);
+      for (int64_t p = 0; p < depth; ++p)
+        std::copy(a + p * lda + i0, a + p * lda + i0 + rows, strip + p * kGradRowBlock);
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t j0 = q * kTileCols;
+        gemm_tiles(rows, strip, 1, kGradRowBlock, packed + q * depth * kTileCols, kTileCols, depth,
+                   c + i0 * ldc + j0, ldc, std::min(kTileCols, n - j0), accumulate);
+      }
     }
   });
 }
@@ -87,7 +117,7 @@ inline void matmul_nn(const ts_host* host, const float* a, int64_t m, int64_t ld
   if (m <= 0 || w.cols <= 0) return;
   with_elems(w.dtype, "matmul_nn: weight", [&](auto elems) {
     using L = decltype(elems);
-    const std::vector<float> packed = detail::pack_column_panels<L>(
+    const float* packed = detail::pack_column_panels<L>(
         host, static_cast<const typename L::Elem*>(w.data), w.row_stride, w.rows, w.cols);
     detail::panel_products(host, a, lda, 1, m, packed, w.rows, w.cols, c, ldc, accumulate);
   });
@@ -99,9 +129,9 @@ inline void matmul_nn(const ts_host* host, const float* a, int64_t m, int64_t ld
 inline void matmul_tn_add(const ts_host* host, const float* a, int64_t lda, const float* b,
                           int64_t ldb, int64_t m, int64_t n, int64_t k, float* g, int64_t ldg) {
   if (m <= 0 || n <= 0 || k <= 0) return;
-  const std::vector<float> packed = detail::pack_column_panels<F32Elems>(host, b, ldb, m, k);
-  // Row j of the result reads column j of a: step 1 between rows, lda along the sum.
-  detail::panel_products(host, a, 1, lda, n, packed, m, k, g, ldg, true);
+  const float* packed = detail::pack_column_panels<F32Elems>(host, b, ldb, m, k);
+  // Row j of the result reads column j of a.
+  detail::column_panel_products(host, a, lda, n, packed, m, k, g, ldg, true);
 }
 
 }  // namespace tessera::cpu
