@@ -97,9 +97,12 @@ def main():
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()
         times.append(time.perf_counter() - start)
-    steady = times[1:] if len(times) > 1 else times
-    print(json.dumps({"seconds_per_step": sum(steady) / len(steady), "steps": len(steady),
+    steady = sorted(times[1:] if len(times) > 1 else times)
+    # The median step: a shared machine's slow moments move it less than the mean.
+    median = (steady[(len(steady) - 1) // 2] + steady[len(steady) // 2]) / 2
+    print(json.dumps({"seconds_per_step": median, "steps": len(steady),
                       "tokens_per_step": a.batch * a.seq_len, "torch": torch.__version__,
+                      "parameters": sum(t.numel() for t in params.values()),
                       "threads": torch.get_num_threads()}))
 
 

@@ -1,6 +1,7 @@
-// The SDK's attention backward for one head: the blocked kernel (keys in blocks of 16, the
-// training path) against the row-at-a-time kernel on the same forward, for lengths around
-// the block size and two head sizes; the dispatcher's choice for masked heads.
+// The SDK's attention kernels of training for one head: the blocked backward (keys in blocks
+// of 16) against the row-at-a-time backward on the same forward, for lengths around the block
+// size and two head sizes; the dispatcher's choice for masked heads; the tiled forward with
+// its softmax statistics against the one-query-at-a-time forward.
 #include <tessera/cpu/backward_ops.hpp>
 
 #include <gtest/gtest.h>
@@ -97,6 +98,28 @@ TEST(AttentionBackwardKernel, BlockedEqualsRowsAroundTheBlockSize) {
     }
 }
 #endif
+
+TEST(AttentionBackwardKernel, TiledForwardStatsEqualTheRowForward) {
+  // attention_forward_stats in tiles of 16 against attention_chunk one query at a time, from
+  // a first query inside the sequence and with counts that leave a short tail.
+  for (const int64_t count : {3, 4, 16, 21, 37}) {
+    const HeadCase c(45, 32, 50 + static_cast<uint64_t>(count));
+    const int64_t first = 45 - count;
+    std::vector<float> o(static_cast<size_t>(count * c.hd)), o_rows = o;
+    std::vector<cpu::AttentionPartial> stats(static_cast<size_t>(count)), rows(stats.size());
+    cpu::attention_forward_stats(c.head(), c.q.data() + first * c.hd, c.hd, first, count, o.data(),
+                                 c.hd, stats.data());
+    for (int64_t t = 0; t < count; ++t)
+      rows[static_cast<size_t>(t)] = cpu::detail::attention_chunk<cpu::F32Elems>(
+          c.head(), c.q.data() + (first + t) * c.hd, first + t, 0, first + t + 1,
+          o_rows.data() + t * c.hd);
+    EXPECT_LT(max_relative(o, o_rows), 1e-5) << "count " << count;
+    for (size_t t = 0; t < stats.size(); ++t) {
+      EXPECT_NEAR(stats[t].max_score, rows[t].max_score, 1e-5f) << "count " << count << " " << t;
+      EXPECT_NEAR(stats[t].sum, rows[t].sum, 1e-5f * rows[t].sum) << "count " << count << " " << t;
+    }
+  }
+}
 
 TEST(AttentionBackwardKernel, MaskedHeadsTakeTheRowKernel) {
   const HeadCase c(21, 16, 7, true);

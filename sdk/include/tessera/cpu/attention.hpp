@@ -61,6 +61,12 @@ struct AttentionHead {
   }
 };
 
+// One query's partial over a chunk of rows.
+struct AttentionPartial {
+  float max_score = -std::numeric_limits<float>::infinity();  // -inf: no visible row
+  float sum = 0.0f;                                           // sum of exp(s - max_score)
+};
+
 constexpr int64_t kAttentionTile = 16;   // queries per tile (the GEMM tile's columns)
 constexpr int64_t kMinTiledQueries = 4;  // fewer: one query at a time
 
@@ -162,9 +168,11 @@ inline AttentionHead widened_head(const AttentionHead& h, int64_t rows) {
 
 #if TESSERA_CPU_AVX2
 // Up to 16 queries [first, first + count) in the lanes of two vectors.
-// h is an f32 cache (widened_head for a 16-bit one).
+// h is an f32 cache (widened_head for a 16-bit one). With `stats`, also each query's
+// softmax max and sum of exponentials (training's forward keeps them for the backward).
 inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, int64_t first,
-                           int64_t count, float* out, int64_t ldo) {
+                           int64_t count, float* out, int64_t ldo,
+                           AttentionPartial* stats = nullptr) {
   const int64_t hd = h.head_dim, rows = h.rows_for(first + count - 1);
   const auto* hk = static_cast<const float*>(h.k);
   const auto* hv = static_cast<const float*>(h.v);
@@ -228,13 +236,17 @@ inline void attention_tile(const AttentionHead& h, const float* q, int64_t ldq, 
   // O^T[d][t] = sum_r v_r[d] p_r[t]: dimensions by 16 queries per tile.
   gemm_tiles(hd, hv, 1, h.row_stride, st, T, rows, ot, T, T, false);
 
-  alignas(32) float sums[T];
+  alignas(32) float sums[T], maxes[T];
   _mm256_store_ps(sums, sum0);
   _mm256_store_ps(sums + 8, sum1);
+  _mm256_store_ps(maxes, max0);
+  _mm256_store_ps(maxes + 8, max1);
   for (int64_t t = 0; t < count; ++t) {
     const float inv = sums[t] > 0.0f ? 1.0f / sums[t] : 0.0f;
     float* o = out + t * ldo;
     for (int64_t d = 0; d < hd; ++d) o[d] = ot[d * T + t] * inv;
+    if (stats != nullptr)
+      stats[t] = sums[t] > 0.0f ? AttentionPartial{maxes[t], sums[t]} : AttentionPartial{};
   }
 }
 #endif

@@ -21,12 +21,6 @@
 
 namespace tessera::cpu {
 
-// One query's partial over a chunk of rows.
-struct AttentionPartial {
-  float max_score = -std::numeric_limits<float>::infinity();  // -inf: no visible row
-  float sum = 0.0f;                                           // sum of exp(s - max_score)
-};
-
 namespace detail {
 
 template <class L>

@@ -87,11 +87,20 @@ inline void softmax_from_stats(float* s, int64_t n, const AttentionPartial& stat
 
 // The training forward of one query head over whole sequences (h.cached == 0, an f32 h):
 // o and the row statistics of new tokens [first, first + count), query row i at
-// q + (i - first) * ldq, output at o + (i - first) * ldo, stats[i - first].
+// q + (i - first) * ldq, output at o + (i - first) * ldo, stats[i - first]. Tiles of 16
+// queries (prefill's attention_tile) where they apply, else one query at a time.
 inline void attention_forward_stats(const AttentionHead& h, const float* q, int64_t ldq,
                                     int64_t first, int64_t count, float* o, int64_t ldo,
                                     AttentionPartial* stats) {
-  for (int64_t t = 0; t < count; ++t) {
+  int64_t t = 0;
+#if TESSERA_CPU_AVX2
+  if (h.kv_dtype == TS_F32)
+    for (; t + kMinTiledQueries <= count; t += kAttentionTile) {
+      const int64_t n = std::min(kAttentionTile, count - t);
+      detail::attention_tile(h, q + t * ldq, ldq, first + t, n, o + t * ldo, ldo, stats + t);
+    }
+#endif
+  for (; t < count; ++t) {
     const int64_t i = first + t;
     stats[t] = attention_chunk(h, q + t * ldq, i, 0, h.rows_for(i), o + t * ldo);
   }
