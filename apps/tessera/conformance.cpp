@@ -1,6 +1,7 @@
 #include "conformance.hpp"
 
 #include "conformance_backward.hpp"
+#include "conformance_case.hpp"
 #include "conformance_device.hpp"
 #include "conformance_properties.hpp"
 
@@ -75,58 +76,11 @@ void make_block(BlockUnderTest& b, const ProviderRef& provider, ts_kind kind, in
   b.block = std::make_unique<Block>(provider, cfg, label);
 }
 
-void set_common_params(ParamList& p, int32_t hidden, int32_t heads, int32_t head_dim, int32_t kv,
-                       int32_t inter, int32_t max_seq) {
-  p.set("hidden_size", int64_t{hidden});
-  p.set("num_heads", int64_t{heads});
-  p.set("head_dim", int64_t{head_dim});
-  p.set("kv_heads", int64_t{kv});
-  p.set("intermediate_size", int64_t{inter});
-  p.set("rope_theta", 10000.0);
-  p.set("rms_norm_eps", 1e-5);
-  p.set("max_seq_len", int64_t{max_seq});
-  p.set("vocab_size", int64_t{256});
-}
-
-void accumulate_error(const float* got, const float* want, size_t n, double& max_abs,
-                      double& max_ref) {
-  for (size_t i = 0; i < n; ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    // NaN from the plugin must fail, not slip through a comparison.
-    max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
-  }
-}
-
-void finish(CaseResult& r, double max_abs, double max_ref) {
-  r.max_abs = max_abs;
-  r.max_rel = max_abs / std::max(max_ref, 1e-30);
-  r.passed = r.error.empty() && r.max_rel <= r.tolerance;
-}
-
 // A block that keeps its cache in another dtype than its kv_dtype parameter
 // asks: not a failure of the case (the parameter is optional), but reported.
 struct KvDtypeIgnored : Error {
   using Error::Error;
 };
-
-// Runs body, recording a thrown error as the case's failure.
-template <class F>
-CaseResult run_case(std::string name, double tolerance, F&& body) {
-  CaseResult r;
-  r.name = std::move(name);
-  r.tolerance = tolerance;
-  double max_abs = 0, max_ref = 0;
-  try {
-    body(max_abs, max_ref);
-  } catch (const KvDtypeIgnored&) {
-    throw;  // reported as skipped by the caller
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  finish(r, max_abs, max_ref);
-  return r;
-}
 
 // ------------------------------------------------------------------- GQA
 
@@ -170,7 +124,7 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
        << " kv_heads=" << c.kv << " head_dim=" << c.head_dim << " batch=" << c.batch
        << " decode_steps=" << c.decode_steps << (c.tree ? " tree_mask" : "")
        << (c.kv_dtype.empty() ? "" : " kv_dtype=" + c.kv_dtype);
-  return run_case(name.str(), tol, [&](double& max_abs, double& max_ref) {
+  return run_case<KvDtypeIgnored>(name.str(), tol, [&](double& max_abs, double& max_ref) {
     constexpr int32_t capacity = 64;
     Rng rng(seed);
     BlockUnderTest b;
@@ -181,7 +135,7 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
     b.weights["v_proj.weight"] = random_tensor(rng, {kvdim, c.hidden}, in_scale);
     b.weights["o_proj.weight"] =
         random_tensor(rng, {c.hidden, qdim}, 1.0 / std::sqrt(double(qdim)));
-    set_common_params(b.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
+    set_model_params(b.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, capacity);
     if (!c.kv_dtype.empty()) b.params.set("kv_dtype", c.kv_dtype);
     make_block(b, provider, TS_KIND_ATTENTION, c.hidden, pool, "conformance " + name.str());
     const ts_block_info& info = b.block->info();
@@ -308,11 +262,11 @@ CaseResult check_linear(const ProviderRef& provider, ts_kind kind, int32_t hidde
   std::ostringstream name;
   name << kind_name(kind) << " " << provider.provider->name << " hidden=" << hidden
        << " tokens=" << tokens;
-  return run_case(name.str(), tol, [&](double& max_abs, double& max_ref) {
+  return run_case<KvDtypeIgnored>(name.str(), tol, [&](double& max_abs, double& max_ref) {
     Rng rng(seed);
     BlockUnderTest b;
     b.weights[weight] = random_tensor(rng, {hidden, hidden}, 1.0 / std::sqrt(double(hidden)));
-    set_common_params(b.params, hidden, 1, hidden, 1, 4 * hidden, 64);
+    set_model_params(b.params, hidden, 1, hidden, 1, 4 * hidden, 64);
     make_block(b, provider, kind, hidden, pool, "conformance " + name.str());
     if (b.block->info().kv_heads != 0) throw Error("a linear block must report kv_heads 0");
     Tensor x = random_tensor(rng, {tokens, hidden}, 1.0);
@@ -330,14 +284,14 @@ CaseResult check_swiglu(const ProviderRef& provider, int32_t hidden, int32_t int
   std::ostringstream name;
   name << "ffn " << provider.provider->name << " hidden=" << hidden << " intermediate=" << inter
        << " tokens=" << tokens;
-  return run_case(name.str(), tol, [&](double& max_abs, double& max_ref) {
+  return run_case<KvDtypeIgnored>(name.str(), tol, [&](double& max_abs, double& max_ref) {
     Rng rng(seed);
     BlockUnderTest b;
     const double s_in = 1.0 / std::sqrt(double(hidden)), s_mid = 1.0 / std::sqrt(double(inter));
     b.weights["gate_proj.weight"] = random_tensor(rng, {inter, hidden}, s_in);
     b.weights["up_proj.weight"] = random_tensor(rng, {inter, hidden}, s_in);
     b.weights["down_proj.weight"] = random_tensor(rng, {hidden, inter}, s_mid);
-    set_common_params(b.params, hidden, 1, hidden, 1, inter, 64);
+    set_model_params(b.params, hidden, 1, hidden, 1, inter, 64);
     make_block(b, provider, TS_KIND_FFN, hidden, pool, "conformance " + name.str());
     Tensor x = random_tensor(rng, {tokens, hidden}, 1.0);
     Tensor y({tokens, hidden}, TS_F32);
@@ -354,10 +308,10 @@ CaseResult check_swiglu(const ProviderRef& provider, int32_t hidden, int32_t int
 CaseResult check_noop(const ProviderRef& provider, ts_kind kind, ThreadPool& pool) {
   const std::string name =
       std::string(kind_name(kind)) + " " + provider.provider->name + " identity";
-  return run_case(name, 0.0, [&](double& max_abs, double&) {
+  return run_case<KvDtypeIgnored>(name, 0.0, [&](double& max_abs, double&) {
     BlockUnderTest b;
     constexpr int32_t hidden = 32, tokens = 3;
-    set_common_params(b.params, hidden, 1, hidden, 1, hidden, 64);
+    set_model_params(b.params, hidden, 1, hidden, 1, hidden, 64);
     make_block(b, provider, kind, hidden, pool, "conformance " + name);
     if (!b.block->identity()) throw Error("a no-op block must set TS_BLOCK_IDENTITY");
     if (b.block->info().kv_heads != 0) throw Error("a no-op block must report kv_heads 0");

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "conformance_case.hpp"
 #include "conformance_properties.hpp"
 
 namespace tessera::cli {
@@ -216,32 +217,16 @@ struct Setup {
   }
 };
 
-// Adds |got - want| over a tensor to a running max, and its scale.
+// accumulate_error over a whole tensor, whose size must match the reference's.
 void accumulate(const std::vector<float>& got, const std::vector<double>& want, double& max_abs,
                 double& max_ref) {
   if (got.size() != want.size()) throw Error("a gradient has the wrong size");
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
-    max_ref = std::max(max_ref, std::fabs(want[i]));
-  }
+  accumulate_error(got.data(), want.data(), got.size(), max_abs, max_ref);
 }
 
 void add_case(ConformanceReport& report, const std::string& name, double tolerance,
               const std::function<void(double&, double&)>& body) {
-  CaseResult r;
-  r.name = name;
-  r.tolerance = tolerance;
-  double max_abs = 0, max_ref = 0;
-  try {
-    body(max_abs, max_ref);
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  r.max_abs = max_abs;
-  r.max_rel = max_abs / std::max(max_ref, 1e-30);
-  r.passed = r.error.empty() && r.max_rel <= r.tolerance;
-  report.cases.push_back(r);
+  report.cases.push_back(run_case(name, tolerance, body));
 }
 
 // The f64 reference of a batch: y, dx and each weight's gradient (summed over sequences).
@@ -266,19 +251,6 @@ void against_reference(ConformanceReport& report, Setup& setup, const std::strin
                  accumulate(it->second, g, max_abs, max_ref);
                }
              });
-}
-
-void set_model_params(ParamList& p, int32_t hidden, int32_t heads, int32_t head_dim, int32_t kv,
-                      int32_t inter) {
-  p.set("hidden_size", int64_t{hidden});
-  p.set("num_heads", int64_t{heads});
-  p.set("head_dim", int64_t{head_dim});
-  p.set("kv_heads", int64_t{kv});
-  p.set("intermediate_size", int64_t{inter});
-  p.set("rope_theta", 10000.0);
-  p.set("rms_norm_eps", 1e-5);
-  p.set("max_seq_len", int64_t{256});
-  p.set("vocab_size", int64_t{256});
 }
 
 // A five-node tree: 0 the root, 1 and 2 its children, 3 under 1, 4 under 2.
@@ -316,7 +288,7 @@ void gqa_backward_cases(const ProviderRef& provider, const GqaShapeCase& c, doub
   s.weights["k_proj.weight"] = random_tensor(rng, {kvdim, c.hidden}, in_scale);
   s.weights["v_proj.weight"] = random_tensor(rng, {kvdim, c.hidden}, in_scale);
   s.weights["o_proj.weight"] = random_tensor(rng, {c.hidden, qdim}, 1.0 / std::sqrt(double(qdim)));
-  set_model_params(s.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden);
+  set_model_params(s.params, c.hidden, c.heads, c.head_dim, c.kv, 4 * c.hidden, 256);
   RopeScaling scaling;
   if (c.llama3) {
     scaling.type = "llama3";
@@ -377,7 +349,7 @@ void dense_backward_cases(const ProviderRef& provider, int32_t hidden, int32_t i
   s.hidden = hidden;
   s.pool = &pool;
   s.label = "conformance " + name.str();
-  set_model_params(s.params, hidden, 1, hidden, 1, inter);
+  set_model_params(s.params, hidden, 1, hidden, 1, inter, 256);
   const std::vector<int32_t> lengths{7, 2};
   const Sequences seqs(lengths, {0, 3}, {{}, {}});
   const int64_t n = seqs.tokens();

@@ -5,6 +5,8 @@
 // (q/k/v, probabilities, attention output, y) over f32 accumulation.
 #include "conformance_device.hpp"
 
+#include "conformance_case.hpp"
+
 #include <tessera/dtype.hpp>
 #include <tessera/engine/backend.hpp>
 #include <tessera/engine/block.hpp>
@@ -54,44 +56,6 @@ Tensor rounded_random(Rng& rng, std::vector<int64_t> shape, double scale) {
   for (int64_t i = 0; i < t.numel(); ++i)
     p[i] = bf16_to_f32(f32_to_bf16(static_cast<float>(rng.normal() * scale)));
   return t;
-}
-
-void accumulate(const float* got, const float* want, size_t n, double& max_abs, double& max_ref) {
-  for (size_t i = 0; i < n; ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
-  }
-}
-
-template <class F>
-CaseResult run_case(std::string name, double tolerance, F&& body) {
-  CaseResult r;
-  r.name = std::move(name);
-  r.tolerance = tolerance;
-  double max_abs = 0, max_ref = 0;
-  try {
-    body(max_abs, max_ref);
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  r.max_abs = max_abs;
-  r.max_rel = max_abs / std::max(max_ref, 1e-30);
-  r.passed = r.error.empty() && r.max_rel <= r.tolerance;
-  return r;
-}
-
-void set_model_params(ParamList& p, int32_t hidden, int32_t heads, int32_t head_dim, int32_t kv,
-                      int32_t inter, int32_t max_seq) {
-  p.set("hidden_size", int64_t{hidden});
-  p.set("num_heads", int64_t{heads});
-  p.set("head_dim", int64_t{head_dim});
-  p.set("kv_heads", int64_t{kv});
-  p.set("intermediate_size", int64_t{inter});
-  p.set("rope_theta", 10000.0);
-  p.set("rms_norm_eps", 1e-5);
-  p.set("max_seq_len", int64_t{max_seq});
-  p.set("vocab_size", int64_t{256});
 }
 
 // What every device case shares: the backend, the host lent to blocks (the pool's, with the
@@ -220,7 +184,7 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
                                  ref_kv[static_cast<size_t>(s)], want.data() + off);
         cache.set_length(s, cache.length(s) + n_new[static_cast<size_t>(s)]);
       }
-      accumulate(got.data(), want.data(), want.size(), max_abs, max_ref);
+      accumulate_error(got.data(), want.data(), want.size(), max_abs, max_ref);
     };
     auto consecutive = [&](const std::vector<int32_t>& n_new) {
       std::vector<std::vector<int32_t>> pos(static_cast<size_t>(c.batch));
@@ -326,7 +290,7 @@ CaseResult check_dense(DeviceContext& ctx, const ts_provider& p, int32_t hidden,
     else if (which == "linear")
       reference::matmul_nt(x.data<float>(), w.host.begin()->second.data<float>(), tokens, hidden,
                            hidden, want.data());
-    accumulate(got.data(), want.data(), want.size(), max_abs, max_ref);
+    accumulate_error(got.data(), want.data(), want.size(), max_abs, max_ref);
   });
 }
 
@@ -352,7 +316,7 @@ std::vector<CaseResult> check_backend(DeviceContext& ctx, double tol_f32, uint64
         const Tensor y = be.download(yd);
         std::vector<float> want(static_cast<size_t>(rows * dim));
         reference::rmsnorm(x.data<float>(), w.data<float>(), 1e-5, rows, dim, want.data());
-        accumulate(y.data<float>(), want.data(), want.size(), max_abs, max_ref);
+        accumulate_error(y.data<float>(), want.data(), want.size(), max_abs, max_ref);
       }));
   out.push_back(run_case(
       "backend add [cuda f32 += bf16] n=480", tol_f32, [&](double& max_abs, double& max_ref) {
@@ -365,7 +329,7 @@ std::vector<CaseResult> check_backend(DeviceContext& ctx, double tol_f32, uint64
         const Tensor got = be.download(ad);
         std::vector<float> want(static_cast<size_t>(rows * dim));
         for (size_t i = 0; i < want.size(); ++i) want[i] = a.data<float>()[i] + b.data<float>()[i];
-        accumulate(got.data<float>(), want.data(), want.size(), max_abs, max_ref);
+        accumulate_error(got.data<float>(), want.data(), want.size(), max_abs, max_ref);
       }));
   out.push_back(run_case("backend embed [cuda bf16 -> f32] vocab=1000 hidden=96", 0.0,
                          [&](double& max_abs, double& max_ref) {
@@ -380,23 +344,23 @@ std::vector<CaseResult> check_backend(DeviceContext& ctx, double tol_f32, uint64
                            for (int32_t t : tokens)
                              want.insert(want.end(), table.data<float>() + int64_t{t} * dim,
                                          table.data<float>() + int64_t{t + 1} * dim);
-                           accumulate(got.data<float>(), want.data(), want.size(), max_abs,
-                                      max_ref);
+                           accumulate_error(got.data<float>(), want.data(), want.size(), max_abs,
+                                            max_ref);
                          }));
-  out.push_back(run_case("backend matmul (lm head) [cuda bf16, f32 out] m=3 n=1000 k=96",
-                         ctx.tolerance, [&](double& max_abs, double& max_ref) {
-                           const Tensor x = rounded_random(rng, {3, dim}, 1.0);
-                           const Tensor w = rounded_random(rng, {vocab, dim}, 0.1);
-                           const Tensor xd = be.upload(x, TS_F32), wd = be.upload(w, TS_BF16);
-                           Tensor yd({3, vocab}, TS_F32, be.allocator());
-                           ts_tensor yv = yd.view();
-                           be.matmul(xd.view(), wd.view(), yv);
-                           const Tensor y = be.download(yd);
-                           std::vector<float> want(3 * static_cast<size_t>(vocab));
-                           reference::matmul_nt(x.data<float>(), w.data<float>(), 3, vocab, dim,
-                                                want.data());
-                           accumulate(y.data<float>(), want.data(), want.size(), max_abs, max_ref);
-                         }));
+  out.push_back(
+      run_case("backend matmul (lm head) [cuda bf16, f32 out] m=3 n=1000 k=96", ctx.tolerance,
+               [&](double& max_abs, double& max_ref) {
+                 const Tensor x = rounded_random(rng, {3, dim}, 1.0);
+                 const Tensor w = rounded_random(rng, {vocab, dim}, 0.1);
+                 const Tensor xd = be.upload(x, TS_F32), wd = be.upload(w, TS_BF16);
+                 Tensor yd({3, vocab}, TS_F32, be.allocator());
+                 ts_tensor yv = yd.view();
+                 be.matmul(xd.view(), wd.view(), yv);
+                 const Tensor y = be.download(yd);
+                 std::vector<float> want(3 * static_cast<size_t>(vocab));
+                 reference::matmul_nt(x.data<float>(), w.data<float>(), 3, vocab, dim, want.data());
+                 accumulate_error(y.data<float>(), want.data(), want.size(), max_abs, max_ref);
+               }));
   out.push_back(run_case(
       "backend argmax and sample [cuda f32] rows=4 vocab=1000", 0.0, [&](double&, double&) {
         Tensor logits = rounded_random(rng, {4, vocab}, 2.0);

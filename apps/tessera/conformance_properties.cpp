@@ -1,5 +1,7 @@
 #include "conformance_properties.hpp"
 
+#include "conformance_case.hpp"
+
 #include <tessera/engine/block.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/init_random.hpp>
@@ -154,11 +156,7 @@ std::vector<float> run(Block& block, KvCache* cache, const Tensor& x,
 void compare(const std::vector<float>& got, const std::vector<float>& want, double& max_abs,
              double& max_ref) {
   if (got.size() != want.size()) throw Error("outputs of different sizes");
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
-  }
+  accumulate_error(got.data(), want.data(), got.size(), max_abs, max_ref);
 }
 
 }  // namespace
@@ -200,19 +198,7 @@ bool check_block_properties(const ProviderRef& provider, const ConformanceOption
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.normal());
 
   auto add_case = [&](const std::string& what, double tolerance, auto&& body) {
-    CaseResult r;
-    r.name = prefix + " " + what;
-    r.tolerance = tolerance;
-    double max_abs = 0, max_ref = 0;
-    try {
-      body(max_abs, max_ref);
-    } catch (const std::exception& e) {
-      r.error = e.what();
-    }
-    r.max_abs = max_abs;
-    r.max_rel = max_abs / std::max(max_ref, 1e-30);
-    r.passed = r.error.empty() && r.max_rel <= r.tolerance;
-    report.cases.push_back(r);
+    report.cases.push_back(run_case(prefix + " " + what, tolerance, body));
   };
   const double tol = options.tolerance_f32;
 

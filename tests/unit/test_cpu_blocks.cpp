@@ -216,8 +216,18 @@ TEST(CpuBlockKernels, SoftmaxRopeSiluMatchPlainFormulas) {
     const auto inv = tessera::cpu::rope_inv_freq(hd, 10000.0);
     std::vector<float> c(static_cast<size_t>(hd / 2)), sn(c.size());
     tessera::cpu::rope_angles(1234, inv.data(), hd / 2, c.data(), sn.data());
+    const auto original = v;
     tessera::cpu::rope_apply(v.data(), 3, hd, c.data(), sn.data());
     expect_close(v, want_v, 1e-5f, "rope head_dim " + std::to_string(hd));
+    // The inverse rotation undoes it, and is the rotation by minus each angle.
+    auto back = v;
+    tessera::cpu::rope_apply(back.data(), 3, hd, c.data(), sn.data(), true);
+    expect_close(back, original, 1e-5f, "inverse rope head_dim " + std::to_string(hd));
+    std::vector<float> minus_sin(sn.size());
+    for (size_t i = 0; i < sn.size(); ++i) minus_sin[i] = -sn[i];
+    auto by_minus = v;
+    tessera::cpu::rope_apply(by_minus.data(), 3, hd, c.data(), minus_sin.data());
+    EXPECT_EQ(back, by_minus) << "head_dim " << hd;
   }
 
   // SwiGLU gating over a wide range, including saturated values

@@ -637,6 +637,12 @@ TEST(TrainDistill, SeveralBlocksInOneStepEqualEachBlockAlone) {
   auto both_model = tiny_model();
   Trainer both(*both_model, train_plugins(), config, std::make_unique<train::LmObjective>());
   const double before = both.evaluate_blocks(steps);
+  // Evaluation runs forwards only: the gradient buffers keep what a computation left there.
+  const double loss = both.compute_block_gradients(1, TS_KIND_FFN, steps[0].micro_batches);
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  const std::vector<float> grads = values(both.state(up)->grad);
+  EXPECT_EQ(both.evaluate_blocks({steps[0]}), loss);
+  EXPECT_EQ(values(both.state(up)->grad), grads);
   train::StepStats stats;
   for (int i = 0; i < 3; ++i) stats = both.step_blocks(steps);
   EXPECT_LT(both.evaluate_blocks(steps), before);

@@ -777,33 +777,41 @@ struct Trainer::Impl {
     r = BlockRun{};
   }
 
-  double compute_block_gradients(int32_t layer, ts_kind kind,
-                                 const std::vector<BlockBatch>& micro_batches, bool zero = true) {
-    Sub& s = sub_of(layer, kind, "step_block");
-    if (params_of(s).empty())
+  // The block's normalised MSE over the micro-batches; with `grads`, also its gradients (added
+  // to the buffers, zeroed first when `zero`). Without, only forwards run and no gradient
+  // buffer is touched (held-out evaluation).
+  double block_loss(int32_t layer, ts_kind kind, const std::vector<BlockBatch>& micro_batches,
+                    bool grads, bool zero) {
+    const char* what = grads ? "step_block" : "evaluate_blocks";
+    Sub& s = sub_of(layer, kind, what);
+    if (grads && params_of(s).empty())
       throw Error("step_block: nothing of " + s.grads->label +
                   " trains (its weights and its norm are frozen)");
-    if (micro_batches.empty()) throw Error("step_block: a step needs at least one micro-batch");
+    if (micro_batches.empty())
+      throw Error(std::string(what) + ": a step needs at least one micro-batch");
     double norm = 0;
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       const BlockBatch& b = micro_batches[i];
-      check_block_batch(b, "step_block");
+      check_block_batch(b, what);
       if (b.target.empty())
-        throw Error("step_block: micro-batch " + std::to_string(i) + " has no target");
+        throw Error(std::string(what) + ": micro-batch " + std::to_string(i) + " has no target");
       norm += squared_norm(b.target.data(), static_cast<int64_t>(b.target.size()));
     }
     if (!(norm > 0))
-      throw Error(
-          "step_block: the parent's outputs are all zeros; the normalised MSE is "
-          "undefined");
-    if (zero) zero_gradients();
+      throw Error(std::string(what) +
+                  ": the parent's outputs are all zeros; the normalised MSE is undefined");
+    if (grads && zero) zero_gradients();
     double sum = 0;
     for (const BlockBatch& b : micro_batches) {
       const auto size = static_cast<int64_t>(b.target.size());
-      std::vector<float> out(static_cast<size_t>(size)), g(static_cast<size_t>(size));
+      std::vector<float> out(static_cast<size_t>(size)), g(grads ? static_cast<size_t>(size) : 0);
       block_forward(layer, kind, b, out.data());
-      sum += squared_error(out.data(), b.target.data(), size, g.data(), 1.0 / norm);
-      block_backward(g.data(), nullptr);
+      sum +=
+          squared_error(out.data(), b.target.data(), size, grads ? g.data() : nullptr, 1.0 / norm);
+      if (grads)
+        block_backward(g.data(), nullptr);
+      else
+        block_run = BlockRun{};
     }
     return sum / norm;
   }
@@ -844,7 +852,7 @@ double Trainer::evaluate(const std::vector<TrainBatch>& micro_batches) {
 StepStats Trainer::step_block(int32_t layer, ts_kind kind,
                               const std::vector<BlockBatch>& micro_batches) {
   Impl& im = *impl_;
-  const double loss = im.compute_block_gradients(layer, kind, micro_batches);
+  const double loss = im.block_loss(layer, kind, micro_batches, true, true);
   StepStats stats = im.optimizer_step(im.params_of(im.sub_of(layer, kind, "step_block")));
   stats.loss = loss;
   for (const BlockBatch& b : micro_batches) stats.tokens += b.offsets.back();
@@ -869,7 +877,7 @@ StepStats Trainer::step_blocks(const std::vector<BlockStep>& blocks) {
   double loss = 0;
   int64_t tokens = 0;
   for (const BlockStep& b : blocks) {
-    loss += im.compute_block_gradients(b.layer, b.kind, b.micro_batches, false);
+    loss += im.block_loss(b.layer, b.kind, b.micro_batches, true, false);
     for (const BlockBatch& m : b.micro_batches) tokens += m.offsets.back();
   }
   StepStats stats = im.optimizer_step(params);
@@ -884,13 +892,13 @@ double Trainer::evaluate_blocks(const std::vector<BlockStep>& blocks) {
   if (blocks.empty()) throw Error("evaluate_blocks: no block was given");
   double loss = 0;
   for (const BlockStep& b : blocks)
-    loss += impl_->compute_block_gradients(b.layer, b.kind, b.micro_batches);
+    loss += impl_->block_loss(b.layer, b.kind, b.micro_batches, false, false);
   return loss / static_cast<double>(blocks.size());
 }
 
 double Trainer::compute_block_gradients(int32_t layer, ts_kind kind,
                                         const std::vector<BlockBatch>& micro_batches) {
-  return impl_->compute_block_gradients(layer, kind, micro_batches);
+  return impl_->block_loss(layer, kind, micro_batches, true, true);
 }
 
 void Trainer::block_forward(int32_t layer, ts_kind kind, const BlockBatch& batch, float* output) {

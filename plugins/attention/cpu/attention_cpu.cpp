@@ -372,8 +372,8 @@ class GqaAttention {
           }
         }
         const float* cos_t = rope_cs_.data() + t * hd;
-        tessera::cpu::rope_apply_inverse(dq_.data() + t * q_width, hl, hd, cos_t, cos_t + half);
-        tessera::cpu::rope_apply_inverse(dk_.data() + t * kv_width, kvl, hd, cos_t, cos_t + half);
+        tessera::cpu::rope_apply(dq_.data() + t * q_width, hl, hd, cos_t, cos_t + half, true);
+        tessera::cpu::rope_apply(dk_.data() + t * kv_width, kvl, hd, cos_t, cos_t + half, true);
       }
     });
 

@@ -133,7 +133,7 @@ class Trainer {
   // blocks share no tensors, so this is each block trained alone, except that clipping takes
   // the global norm over all of them. A block listed twice is an Error.
   StepStats step_blocks(const std::vector<BlockStep>& blocks);
-  // The mean normalised MSE over the blocks, without a step (the gradient buffers are reused).
+  // The mean normalised MSE over the blocks: forwards only, no gradient buffer touched.
   double evaluate_blocks(const std::vector<BlockStep>& blocks);
   // Its building blocks: output = block(norm(input)) ([n_tokens, hidden], without the residual),
   // keeping what block_backward needs; then, given d loss / d output, the gradients of the

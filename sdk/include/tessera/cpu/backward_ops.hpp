@@ -1,6 +1,6 @@
-// Backward kernels of the CPU blocks: RoPE's inverse rotation, the SwiGLU gating's
-// derivative and the attention core of one query head (scores, softmax, the sum over V)
-// differentiated. Header-only, like ops.hpp; the products are in matmul_grad.hpp.
+// Backward kernels of the CPU blocks: the SwiGLU gating's derivative and the attention core
+// of one query head (scores, softmax, the sum over V) differentiated (RoPE's inverse is
+// rope_apply's `inverse`). Header-only, like ops.hpp; the products are in matmul_grad.hpp.
 //
 // Attention backward, for one query i of one head with visible rows j (S = scale q K^T,
 // P = softmax(S), o = P V, and do = d loss / d o):
@@ -24,33 +24,6 @@
 #include <limits>
 
 namespace tessera::cpu {
-
-// ------------------------------------------------------------------- RoPE
-
-// The transpose (inverse) of rope_apply: rotates each pair by minus its angle. Applied to
-// d loss / d (rotated v) it gives d loss / d v.
-inline void rope_apply_inverse(float* v, int64_t n_heads, int64_t head_dim, const float* cos_t,
-                               const float* sin_t) {
-  const int64_t half = head_dim / 2;
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* a = v + h * head_dim;
-    float* b = a + half;
-    int64_t i = 0;
-#if TESSERA_CPU_AVX2
-    for (; i + 8 <= half; i += 8) {
-      const __m256 c = _mm256_loadu_ps(cos_t + i), s = _mm256_loadu_ps(sin_t + i);
-      const __m256 av = _mm256_loadu_ps(a + i), bv = _mm256_loadu_ps(b + i);
-      _mm256_storeu_ps(a + i, _mm256_fmadd_ps(av, c, _mm256_mul_ps(bv, s)));
-      _mm256_storeu_ps(b + i, _mm256_fmsub_ps(bv, c, _mm256_mul_ps(av, s)));
-    }
-#endif
-    for (; i < half; ++i) {
-      const float x0 = a[i], x1 = b[i];
-      a[i] = x0 * cos_t[i] + x1 * sin_t[i];
-      b[i] = x1 * cos_t[i] - x0 * sin_t[i];
-    }
-  }
-}
 
 // ----------------------------------------------------------------- SwiGLU
 

@@ -36,26 +36,30 @@ inline void rope_angles(int64_t position, const double* inv_freq, int64_t half, 
 }
 
 // Llama "rotate half" in place on n_heads consecutive heads of head_dim floats:
-// element i pairs with i + head_dim/2.
+// element i pairs with i + head_dim/2. `inverse` rotates by minus each angle (the transpose,
+// which training's backward applies to d loss / d (rotated v) to get d loss / d v).
 inline void rope_apply(float* v, int64_t n_heads, int64_t head_dim, const float* cos_t,
-                       const float* sin_t) {
+                       const float* sin_t, bool inverse = false) {
   const int64_t half = head_dim / 2;
+  const float sign = inverse ? -1.0f : 1.0f;
   for (int64_t h = 0; h < n_heads; ++h) {
     float* a = v + h * head_dim;
     float* b = a + half;
     int64_t i = 0;
 #if TESSERA_CPU_AVX2
+    const __m256 sign_v = _mm256_set1_ps(sign);
     for (; i + 8 <= half; i += 8) {
-      const __m256 c = _mm256_loadu_ps(cos_t + i), s = _mm256_loadu_ps(sin_t + i);
+      const __m256 c = _mm256_loadu_ps(cos_t + i);
+      const __m256 s = _mm256_mul_ps(sign_v, _mm256_loadu_ps(sin_t + i));
       const __m256 av = _mm256_loadu_ps(a + i), bv = _mm256_loadu_ps(b + i);
       _mm256_storeu_ps(a + i, _mm256_fmsub_ps(av, c, _mm256_mul_ps(bv, s)));
       _mm256_storeu_ps(b + i, _mm256_fmadd_ps(av, s, _mm256_mul_ps(bv, c)));
     }
 #endif
     for (; i < half; ++i) {
-      const float x0 = a[i], x1 = b[i];
-      a[i] = x0 * cos_t[i] - x1 * sin_t[i];
-      b[i] = x1 * cos_t[i] + x0 * sin_t[i];
+      const float x0 = a[i], x1 = b[i], s = sign * sin_t[i];
+      a[i] = x0 * cos_t[i] - x1 * s;
+      b[i] = x1 * cos_t[i] + x0 * s;
     }
   }
 }
