@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "model_fixtures.hpp"
@@ -83,7 +84,7 @@ double max_relative(const std::vector<float>& got, const std::vector<float>& wan
 
 #if TESSERA_CPU_AVX2
 TEST(AttentionBackwardKernel, BlockedEqualsRowsAroundTheBlockSize) {
-  for (const int64_t hd : {8, 64})
+  for (const int64_t hd : {16, 64})
     for (const int64_t n : {1, 5, 15, 16, 17, 33, 70}) {
       const HeadCase c(n, hd, 100 + static_cast<uint64_t>(n * hd));
       const auto rows = c.run(cpu::attention_backward_head_rows);
@@ -121,13 +122,15 @@ TEST(AttentionBackwardKernel, TiledForwardStatsEqualTheRowForward) {
   }
 }
 
-TEST(AttentionBackwardKernel, MaskedHeadsTakeTheRowKernel) {
-  const HeadCase c(21, 16, 7, true);
-  const auto dispatched = c.run(cpu::attention_backward_head);
-  const auto rows = c.run(cpu::attention_backward_head_rows);
-  EXPECT_EQ(dispatched.dq, rows.dq);
-  EXPECT_EQ(dispatched.dk, rows.dk);
-  EXPECT_EQ(dispatched.dv, rows.dv);
+TEST(AttentionBackwardKernel, MaskedHeadsAndOddHeadSizesTakeTheRowKernel) {
+  for (const auto& [hd, masked] : {std::pair<int64_t, bool>{16, true}, {8, false}, {24, false}}) {
+    const HeadCase c(21, hd, 7, masked);
+    const auto dispatched = c.run(cpu::attention_backward_head);
+    const auto rows = c.run(cpu::attention_backward_head_rows);
+    EXPECT_EQ(dispatched.dq, rows.dq) << "head_dim " << hd;
+    EXPECT_EQ(dispatched.dk, rows.dk) << "head_dim " << hd;
+    EXPECT_EQ(dispatched.dv, rows.dv) << "head_dim " << hd;
+  }
 }
 
 }  // namespace

@@ -123,9 +123,9 @@ inline void attention_backward_head_rows(const AttentionHead& h, const float* q,
 #if TESSERA_CPU_AVX2
 namespace detail {
 
-constexpr int64_t kBackwardKeys = 16;  // keys per block: two 8-float vectors of scores
+constexpr int64_t kBackwardKeys = 16;  // keys per block: one register tile's width
 
-// The key block's K or V rows [j0, j0 + cols) transposed: dst[d * 16 + c], zero past cols.
+// The key block's K or V rows [0, cols) transposed: dst[d * 16 + c], zero past cols.
 inline void transpose_key_block(const float* src, int64_t row_stride, int64_t cols, int64_t hd,
                                 float* dst) {
   for (int64_t d = 0; d < hd; ++d)
@@ -133,43 +133,30 @@ inline void transpose_key_block(const float* src, int64_t row_stride, int64_t co
       dst[d * kBackwardKeys + c] = c < cols ? src[c * row_stride + d] : 0.0f;
 }
 
-// acc[0..1] += sum_d x[d] * t[d][0..15], with two sets of sums (even and odd d) for the
-// latency of the adds.
-inline void scores16(const float* x, const float* t, int64_t hd, __m256& lo, __m256& hi) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(),
-         b1 = _mm256_setzero_ps();
-  for (int64_t d = 0; d < hd; d += 2) {
-    const __m256 x0 = _mm256_set1_ps(x[d]), x1 = _mm256_set1_ps(x[d + 1]);
-    const float* t0 = t + d * kBackwardKeys;
-    a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t0), a0);
-    a1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t0 + 8), a1);
-    b0 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(t0 + kBackwardKeys), b0);
-    b1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(t0 + kBackwardKeys + 8), b1);
-  }
-  lo = _mm256_add_ps(a0, b0);
-  hi = _mm256_add_ps(a1, b1);
-}
-
 }  // namespace detail
 
-// attention_backward_head_rows for a causal f32 head without a cache (training's case) and
-// head_dim a multiple of 8, blocked over keys: for each block of 16 keys, every query that
-// sees one of them adds into the block's dK and dV (kept hot in L1) and into its own dq.
-// The same sums in another order (and P from vector scores), so equal to the row kernel
-// within rounding; the order is fixed by the shapes alone. Scratch slots 1 to 5.
+// attention_backward_head_rows for a causal f32 head without a cache (training's case) with
+// head_dim a multiple of 16, as products on the register tiles (matmul.hpp's gemm_tiles). For
+// each block of 16 keys J and the queries R that see one of them (R = [j0, n)):
+//   S = Q_R K_J^T, dP = dO_R V_J^T               [|R|, 16]
+//   P = exp(scale S - max_i) / sum_i, dS = scale P (dP - D_i)   (row i's stats; unseen 0)
+//   dV_J += P^T dO_R,  dK_J += dS^T Q_R,  dq_R += dS K_J
+// The same sums as the row kernel in another order, so equal to it within rounding; the
+// order is fixed by the shapes alone. Scratch slots 1, 2, 4, 5 and 8.
 inline void attention_backward_head_blocked(const AttentionHead& h, const float* q, const float* o,
                                             const float* d_o, int64_t ldq,
                                             const AttentionPartial* stats, float* dq, float* dk,
                                             float* dv, int64_t ldk) {
   using detail::kBackwardKeys;
+  constexpr int64_t T = kBackwardKeys;
   const int64_t hd = h.head_dim, n = h.n_new;
   const auto* k = static_cast<const float*>(h.k);
   const auto* v = static_cast<const float*>(h.v);
-  float* kt = detail::scratch_floats(static_cast<size_t>(hd * kBackwardKeys), 4);
-  float* vt = detail::scratch_floats(static_cast<size_t>(hd * kBackwardKeys), 5);
-  float* dk_block = detail::scratch_floats(static_cast<size_t>(hd * kBackwardKeys), 2);
-  float* dv_block = detail::scratch_floats(static_cast<size_t>(hd * kBackwardKeys), 3);
-  float* d_row = detail::scratch_floats(static_cast<size_t>(n), 1);  // D_i = do_i . o_i
+  float* kt = detail::scratch_floats(static_cast<size_t>(hd * T), 4);
+  float* vt = detail::scratch_floats(static_cast<size_t>(hd * T), 5);
+  float* p = detail::scratch_floats(static_cast<size_t>(n * T), 1);   // S, then P: [r][16]
+  float* ds = detail::scratch_floats(static_cast<size_t>(n * T), 2);  // dP, then scale dS
+  float* d_row = detail::scratch_floats(static_cast<size_t>(n), 8);   // D_i = do_i . o_i
   for (int64_t i = 0; i < n; ++i) {
     d_row[i] = dot(d_o + i * ldq, o + i * ldq, hd);
     for (int64_t d = 0; d < hd; ++d) dq[i * ldq + d] = 0.0f;
@@ -177,56 +164,49 @@ inline void attention_backward_head_blocked(const AttentionHead& h, const float*
   const __m256 lane_lo = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 lane_hi = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
   const __m256 scale_v = _mm256_set1_ps(h.scale);
-  alignas(32) float p[kBackwardKeys], ds[kBackwardKeys];
-  for (int64_t j0 = 0; j0 < n; j0 += kBackwardKeys) {
-    const int64_t cols = std::min(kBackwardKeys, n - j0);
+  for (int64_t j0 = 0; j0 < n; j0 += T) {
+    const int64_t cols = std::min(T, n - j0), rows = n - j0;
     const float* k_block = k + j0 * h.row_stride;
+    const float* q_rows = q + j0 * ldq;
+    const float* do_rows = d_o + j0 * ldq;
     detail::transpose_key_block(k_block, h.row_stride, cols, hd, kt);
     detail::transpose_key_block(v + j0 * h.row_stride, h.row_stride, cols, hd, vt);
-    std::fill(dk_block, dk_block + hd * kBackwardKeys, 0.0f);
-    std::fill(dv_block, dv_block + hd * kBackwardKeys, 0.0f);
-    for (int64_t i = j0; i < n; ++i) {  // causal: query i sees keys <= i
-      if (stats[i].sum <= 0.0f) continue;
-      const int64_t seen = std::min(cols, i - j0 + 1);
-      const float* qi = q + i * ldq;
-      const float* doi = d_o + i * ldq;
-      __m256 s_lo, s_hi, dp_lo, dp_hi;
-      detail::scores16(qi, kt, hd, s_lo, s_hi);
-      detail::scores16(doi, vt, hd, dp_lo, dp_hi);
+    detail::gemm_tiles(rows, q_rows, ldq, 1, kt, T, hd, p, T, T, false);
+    detail::gemm_tiles(rows, do_rows, ldq, 1, vt, T, hd, ds, T, T, false);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = j0 + r;
+      float* pr = p + r * T;
+      float* dsr = ds + r * T;
+      if (stats[i].sum <= 0.0f) {  // sees no key: nothing flows back
+        _mm256_storeu_ps(pr, _mm256_setzero_ps());
+        _mm256_storeu_ps(pr + 8, _mm256_setzero_ps());
+        _mm256_storeu_ps(dsr, _mm256_setzero_ps());
+        _mm256_storeu_ps(dsr + 8, _mm256_setzero_ps());
+        continue;
+      }
+      // Causal: query i sees keys j0 + c for c <= r (and c < cols).
+      const __m256 limit = _mm256_set1_ps(static_cast<float>(std::min(cols, r + 1)));
       const __m256 mx = _mm256_set1_ps(stats[i].max_score);
       const __m256 inv_sum = _mm256_set1_ps(1.0f / stats[i].sum);
-      const __m256 limit = _mm256_set1_ps(static_cast<float>(seen));
-      const __m256 p_lo = _mm256_and_ps(
-          _mm256_cmp_ps(lane_lo, limit, _CMP_LT_OQ),
-          _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_mul_ps(s_lo, scale_v), mx)), inv_sum));
-      const __m256 p_hi = _mm256_and_ps(
-          _mm256_cmp_ps(lane_hi, limit, _CMP_LT_OQ),
-          _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_mul_ps(s_hi, scale_v), mx)), inv_sum));
       const __m256 di = _mm256_set1_ps(d_row[i]);
-      // scale dS: the factor dK and dq take.
-      _mm256_store_ps(ds, _mm256_mul_ps(scale_v, _mm256_mul_ps(p_lo, _mm256_sub_ps(dp_lo, di))));
-      _mm256_store_ps(ds + 8,
-                      _mm256_mul_ps(scale_v, _mm256_mul_ps(p_hi, _mm256_sub_ps(dp_hi, di))));
-      _mm256_store_ps(p, p_lo);
-      _mm256_store_ps(p + 8, p_hi);
-      float* dqi = dq + i * ldq;
-      for (int64_t d0 = 0; d0 < hd; d0 += 8) {
-        const __m256 qv = _mm256_loadu_ps(qi + d0), dov = _mm256_loadu_ps(doi + d0);
-        __m256 acc = _mm256_loadu_ps(dqi + d0);
-        for (int64_t c = 0; c < seen; ++c) {
-          float* dvc = dv_block + c * hd + d0;
-          float* dkc = dk_block + c * hd + d0;
-          _mm256_storeu_ps(dvc, _mm256_fmadd_ps(_mm256_set1_ps(p[c]), dov, _mm256_loadu_ps(dvc)));
-          const __m256 dsc = _mm256_set1_ps(ds[c]);
-          _mm256_storeu_ps(dkc, _mm256_fmadd_ps(dsc, qv, _mm256_loadu_ps(dkc)));
-          acc = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(k_block + c * h.row_stride + d0), acc);
-        }
-        _mm256_storeu_ps(dqi + d0, acc);
+      for (int half = 0; half < 2; ++half) {
+        const __m256 lanes = half == 0 ? lane_lo : lane_hi;
+        const __m256 s = _mm256_loadu_ps(pr + 8 * half);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_mul_ps(s, scale_v), mx));
+        const __m256 pv =
+            _mm256_and_ps(_mm256_cmp_ps(lanes, limit, _CMP_LT_OQ), _mm256_mul_ps(e, inv_sum));
+        const __m256 dp = _mm256_loadu_ps(dsr + 8 * half);
+        _mm256_storeu_ps(pr + 8 * half, pv);
+        _mm256_storeu_ps(dsr + 8 * half,
+                         _mm256_mul_ps(scale_v, _mm256_mul_ps(pv, _mm256_sub_ps(dp, di))));
       }
     }
-    for (int64_t c = 0; c < cols; ++c) {
-      axpy(1.0f, dk_block + c * hd, dk + (j0 + c) * ldk, hd);
-      axpy(1.0f, dv_block + c * hd, dv + (j0 + c) * ldk, hd);
+    for (int64_t d0 = 0; d0 < hd; d0 += T) {
+      // P^T and dS^T are P and dS read down their columns (step 1 between keys).
+      detail::gemm_tiles(cols, p, 1, T, do_rows + d0, ldq, rows, dv + j0 * ldk + d0, ldk, T, true);
+      detail::gemm_tiles(cols, ds, 1, T, q_rows + d0, ldq, rows, dk + j0 * ldk + d0, ldk, T, true);
+      detail::gemm_tiles(rows, ds, T, 1, k_block + d0, h.row_stride, cols, dq + j0 * ldq + d0, ldq,
+                         T, true);
     }
   }
 }
@@ -237,7 +217,7 @@ inline void attention_backward_head(const AttentionHead& h, const float* q, cons
                                     const float* d_o, int64_t ldq, const AttentionPartial* stats,
                                     float* dq, float* dk, float* dv, int64_t ldk) {
 #if TESSERA_CPU_AVX2
-  if (h.mask == nullptr && h.cached == 0 && h.kv_dtype == TS_F32 && h.head_dim % 8 == 0) {
+  if (h.mask == nullptr && h.cached == 0 && h.kv_dtype == TS_F32 && h.head_dim % 16 == 0) {
     attention_backward_head_blocked(h, q, o, d_o, ldq, stats, dq, dk, dv, ldk);
     return;
   }

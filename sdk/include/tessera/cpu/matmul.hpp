@@ -297,7 +297,7 @@ void pack_panel(const typename L::Elem* w, int64_t ldw, int64_t r0, int64_t rows
 // Per-thread, 64-byte aligned scratch buffers that only grow; `slot` tells
 // apart the buffers a kernel needs at the same time (< kScratchSlots). Slots 6 and 7 hold
 // matmul_grad.hpp's packed panels (calling thread) and column strips (each thread).
-constexpr int kScratchSlots = 8;
+constexpr int kScratchSlots = 9;
 inline float* scratch_floats(size_t n, int slot = 0) {
   struct Buffer {
     std::unique_ptr<float[], void (*)(float*)> data{
