@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 #include "run_options.hpp"
 #include "setup.hpp"
 
@@ -350,16 +351,17 @@ Runner add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   add_kv_dtype_option(*cmd, a->kv_dtype);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
-      ->check(CLI::Range(0, 1024));
+      ->check(integer_in(0, 1024));
   cmd->add_option("--prompt-len", a->prompt_len, "Prompt tokens to prefill")
-      ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--gen", a->gen, "Tokens to decode one at a time")->check(CLI::Range(1, 1 << 20));
+      ->check(integer_in(1, 1 << 20));
+  cmd->add_option("--gen", a->gen, "Tokens to decode one at a time")->check(integer_in(1, 1 << 20));
   cmd->add_option("--repetitions", a->repetitions, "Times to repeat prefill + decode")
-      ->check(CLI::Range(1, 1000));
+      ->check(integer_in(1, 1000));
   cmd->add_option("--probe-mib", a->probe_mib, "MiB the bandwidth probe reads per repetition")
-      ->check(CLI::Range(1, 1 << 16));
+      ->check(integer_in(1, 1 << 16));
   cmd->add_flag("--json", a->json, "One JSON object instead of text");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [a] { return run_bench(*a); };
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 #include "run_options.hpp"
 #include "setup.hpp"
 
@@ -122,10 +123,10 @@ Runner add_chat_command(CLI::App& app) {
       ->required();
   cmd->add_option("--system", a->system, "System prompt (default: the template's, if any)");
   cmd->add_option("-n,--max-tokens", a->max_tokens, "Most tokens per reply")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(integer_in(1, 1 << 20));
   cmd->add_option("--context", a->context,
                   "Tokens the conversation may hold (default: the model's, at most 4096)")
-      ->check(CLI::Range(2, 1 << 24));
+      ->check(integer_in(2, 1 << 24));
   add_run_options(*cmd, a->run);
   return [a] { return run_chat(*a); };
 }

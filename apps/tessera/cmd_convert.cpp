@@ -104,7 +104,8 @@ Runner add_convert_command(CLI::App& app) {
                   "hf: split the weights into shards of at most this size (e.g. 5GB, 500MB)");
   cmd->add_flag("--decilm", a->decilm, "hf: DeciLMForCausalLM even when every layer is the same");
   cmd->add_flag("-f,--force", a->force, "Replace an existing non-empty destination folder");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [a] { return run_convert(*a); };
 }
 

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 #include "run_options.hpp"
 #include "setup.hpp"
 
@@ -135,7 +136,7 @@ Runner add_generate_command(CLI::App& app) {
       ->excludes(raw)
       ->needs(prompt);
   cmd->add_option("-n,--max-tokens", a->max_tokens, "Most tokens to generate")
-      ->check(CLI::Range(1, 1 << 20))
+      ->check(integer_in(1, 1 << 20))
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   add_run_options(*cmd, a->run);
   return [a] { return run_generate(*a); };

@@ -313,7 +313,8 @@ Runner add_info_command(CLI::App& app) {
   auto a = std::make_shared<InfoArgs>();
   cmd->add_option("model", a->model, "Manifest, .gguf file or Hugging Face folder")->required();
   cmd->add_flag("--json", a->json, "Machine-readable output");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [a] { return run_info(*a); };
 }
 

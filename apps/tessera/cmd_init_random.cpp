@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 #include "setup.hpp"
 
 namespace tessera::cli {
@@ -73,8 +74,9 @@ Runner add_init_random_command(CLI::App& app) {
   cmd->add_option("--shape", a->shape, "Built-in shape: smollm2-135m, llama-3.1-8b");
   cmd->add_option("--manifest", a->manifest, "Or a manifest giving a (heterogeneous) layout");
   cmd->add_option("-o,--output", a->output, "Folder to write")->required();
-  cmd->add_option("--seed", a->seed, "Seed: same seed, same bytes");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--seed", a->seed, "Seed: same seed, same bytes")->check(unsigned_integer());
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [a] { return run_init_random(*a); };
 }
 

@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "conformance.hpp"
+#include "numeric_flags.hpp"
 
 namespace tessera::cli {
 namespace {
@@ -89,10 +90,10 @@ Runner add_plugin_check_command(CLI::App& app) {
   cmd->add_option("library", a->library, "Plugin library (libtessera-*.so)")->required();
   cmd->add_option("--tolerance", a->options.tolerance_f32,
                   "Largest error allowed, relative to the reference's largest magnitude (f32)")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, HUGE_VAL, true));
   cmd->add_option("--tolerance-bf16", a->options.tolerance_bf16,
                   "The same for device providers (bf16 activations, weights and KV cache)")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, HUGE_VAL, true));
   cmd->add_flag("--quick", a->options.quick, "A smaller grid");
   cmd->add_option("--param", a->params,
                   "key=value given to the blocks of the property checks (for kinds with "

@@ -13,7 +13,8 @@ namespace tessera::cli {
 Runner add_plugins_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("plugins", "List every plugin found, with its providers");
   auto paths = std::make_shared<std::vector<std::string>>();
-  cmd->add_option("--plugin-path", *paths, "Extra folder to search for plugins (repeatable)");
+  cmd->add_option("--plugin-path", *paths, "Extra folder to search for plugins (repeatable)")
+      ->check(CLI::ExistingDirectory);
   return [paths] {
     PluginRegistry registry;
     load_plugins(registry, *paths);

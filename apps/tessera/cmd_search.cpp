@@ -140,7 +140,8 @@ Runner add_search_command(CLI::App& app) {
   cmd->add_option("--param", a->params,
                   "Solver parameter KEY=VALUE, e.g. max_nodes=1000000 (repeatable)");
   cmd->add_option("-o,--output", a->output, "Write the solution here instead of stdout");
-  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [a] { return run_search(*a); };
 }
 

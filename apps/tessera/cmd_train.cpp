@@ -265,7 +265,8 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("config", args->config, "Training config (.toml); docs/training.md")->required();
   cmd->add_flag("--dry-run", args->dry_run,
                 "Check the config, the models and the data, and say what the run would do");
-  cmd->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   return [args] { return run_train(*args); };
 }
 

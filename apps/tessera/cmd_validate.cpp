@@ -70,7 +70,8 @@ Runner add_validate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("validate", "Check a manifest, its plugins and its weights");
   auto args = std::make_shared<ValidateArgs>();
   cmd->add_option("manifest", args->manifest, "Manifest (.toml) or model folder")->required();
-  cmd->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins");
+  cmd->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   cmd->add_flag("--no-weights", args->no_weights, "Do not load the weights");
   return [args] { return run_validate(*args); };
 }

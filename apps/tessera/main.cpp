@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"Tessera: assemble language models from plugins and run them"};
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "tessera: error: " << e.what() << "\n";
+    const std::string unknown = tessera::cli::unknown_command_message(app, argc, argv);
+    std::cerr << "tessera: error: " << (unknown.empty() ? e.what() : unknown) << "\n";
     return 2;
   }
   tessera::set_log_level(verbose ? tessera::LogLevel::info : tessera::LogLevel::warning);

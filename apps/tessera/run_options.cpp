@@ -1,7 +1,11 @@
 #include "run_options.hpp"
+#include "numeric_flags.hpp"
 
 #include <tessera/dtype.hpp>
 #include <tessera/engine/error.hpp>
+
+#include <string>
+#include <utility>
 
 namespace tessera::cli {
 
@@ -19,15 +23,20 @@ void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype) {
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--decoder", o.decoder, "Decoder provider: greedy, sampling, ...");
-  cmd.add_option("--temperature", o.temperature, "Sampling temperature (> 0)");
-  cmd.add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 = all)");
-  cmd.add_option("--top-p", o.top_p, "Keep the smallest set with this probability mass");
-  cmd.add_option("--seed", o.seed, "Sampling seed: same seed, same tokens");
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature (> 0)")
+      ->check(number_in(0, HUGE_VAL, true));
+  cmd.add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 = all)")
+      ->check(integer_in(0, INT32_MAX));
+  cmd.add_option("--top-p", o.top_p, "Keep the smallest set with this probability mass")
+      ->check(number_in(0, 1, true));
+  cmd.add_option("--seed", o.seed, "Sampling seed: same seed, same tokens")
+      ->check(integer_in(0, INT64_MAX));
   cmd.add_option("--threads", o.threads, "CPU threads (0 = every core)")
-      ->check(CLI::Range(0, 1024));
+      ->check(integer_in(0, 1024));
   cmd.add_option("--device", o.device, "cpu or cuda (overrides the manifest)");
   add_kv_dtype_option(cmd, o.kv_dtype);
-  cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins");
+  cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
   cmd.add_flag("-q,--quiet", o.quiet, "No statistics on stderr");
 }
 
@@ -51,6 +60,21 @@ GenerateOptions generate_options(const Manifest& manifest, const RunOptions& o,
     options.decoder.kind = o.decoder;
   }
   if (options.decoder.kind.empty()) options.decoder.kind = "greedy";
+  // Sampling settings ask for the sampling decoder: taken when none was named, refused with
+  // the way out when greedy was.
+  std::string sampling_flags;
+  for (const auto& [given, flag] :
+       {std::pair<bool, const char*>{o.temperature.has_value(), "--temperature"},
+        {o.top_k.has_value(), "--top-k"},
+        {o.top_p.has_value(), "--top-p"},
+        {o.seed.has_value(), "--seed"}})
+    if (given) sampling_flags += (sampling_flags.empty() ? "" : ", ") + std::string(flag);
+  if (!sampling_flags.empty() && options.decoder.kind == "greedy") {
+    if (!o.decoder.empty())
+      throw Error(sampling_flags + " set how to sample, and --decoder greedy does not sample; " +
+                  "use --decoder sampling, or leave out " + sampling_flags);
+    options.decoder.kind = "sampling";
+  }
   if (o.temperature) options.decoder.params.set("temperature", *o.temperature);
   if (o.top_k) options.decoder.params.set("top_k", *o.top_k);
   if (o.top_p) options.decoder.params.set("top_p", *o.top_p);

@@ -340,6 +340,30 @@ error_messages)
   check_error "does not exist" bench "$work/missing.toml"
   check_error "max_seq_len" bench "$hetero" --prompt-len 250 --gen 10
   check_error "--kv-dtype: f8 not in {f32,bf16,f16}" generate "$hetero" --tokens 1 --kv-dtype f8
+  # Commands and numeric flags: what was wrong and what was expected, in a line of sense.
+  check_error "unknown command 'frobnicate'; the commands are: plugins, validate" frobnicate
+  check_error "--max-tokens: 'ten' is not an integer; expected an integer from 1 to 1048576" \
+    generate "$hetero" --tokens 1 -n ten
+  check_error "--max-tokens: '2.5' is not an integer" generate "$hetero" --tokens 1 -n 2.5
+  check_error "--seed: '1234567890123456789012345' is out of range" \
+    generate "$hetero" --tokens 1 --seed 1234567890123456789012345
+  check_error "--seed: '-3' is out of range; expected an integer from 0 to 18446744073709551615" \
+    init-random --shape smollm2-135m -o "$work/x" --seed -3
+  check_error "--tolerance: '-1' is out of range; expected a number above 0" \
+    plugin-check "$PLUGIN_DIR/libtessera-ffn-cpu.so" --tolerance -1
+  [ "$(wc -c <"$work/err")" -lt 200 ] || fail "the tolerance message is $(wc -c <"$work/err") bytes"
+  check_error "--top-p: '1.5' is out of range; expected a number above 0 and at most 1" \
+    generate "$hetero" --tokens 1 --top-p 1.5
+  check_error "--temperature: 'warm' is not a number" generate "$hetero" --tokens 1 --temperature warm
+  check_error "--plugin-path: Directory does not exist" plugins --plugin-path "$work/no-such-dir"
+  check_error "--plugin-path: Directory is actually a file" plugins --plugin-path "$work/bad.toml"
+  # Sampling settings take the sampling decoder, unless greedy was asked for.
+  check_error "--seed set how to sample, and --decoder greedy does not sample; use --decoder sampling" \
+    generate "$hetero" --tokens 1 --seed 3 --decoder greedy
+  "$TESSERA" generate "$hetero" --tokens 1,2 -n 6 --seed 3 --temperature 1.5 -q >"$work/s1" ||
+    fail "generate --seed without --decoder failed"
+  "$TESSERA" generate "$hetero" --tokens 1,2 -n 6 --seed 3 --temperature 1.5 -q >"$work/s2"
+  cmp -s "$work/s1" "$work/s2" || fail "the same seed sampled different tokens"
   ;;
 bench_reports_roofline)
   # Bigger than a last-level cache (256 MB of f32 weights), so that decode reads memory.
