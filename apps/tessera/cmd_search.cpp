@@ -1,6 +1,7 @@
 // tessera search: solves a problem document (docs/search.md) with a search plugin and
 // prints the solution document.
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/input_file.hpp>
 #include <tessera/engine/params.hpp>
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/search.hpp>
@@ -36,6 +37,8 @@ std::string read_problem(const std::string& path) {
   if (!fs::exists(path, ec)) throw Error("problem '" + path + "' does not exist");
   if (fs::is_directory(path, ec))
     throw Error("problem '" + path + "' is a folder, expected a JSON problem document");
+  if (const std::string what = not_a_regular_file(path); !what.empty())
+    throw Error("problem '" + path + "' is " + what + ", not a regular file");
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();

@@ -1,5 +1,6 @@
-// tessera validate: parse a manifest, resolve every block to a plugin provider,
-// and check the weights against what the blocks expect by assembling the model.
+// tessera validate: read a model (manifest, GGUF file or Hugging Face folder), resolve every
+// block to a plugin provider, and check the weights against what the blocks expect by
+// assembling the model.
 #include <tessera/engine/init_random.hpp>
 #include <tessera/engine/manifest.hpp>
 #include <tessera/engine/model.hpp>
@@ -7,8 +8,11 @@
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/formats/model_source.hpp>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <system_error>
+#include <utility>
 
 #include "commands.hpp"
 #include "setup.hpp"
@@ -27,7 +31,18 @@ ts_device device_of(const Manifest& m) {
 }
 
 int run_validate(const ValidateArgs& args) {
-  const Manifest manifest = load_manifest(resolve_manifest_path(args.manifest));
+  // A manifest is read alone (its weights only when they are checked); a GGUF file or a
+  // Hugging Face folder is opened whole, as generate opens it.
+  const std::filesystem::path path(args.manifest);
+  std::error_code ec;
+  const bool is_manifest =
+      path.extension() == ".toml" || std::filesystem::exists(path / "manifest.toml", ec);
+  LoadedModel loaded;
+  if (is_manifest)
+    loaded.manifest = load_manifest(resolve_manifest_path(args.manifest));
+  else
+    loaded = open_model(path);
+  const Manifest& manifest = loaded.manifest;
   PluginRegistry registry;
   load_plugins(registry, args.plugin_paths, &manifest);
 
@@ -48,7 +63,8 @@ int run_validate(const ValidateArgs& args) {
     return 0;
   }
   ThreadPool pool(1);
-  Model model(manifest, registry, load_weights(manifest, &registry), pool,
+  Model model(manifest, registry,
+              is_manifest ? load_weights(manifest, &registry) : std::move(loaded.weights), pool,
               ModelOptions{1, 1, nullptr});
   int64_t parameters = 0;
   for (int32_t i = 0; i < model.num_layers(); ++i) {
@@ -69,7 +85,9 @@ int run_validate(const ValidateArgs& args) {
 Runner add_validate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("validate", "Check a manifest, its plugins and its weights");
   auto args = std::make_shared<ValidateArgs>();
-  cmd->add_option("manifest", args->manifest, "Manifest (.toml) or model folder")->required();
+  cmd->add_option("manifest", args->manifest,
+                  "Manifest (.toml), model folder, .gguf file or Hugging Face folder")
+      ->required();
   cmd->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
   cmd->add_flag("--no-weights", args->no_weights, "Do not load the weights");

@@ -38,8 +38,9 @@ std::filesystem::path resolve_manifest_path(const std::string& model) {
   if (!fs::exists(p)) throw Error("model '" + model + "' does not exist");
   if (p.extension() != ".toml")
     throw Error("model '" + model +
-                "' is not a manifest (.toml) or a folder with manifest.toml; GGUF and Hugging Face "
-                "models are not supported yet");
+                "' is not a manifest (.toml) or a folder with manifest.toml, which this command "
+                "needs (`tessera convert MODEL DIR --to manifest` writes one for a GGUF file or a "
+                "Hugging Face folder)");
   return p;
 }
 

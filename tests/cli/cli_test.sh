@@ -340,6 +340,10 @@ error_messages)
   check_error "does not exist" bench "$work/missing.toml"
   check_error "max_seq_len" bench "$hetero" --prompt-len 250 --gen 10
   check_error "--kv-dtype: f8 not in {f32,bf16,f16}" generate "$hetero" --tokens 1 --kv-dtype f8
+  check_error "whole models run on the CPU only for now" generate "$hetero" --tokens 1 --device cuda
+  : >"$work/some.gguf"
+  check_error "which this command needs (\`tessera convert MODEL DIR --to manifest\`" \
+    init-random --manifest "$work/some.gguf" -o "$work/x"
   # Commands and numeric flags: what was wrong and what was expected, in a line of sense.
   check_error "unknown command 'frobnicate'; the commands are: plugins, validate" frobnicate
   check_error "--max-tokens: 'ten' is not an integer; expected an integer from 1 to 1048576" \
@@ -357,6 +361,33 @@ error_messages)
   check_error "--temperature: 'warm' is not a number" generate "$hetero" --tokens 1 --temperature warm
   check_error "--plugin-path: Directory does not exist" plugins --plugin-path "$work/no-such-dir"
   check_error "--plugin-path: Directory is actually a file" plugins --plugin-path "$work/bad.toml"
+  # FIFOs named as inputs are refused at once, not opened (which would wait for a writer).
+  mkfifo "$work/pipe.toml" "$work/pipe.gguf" "$work/pipe.safetensors"
+  mkdir "$work/pipe-hf" && mkfifo "$work/pipe-hf/config.json"
+  cat >"$work/pipe-weights.toml" <<'TOML'
+[model]
+hidden_size = 64
+num_layers = 1
+num_heads = 4
+num_kv_heads = 2
+intermediate_size = 128
+vocab_size = 256
+max_seq_len = 64
+
+[weights]
+format = "safetensors"
+path = "pipe.safetensors"
+
+[[layers]]
+range = "0"
+TOML
+  for args in "validate $work/pipe.toml" "info $work/pipe.toml" "train $work/pipe.toml" \
+    "info $work/pipe.gguf" "info $work/pipe-hf" "generate $work/pipe-weights.toml --tokens 1"; do
+    # shellcheck disable=SC2086
+    if timeout 20 "$TESSERA" $args >"$work/out" 2>"$work/err"; then fail "'$args' succeeded"; fi
+    [ $? -ne 124 ] || fail "'$args' hung on a FIFO"
+    expect_in "a FIFO (named pipe), not a regular file" "$work/err"
+  done
   # Sampling settings take the sampling decoder, unless greedy was asked for.
   check_error "--seed set how to sample, and --decoder greedy does not sample; use --decoder sampling" \
     generate "$hetero" --tokens 1 --seed 3 --decoder greedy
@@ -593,6 +624,10 @@ TOML
   # 2 layers x kv 2 + 1 layer x kv 1, head_dim 16, K and V in f32: (2*2 + 1) * 16 * 2 * 4 = 640.
   expect_in "640 bytes per token" "$work/info"
   expect_in "40960 bytes at max_seq_len 64" "$work/info"
+  # validate takes the Hugging Face folder as generate does, weights and all.
+  "$TESSERA" validate "$work/hf" >"$work/validate" 2>&1 || { cat "$work/validate"; fail "validate hf"; }
+  expect_in "layer 4 attention gqa" "$work/validate"
+  expect_in "ok" "$work/validate"
   "$TESSERA" info "$work/hf" --json >"$work/info.json" || fail "info --json"
   expect_in '"architecture": "DeciLMForCausalLM"' "$work/info.json"
   expect_in '"bytes_per_token": 640' "$work/info.json"

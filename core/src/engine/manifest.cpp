@@ -18,6 +18,7 @@
 #include <string_view>
 #include <system_error>
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/input_file.hpp>
 #include <tessera/engine/manifest.hpp>
 #include <tessera/engine/toml_reader.hpp>
 #include <utility>
@@ -655,6 +656,8 @@ Manifest parse_manifest(std::string_view text, const std::string& source_name,
 }
 
 Manifest load_manifest(const fs::path& path) {
+  if (const std::string what = not_a_regular_file(path); !what.empty())
+    throw ManifestError(path.string(), 1, 1, "the manifest is " + what + ", not a regular file");
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     std::error_code ec;

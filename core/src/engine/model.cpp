@@ -281,7 +281,8 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
                 " is not supported; expected f32, f16 or bf16");
   if (manifest_.runtime.device != "cpu")
     throw Error(name + ": runtime device '" + manifest_.runtime.device +
-                "' is not supported by the model runtime yet; expected \"cpu\"");
+                "': whole models run on the CPU only for now (CUDA blocks are plugins that "
+                "`tessera plugin-check` runs on a GPU); expected \"cpu\"");
   if (spec.hidden_size <= 0 || spec.vocab_size <= 0 || spec.num_layers < 0)
     throw Error(name + ": hidden_size " + std::to_string(spec.hidden_size) + ", vocab_size " +
                 std::to_string(spec.vocab_size) + ", num_layers " +

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <tessera/engine/input_file.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -78,14 +79,18 @@ std::string printable(std::string_view s, size_t max_chars = 60) {
 // A read-only private mapping of a whole file.
 std::shared_ptr<const void> map_file(const std::filesystem::path& path, size_t& size) {
   const std::string name = path.string();
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it next).
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw ModelError("GGUF file '" + name + "': cannot open: " + std::strerror(errno));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw ModelError("GGUF file '" + name + "': not a regular file");
+    const std::string what = not_a_regular_file(path);
+    throw ModelError(
+        "GGUF file '" + name +
+        "': " + (what.empty() ? std::string("not a regular file") : what + ", not a regular file"));
   }
   size = static_cast<size_t>(st.st_size);
   if (size == 0) {

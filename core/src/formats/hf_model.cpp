@@ -2,6 +2,7 @@
 // with model.safetensors.index.json (memory-mapped), tokenizer.json and the chat template of
 // tokenizer_config.json (or chat_template.jinja).
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/input_file.hpp>
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/hf_config.hpp>
@@ -46,6 +47,8 @@ HfPaths locate(const fs::path& path) {
 }
 
 std::string read_text(const fs::path& path) {
+  if (const std::string what = not_a_regular_file(path); !what.empty())
+    throw ModelError("'" + path.string() + "' is " + what + ", not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     std::error_code ec;

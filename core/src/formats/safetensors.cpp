@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <tessera/engine/input_file.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -211,7 +212,8 @@ WeightStore read_safetensors(const std::filesystem::path& path) {
   auto fail = [&file](const std::string& what) -> ModelError {
     return ModelError("safetensors file '" + file + "': " + what);
   };
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it next).
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw fail(std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -221,7 +223,8 @@ WeightStore read_safetensors(const std::filesystem::path& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw fail("not a regular file");
+    const std::string what = not_a_regular_file(path);
+    throw fail((what.empty() ? std::string("not a regular file") : what + ", not a regular file"));
   }
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {

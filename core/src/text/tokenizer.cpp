@@ -1,4 +1,5 @@
 #include "tessera/text/tokenizer.hpp"
+#include <tessera/engine/input_file.hpp>
 
 #include <algorithm>
 #include <array>
@@ -409,6 +410,9 @@ bool Tokenizer::add_bos_by_default() const {
 }
 
 Tokenizer Tokenizer::from_json_file(const std::filesystem::path& path) {
+  if (const std::string what = not_a_regular_file(path); !what.empty())
+    throw TokenizerError(path.string() + ": the tokenizer file is " + what +
+                         ", not a regular file");
   std::ifstream file(path, std::ios::binary);
   if (!file) throw TokenizerError(path.string() + ": cannot open the tokenizer file");
   std::ostringstream contents;

@@ -1,4 +1,5 @@
 // Training configs: parsing (every error located) and the checks against the opened models.
+#include <tessera/engine/input_file.hpp>
 #include <tessera/engine/toml_reader.hpp>
 #include <tessera/train/corpus.hpp>
 #include <tessera/train/train_config.hpp>
@@ -583,6 +584,9 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
 }
 
 TrainConfig load_train_config(const fs::path& path) {
+  if (const std::string what = not_a_regular_file(path); !what.empty())
+    throw ManifestError(path.string(), 1, 1,
+                        "the training config is " + what + ", not a regular file");
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     std::error_code ec;
