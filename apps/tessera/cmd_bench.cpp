@@ -351,7 +351,7 @@ Runner add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   add_kv_dtype_option(*cmd, a->kv_dtype);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
-      ->check(integer_in(0, 1024));
+      ->check(integer_in(0, ThreadPool::kMaxThreads));
   cmd->add_option("--prompt-len", a->prompt_len, "Prompt tokens to prefill")
       ->check(integer_in(1, 1 << 20));
   cmd->add_option("--gen", a->gen, "Tokens to decode one at a time")->check(integer_in(1, 1 << 20));

@@ -6,6 +6,7 @@
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/weights.hpp>
 #include <tessera/formats/safetensors.hpp>
+#include <tessera/tools/staging_folder.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@ struct InitRandomArgs {
   std::string manifest;
   std::string output;
   uint64_t seed = 0;
+  bool force = false;
   std::vector<std::string> plugin_paths;
 };
 
@@ -39,25 +41,28 @@ int run_init_random(const InitRandomArgs& args) {
                                          : builtin_shape(args.shape);
 
   const fs::path out(args.output);
-  if (fs::exists(out) && !fs::is_directory(out))
-    throw Error("--output '" + args.output + "' exists and is not a folder");
-  fs::create_directories(out);
+  // Everything goes into a staging folder that replaces the output only once complete: a
+  // failed write (disk full, a file-size limit) leaves no half-written model, and an existing
+  // non-empty folder is replaced only with --force.
+  StagingFolder staging(out, args.force);
 
   // The tensors and their laws are what the blocks declare: their plugins say.
   PluginRegistry registry;
   load_plugins(registry, args.plugin_paths, &manifest);
   const WeightPlan plan = plan_for(manifest, registry);
   const WeightStore weights = init_random_weights(plan, args.seed);
-  write_safetensors(out / "model.safetensors", weights,
+  write_safetensors(staging.path() / "model.safetensors", weights,
                     {{"format", "pt"}, {"tessera.seed", std::to_string(args.seed)}});
   manifest.weights.format = "safetensors";
   manifest.weights.path = "model.safetensors";
   manifest.weights.seed = 0;
   {
-    std::ofstream f(out / "manifest.toml");
+    std::ofstream f(staging.path() / "manifest.toml");
     f << to_toml(manifest);
+    f.flush();
     if (!f) throw Error("cannot write " + (out / "manifest.toml").string());
   }
+  staging.commit();
   int64_t parameters = 0;
   for (const auto& [name, t] : weights.all()) parameters += t.numel();
   std::cout << "wrote " << (out / "manifest.toml").string() << " and model.safetensors ("
@@ -75,6 +80,7 @@ Runner add_init_random_command(CLI::App& app) {
   cmd->add_option("--manifest", a->manifest, "Or a manifest giving a (heterogeneous) layout");
   cmd->add_option("-o,--output", a->output, "Folder to write")->required();
   cmd->add_option("--seed", a->seed, "Seed: same seed, same bytes")->check(unsigned_integer());
+  cmd->add_flag("-f,--force", a->force, "Replace an existing non-empty output folder");
   cmd->add_option("--plugin-path", a->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
   return [a] { return run_init_random(*a); };

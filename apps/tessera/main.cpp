@@ -2,12 +2,16 @@
 // non-zero with a one-line error on stderr.
 #include <tessera/engine/log.hpp>
 
+#include <csignal>
 #include <iostream>
 
 #include "commands.hpp"
 #include "numeric_flags.hpp"
 
 int main(int argc, char** argv) {
+  // Over a file-size limit a write then fails (EFBIG) instead of the signal killing the
+  // process: the error is reported and staged output removed, as for a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"Tessera: assemble language models from plugins and run them"};
   app.require_subcommand(1);
   bool verbose = false;

@@ -3,6 +3,7 @@
 
 #include <tessera/dtype.hpp>
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/thread_pool.hpp>
 
 #include <string>
 #include <utility>
@@ -32,7 +33,7 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--seed", o.seed, "Sampling seed: same seed, same tokens")
       ->check(integer_in(0, INT64_MAX));
   cmd.add_option("--threads", o.threads, "CPU threads (0 = every core)")
-      ->check(integer_in(0, 1024));
+      ->check(integer_in(0, ThreadPool::kMaxThreads));
   cmd.add_option("--device", o.device, "cpu or cuda (overrides the manifest)");
   add_kv_dtype_option(cmd, o.kv_dtype);
   cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins")

@@ -224,6 +224,20 @@ init_random_deterministic)
   cmp -s "$work/g1" "$work/g2" || fail "folder and manifest differ"
   "$TESSERA" init-random --shape smollm2-135m --seed 1 -o "$work/s" >"$work/out" || fail "smollm2 shape"
   expect_in "parameters" "$work/out"
+  # An existing model is replaced only with --force, and a failed write leaves it as it was.
+  if "$TESSERA" init-random --manifest "$hetero" --seed 8 -o "$work/a" 2>"$work/err"; then
+    fail "init-random overwrote a model without --force"
+  fi
+  expect_in "exists and is not empty; choose another or allow overwriting (--force)" "$work/err"
+  cmp -s "$work/a/model.safetensors" "$work/b/model.safetensors" || fail "the refused run changed a"
+  if (ulimit -f 64 && "$TESSERA" init-random --manifest "$hetero" --seed 8 -o "$work/a" --force \
+    2>"$work/err"); then fail "init-random wrote past the file-size limit"; fi
+  expect_in "File too large" "$work/err"
+  cmp -s "$work/a/model.safetensors" "$work/b/model.safetensors" || fail "the failed run changed a"
+  ls -d "$work"/a.* 2>/dev/null && fail "a staging folder was left behind"
+  "$TESSERA" init-random --manifest "$hetero" --seed 8 -o "$work/a" --force >/dev/null ||
+    fail "init-random --force"
+  cmp -s "$work/a/model.safetensors" "$work/c/model.safetensors" || fail "--force did not replace a"
   ;;
 sampling_reproducible)
   args=(generate "$hetero" --tokens 1,2,3 -n 16 -q --decoder sampling --temperature 1.5 --top-k 50 --top-p 0.95)

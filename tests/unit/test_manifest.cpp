@@ -581,7 +581,10 @@ TEST(Manifest, ValueChecks) {
                {"'device' in [runtime] is \"tpu\"; expected one of \"cpu\", \"cuda\""});
   expect_error(valid + "[runtime]\ndtype = \"f64\"\n", 12, 9,
                {"expected one of \"f32\", \"f16\", \"bf16\""});
-  expect_error(valid + "[runtime]\nthreads = -1\n", 12, 11, {"is -1; expected an integer >= 0"});
+  expect_error(valid + "[runtime]\nthreads = -1\n", 12, 11,
+               {"is -1; expected an integer in [0, 1024]"});
+  expect_error(valid + "[runtime]\nthreads = 100000\n", 12, 11,
+               {"'threads' in [runtime] is 100000; expected an integer in [0, 1024]"});
   expect_error(valid + "[runtime]\nkv_dtype = \"f8\"\n", 12, 12,
                {"'kv_dtype' in [runtime] is \"f8\"; expected one of \"f32\", \"f16\", \"bf16\""});
   expect_error(valid + "[runtime.decoder]\ntemperature = 1.0\n", 11, 1,

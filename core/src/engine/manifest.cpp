@@ -20,6 +20,7 @@
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/input_file.hpp>
 #include <tessera/engine/manifest.hpp>
+#include <tessera/engine/thread_pool.hpp>
 #include <tessera/engine/toml_reader.hpp>
 #include <utility>
 
@@ -470,7 +471,7 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
           get_choice(r, *t, "kv_dtype", where, {"f32", "f16", "bf16"})) {
     rt.kv_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
   }
-  rt.threads = get_int32(r, *t, "threads", where, 0).value_or(0);
+  rt.threads = get_int32(r, *t, "threads", where, 0, ThreadPool::kMaxThreads).value_or(0);
   if (const toml::node* node = t->get("plugin_paths")) {
     const toml::array* list = node->as_array();
     if (list == nullptr) {

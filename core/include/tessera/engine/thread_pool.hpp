@@ -28,6 +28,8 @@ class ThreadPool {
   // How long an idle worker spins before it sleeps.
   static constexpr int64_t kSpinMicroseconds = 50;
 
+  // The most threads a manifest or a flag may ask for.
+  static constexpr int kMaxThreads = 1024;
   // n_threads <= 0 means one per hardware thread. The calling thread counts as one.
   explicit ThreadPool(int n_threads = 0);
   ~ThreadPool();
