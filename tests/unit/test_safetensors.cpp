@@ -169,6 +169,21 @@ TEST_F(SafetensorsTest, OffsetsBeyondData) {
                {"tensor 'w'", "begin after end"});
 }
 
+TEST_F(SafetensorsTest, TensorsSharingBytesAreRefused) {
+  // x's range starts inside w's; empty tensors and ranges that only touch are fine.
+  const std::string overlap = R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, )"
+                              R"("x": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})";
+  expect_error(write_raw("overlap.safetensors", overlap, std::string(12, '\0')),
+               {"tensors 'w' (data_offsets [0, 8]) and 'x' ([4, 12]) share bytes"});
+  const std::string touching = R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, )"
+                               R"("x": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}, )"
+                               R"("e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}})";
+  EXPECT_EQ(read_safetensors(write_raw("touching.safetensors", touching, std::string(16, '\0')))
+                .all()
+                .size(),
+            3u);
+}
+
 TEST_F(SafetensorsTest, SizeDoesNotMatchShape) {
   const std::string header = R"({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 20]}})";
   expect_error(write_raw("size.safetensors", header, std::string(24, '\0')),

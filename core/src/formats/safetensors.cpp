@@ -111,6 +111,9 @@ WeightStore parse_safetensors(unsigned char* bytes, uint64_t file_size, const st
 
   WeightStore store;
   store.source = file;
+  // Each tensor's byte range, to refuse two tensors sharing bytes (which no writer produces,
+  // and which would tie one tensor's updates to another's).
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object()) {
@@ -191,6 +194,7 @@ WeightStore parse_safetensors(unsigned char* bytes, uint64_t file_size, const st
                  (too_big ? std::string("more than 2^64") : std::to_string(n_bytes)));
     }
 
+    if (end > begin) ranges.emplace_back(begin, end, name);
     unsigned char* tensor_data = data + begin;
     if (mapping == nullptr || reinterpret_cast<uintptr_t>(tensor_data) % dtype_size(dtype) != 0) {
       // Bytes we may not keep, or misaligned for their type (a header length that is not a
@@ -201,6 +205,15 @@ WeightStore parse_safetensors(unsigned char* bytes, uint64_t file_size, const st
     } else {
       store.add(name, Tensor::borrow(tensor_data, shape, dtype, mapping));
     }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const auto& [b0, e0, n0] = ranges[i - 1];
+    const auto& [b1, e1, n1] = ranges[i];
+    if (b1 < e0)
+      throw fail("tensors '" + n0 + "' (data_offsets [" + std::to_string(b0) + ", " +
+                 std::to_string(e0) + "]) and '" + n1 + "' ([" + std::to_string(b1) + ", " +
+                 std::to_string(e1) + "]) share bytes; expected each tensor its own range");
   }
   return store;
 }
