@@ -402,6 +402,32 @@ TOML
     [ $? -ne 124 ] || fail "'$args' hung on a FIFO"
     expect_in "a FIFO (named pipe), not a regular file" "$work/err"
   done
+  # A model bigger than the machine is refused before anything is allocated (a 70B layer
+  # shape, 4000 of them: about 12 TiB of f32).
+  cat >"$work/huge.toml" <<'TOML'
+[model]
+hidden_size = 8192
+num_layers = 4000
+num_heads = 64
+num_kv_heads = 8
+intermediate_size = 28672
+vocab_size = 128256
+[weights]
+format = "random"
+[[layers]]
+range = "0-3999"
+TOML
+  for args in "init-random --manifest $work/huge.toml -o $work/huge" \
+    "generate $work/huge.toml --tokens 1"; do
+    # shellcheck disable=SC2086
+    if timeout 60 "$TESSERA" $args >"$work/out" 2>"$work/err"; then fail "'$args' succeeded"; fi
+    expect_in "huge.toml: the random weights (3424718954496 parameters in f32, from [model]" \
+      "$work/err"
+    expect_in "needs 12.46 TiB; " "$work/err"
+  done
+  [ -e "$work/huge" ] && fail "init-random left an output behind"
+  sed 's/^num_layers = 4000/num_layers = 1000000000/' "$work/huge.toml" >"$work/layers.toml"
+  check_error "'num_layers' in [model] is 1000000000; expected at most 1048576" info "$work/layers.toml"
   # Sampling settings take the sampling decoder, unless greedy was asked for.
   check_error "--seed set how to sample, and --decoder greedy does not sample; use --decoder sampling" \
     generate "$hetero" --tokens 1 --seed 3 --decoder greedy

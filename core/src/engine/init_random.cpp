@@ -3,6 +3,7 @@
 #include <cmath>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/init_random.hpp>
+#include <tessera/engine/memory_check.hpp>
 #include <tessera/engine/rng.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <thread>
@@ -36,6 +37,20 @@ void fill_normal(Rng rng, float* out, int64_t n, float scale, float offset) {
 
 WeightStore init_random_weights(const WeightPlan& plan, uint64_t seed) {
   const std::vector<PlannedTensor>& planned = plan.tensors;
+  uint64_t parameters = 0;
+  for (const PlannedTensor& t : planned) {
+    uint64_t n = 1;
+    for (const int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    parameters += n;
+  }
+  const ModelSpec& m = plan.manifest.model;
+  require_memory(parameters * sizeof(float),
+                 manifest_display_name(plan.manifest) + ": the random weights (" +
+                     std::to_string(parameters) + " parameters in f32, from [model] hidden_size " +
+                     std::to_string(m.hidden_size) + ", num_layers " +
+                     std::to_string(m.num_layers) + ", intermediate_size " +
+                     std::to_string(m.intermediate_size) + ", vocab_size " +
+                     std::to_string(m.vocab_size) + " and the layers' blocks)");
   WeightStore store;
   std::vector<Tensor> tensors;
   tensors.reserve(planned.size());

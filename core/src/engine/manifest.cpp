@@ -111,6 +111,10 @@ ModelSpec parse_model(const Reader& r, const toml::table& root) {
   m.name = get_string(r, *t, "name", where).value_or("");
   m.hidden_size = required("hidden_size");
   m.num_layers = required("num_layers");
+  if (m.num_layers > kMaxLayers)
+    r.fail(t->get("num_layers")->source(), "'num_layers' in [model] is " +
+                                               std::to_string(m.num_layers) +
+                                               "; expected at most " + std::to_string(kMaxLayers));
   m.num_heads = required("num_heads");
   m.vocab_size = required("vocab_size");
 

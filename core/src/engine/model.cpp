@@ -3,6 +3,7 @@
 #include <tessera/cpu/matmul.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/init_random.hpp>
+#include <tessera/engine/memory_check.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/parallel.hpp>
 #include <tessera/engine/weight_plan.hpp>
@@ -354,6 +355,15 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
     im.ffn.push_back(im.build(*this, layer, TS_KIND_FFN, ls.ffn));
     im.kv_shapes.push_back(im.attention.back().kv);
   }
+  uint64_t kv_per_token = 0;
+  for (const KvLayerShape& k : im.kv_shapes)
+    kv_per_token += 2 * static_cast<uint64_t>(k.kv_heads) * static_cast<uint64_t>(k.head_dim) *
+                    dtype_size(k.dtype);
+  require_memory(kv_per_token * static_cast<uint64_t>(capacity) *
+                     static_cast<uint64_t>(std::max(options_.slots, 1)),
+                 name + ": the KV cache (" + std::to_string(options_.slots) + " sequences x " +
+                     std::to_string(capacity) + " tokens x " + byte_text(kv_per_token) +
+                     " per token)");
   kv_ = KvCache(im.kv_shapes, options_.slots, capacity);
 }
 

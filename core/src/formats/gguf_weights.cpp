@@ -1,6 +1,7 @@
 // GGUF tensors -> weights under the names the blocks declare (Hugging Face Llama names for
 // the built-in kinds), through the name map of gguf_names.hpp.
 #include <tessera/engine/error.hpp>
+#include <tessera/engine/memory_check.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/gguf_model.hpp>
@@ -185,6 +186,12 @@ WeightStore gguf_weights(const GgufFile& file, const Manifest& layout) {
                        " model Tessera reads from this file; refusing rather than ignoring it");
     }
   }
+
+  uint64_t out_bytes = 0;
+  for (const auto& load : loads)
+    out_bytes += static_cast<uint64_t>(load.info->numel) * dtype_size(stored_dtype(*load.info));
+  require_memory(out_bytes, where + ": its " + std::to_string(loads.size()) +
+                                " tensors, dequantised for the CPU blocks");
 
   // Dequantising is the slow part: one tensor per thread, largest first.
   std::vector<Tensor> tensors(loads.size());

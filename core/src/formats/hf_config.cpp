@@ -547,8 +547,8 @@ HfConfig parse_hf_config(std::string_view json_text, const std::string& source_n
 
   ModelSpec& m = out.manifest.model;
   m.hidden_size = static_cast<int32_t>(r.required_integer(root, "hidden_size", "hidden_size", 1));
-  m.num_layers =
-      static_cast<int32_t>(r.required_integer(root, "num_hidden_layers", "num_hidden_layers", 1));
+  m.num_layers = static_cast<int32_t>(
+      r.required_integer(root, "num_hidden_layers", "num_hidden_layers", 1, kMaxLayers));
   m.num_heads = static_cast<int32_t>(
       r.required_integer(root, "num_attention_heads", "num_attention_heads", 1));
   m.vocab_size = static_cast<int32_t>(r.required_integer(root, "vocab_size", "vocab_size", 1));

@@ -1,4 +1,5 @@
 #include <tessera/cpu/simd.hpp>
+#include <tessera/engine/memory_check.hpp>
 #include <tessera/tools/bandwidth_probe.hpp>
 
 #include <algorithm>
@@ -48,6 +49,7 @@ ReadBandwidth measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repetit
         "measure_read_bandwidth: needs at least 64 bytes and one "
         "repetition, got " +
         std::to_string(bytes) + " bytes and " + std::to_string(repetitions) + " repetitions");
+  require_memory(bytes, "the bandwidth probe's buffer");
   using Clock = std::chrono::steady_clock;
   // One part per thread, whole 64-float blocks each.
   const int parts = pool.size();

@@ -39,6 +39,10 @@ struct BlockSpec {
   SourceLocation where;
 };
 
+// The most layers a model may declare: the layer table is built before any weight is read,
+// so a mistyped count must not allocate it (real models have a few hundred at most).
+inline constexpr int32_t kMaxLayers = 1 << 20;
+
 struct ModelSpec {
   std::string name;
   int32_t hidden_size = 0;
