@@ -1,5 +1,8 @@
 // ThreadPool: coverage, grain, exceptions, nesting, concurrent callers, ts_host.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <fstream>
+#include <tessera/engine/error.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -173,6 +176,36 @@ struct HostArgs {
 void host_range(void* arg, int64_t begin, int64_t end) {
   auto* args = static_cast<HostArgs*>(arg);
   for (int64_t i = begin; i < end; ++i) (*args->hits)[static_cast<size_t>(i)].fetch_add(1);
+}
+
+// Under an address-space limit just above what is mapped there is room for a few thread
+// stacks, not for a thousand: the pool must throw, having joined what it started. Exits 0
+// when it did, with the facts in the message.
+[[noreturn]] void create_a_pool_past_the_limit() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  uint64_t vm_kib = 0;
+  while (std::getline(status, line))
+    if (line.rfind("VmSize:", 0) == 0) vm_kib = std::stoull(line.substr(7));
+  const rlimit limit{(vm_kib << 10) + (uint64_t{64} << 20), RLIM_INFINITY};
+  if (vm_kib == 0 || setrlimit(RLIMIT_AS, &limit) != 0) std::_Exit(3);
+  try {
+    ThreadPool pool(1000);
+    std::_Exit(4);  // granted after all: nothing was tested
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    const bool good =
+        m.find(" of 1000 threads started, then the system refused another") != std::string::npos &&
+        m.find("ask for fewer threads") != std::string::npos;
+    std::_Exit(good ? 0 : 5);
+  }
+}
+
+TEST(ThreadPoolTest, RefusedThreadsAreAnErrorNotAHang) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer maps its own shadow memory: an address-space limit stops it";
+#endif
+  EXPECT_EXIT(create_a_pool_past_the_limit(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(ThreadPoolTest, HostRoutesParallelForAndLog) {

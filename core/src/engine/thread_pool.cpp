@@ -2,6 +2,7 @@
 #include <chrono>
 #include <exception>
 #include <string>
+#include <tessera/engine/error.hpp>
 #include <tessera/engine/log.hpp>
 #include <tessera/engine/thread_pool.hpp>
 
@@ -78,16 +79,31 @@ ThreadPool::ThreadPool(int n_threads) {
   host_.log = &host_log;
   host_.device_context = nullptr;
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  try {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  } catch (const std::exception& e) {
+    // The destructor will not run: stop and join the workers started so far here, or their
+    // std::thread objects would end the process (or wait forever) as the members unwind.
+    const size_t started = workers_.size() + 1;
+    shut_down();
+    throw Error("thread pool: " + std::to_string(started) + " of " + std::to_string(n_threads_) +
+                " threads started, then the system refused another (" + e.what() +
+                "); ask for fewer threads (--threads, or [runtime] threads)");
+  }
 }
 
 ThreadPool::~ThreadPool() {
+  shut_down();
+}
+
+void ThreadPool::shut_down() {
   stop_.store(true);
   {
     std::lock_guard<std::mutex> lock(sleep_mutex_);
     wake_.notify_all();
   }
   for (std::thread& t : workers_) t.join();
+  workers_.clear();
 }
 
 void ThreadPool::run_chunks() {

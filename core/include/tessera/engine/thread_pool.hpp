@@ -30,7 +30,8 @@ class ThreadPool {
 
   // The most threads a manifest or a flag may ask for.
   static constexpr int kMaxThreads = 1024;
-  // n_threads <= 0 means one per hardware thread. The calling thread counts as one.
+  // n_threads <= 0 means one per hardware thread. The calling thread counts as one. When the
+  // system refuses a thread, the ones started are stopped and an Error says how many ran.
   explicit ThreadPool(int n_threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -52,6 +53,8 @@ class ThreadPool {
 
  private:
   void worker_loop();
+  // Stops the workers and joins them (the destructor, and a constructor that fails midway).
+  void shut_down();
   // Claims and runs chunks of the current job until none is left.
   void run_chunks();
   bool wait_for_work_spinning() const;
