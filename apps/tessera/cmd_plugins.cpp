@@ -19,6 +19,8 @@ Runner add_plugins_command(CLI::App& app) {
     PluginRegistry registry;
     load_plugins(registry, *paths);
     if (registry.plugins().empty()) {
+      for (const PluginRegistry::SkippedLibrary& bad : registry.skipped())
+        std::cerr << "tessera: warning: skipped " << bad.path.string() << ": " << bad.error << "\n";
       std::cout << "no plugins found; searched:\n";
       for (const auto& p : registry.search_paths()) std::cout << "  " << p.string() << "\n";
       return 1;
@@ -32,6 +34,8 @@ Runner add_plugins_command(CLI::App& app) {
                   << device_name(p->device) << "  score " << score << "\n";
       }
     }
+    for (const PluginRegistry::SkippedLibrary& bad : registry.skipped())
+      std::cerr << "tessera: warning: skipped " << bad.path.string() << ": " << bad.error << "\n";
     return 0;
   };
 }

@@ -14,7 +14,9 @@ void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_
   for (const auto& p : cli_paths) registry.add_search_path(p);
   if (manifest != nullptr)
     for (const auto& p : manifest->runtime.plugin_paths) registry.add_search_path(p);
-  registry.load_all();
+  // A broken library on the path does not stop the others: it is reported by `plugins` and
+  // in the error of a lookup it might have served.
+  registry.load_all(/*skip_broken=*/true);
 }
 
 WeightPlan plan_for(const Manifest& manifest, const PluginRegistry& registry) {

@@ -402,6 +402,20 @@ TOML
     [ $? -ne 124 ] || fail "'$args' hung on a FIFO"
     expect_in "a FIFO (named pipe), not a regular file" "$work/err"
   done
+  # A truncated library on the plugin path is skipped with a warning; the others still serve.
+  mkdir "$work/broken-plugins"
+  head -c 20000 "$PLUGIN_DIR/libtessera-ffn-cpu.so" >"$work/broken-plugins/libtessera-cut.so"
+  timeout 20 "$TESSERA" plugins --plugin-path "$work/broken-plugins" >"$work/out" 2>"$work/err" ||
+    fail "plugins failed because of one broken library"
+  expect_in "tessera-ffn-cpu" "$work/out"
+  expect_in "warning: skipped $work/broken-plugins/libtessera-cut.so" "$work/err"
+  expect_in "it is truncated: segment" "$work/err"
+  timeout 20 "$TESSERA" generate "$hetero" --tokens 1 -n 2 -q --plugin-path "$work/broken-plugins" \
+    >"$work/out" || fail "generate failed because of one broken library"
+  sed 's/^ffn = { kind = "linear" }/ffn = { kind = "nosuch" }/' "$hetero" >"$work/nosuch.toml"
+  grep -q 'kind = "nosuch"' "$work/nosuch.toml" || fail "the nosuch manifest"
+  check_error "skipped (it failed to load): cannot load plugin '$work/broken-plugins/libtessera-cut.so'" \
+    generate "$work/nosuch.toml" --tokens 1 --plugin-path "$work/broken-plugins"
   # A model bigger than the machine is refused before anything is allocated (a 70B layer
   # shape, 4000 of them: about 12 TiB of f32).
   cat >"$work/huge.toml" <<'TOML'

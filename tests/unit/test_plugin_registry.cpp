@@ -195,6 +195,19 @@ TEST(PluginRegistry, FileThatIsNotASharedLibrary) {
   EXPECT_TRUE(contains(message, "dynamic loader refused it: ")) << message;
   EXPECT_TRUE(contains(message, "ELF") || contains(message, "too short")) << message;
 
+  // A real library cut short: refused before the loader maps it (touching its missing pages
+  // would be SIGBUS), with the segment and the sizes.
+  const fs::path real = fs::path(TESSERA_PLUGIN_DIR) / "libtessera-ffn-cpu.so";
+  std::ifstream whole(real, std::ios::binary);
+  std::string bytes(20000, '\0');
+  ASSERT_TRUE(whole.read(bytes.data(), static_cast<std::streamsize>(bytes.size())));
+  const fs::path cut = dir.path() / "libtessera-cut.so";
+  std::ofstream(cut, std::ios::binary) << bytes;
+  const std::string truncated = plugin_error([&] { registry.load(cut); });
+  expect_names_load_facts(truncated, cut);
+  EXPECT_TRUE(contains(truncated, "it is truncated: segment ")) << truncated;
+  EXPECT_TRUE(contains(truncated, "and the file has 20000")) << truncated;
+
   // A folder named like a plugin is not a library either.
   const fs::path folder = dir.path() / "libtessera-folder.so";
   fs::create_directories(folder);

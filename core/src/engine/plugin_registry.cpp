@@ -19,6 +19,8 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -175,6 +177,39 @@ std::string provider_string(const ts_provider& p) {
                         kEntrySymbol + "'; host ABI " + kHostAbi;
   if (!plugin_abi.empty()) message += "; plugin ABI " + plugin_abi;
   throw PluginError(message + "]");
+}
+
+// Why the ELF file at `path` cannot be handed to the dynamic loader, or empty when it can:
+// the loader maps each segment at its file offset, and touching a page past the end of a
+// truncated file kills the process with SIGBUS, so every segment must lie inside the file.
+std::string elf_problem(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (!in || ec) return "it cannot be read";
+  // What is not a 64-bit ELF file at all the loader refuses safely, in its own words.
+  Elf64_Ehdr header{};
+  if (!in.read(reinterpret_cast<char*>(&header), sizeof(header))) return {};
+  if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) return {};
+  if (header.e_ident[EI_CLASS] != ELFCLASS64) return {};
+  if (header.e_phentsize != sizeof(Elf64_Phdr))
+    return "its program headers are " + std::to_string(header.e_phentsize) +
+           " bytes each; expected " + std::to_string(sizeof(Elf64_Phdr));
+  const uint64_t table_end = header.e_phoff + uint64_t{header.e_phnum} * sizeof(Elf64_Phdr);
+  if (header.e_phoff > size || table_end > size)
+    return "it is truncated: its program headers end at byte " + std::to_string(table_end) +
+           " and the file has " + std::to_string(size);
+  in.seekg(static_cast<std::streamoff>(header.e_phoff));
+  for (int i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph{};
+    if (!in.read(reinterpret_cast<char*>(&ph), sizeof(ph))) return "it cannot be read";
+    if (ph.p_type != PT_LOAD && ph.p_type != PT_DYNAMIC) continue;
+    if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)
+      return "it is truncated: segment " + std::to_string(i) + " needs bytes up to " +
+             std::to_string(ph.p_offset + ph.p_filesz) + " and the file has " +
+             std::to_string(size);
+  }
+  return {};
 }
 
 size_t min_vtable_size(int32_t kind) {
@@ -425,6 +460,7 @@ struct PluginRegistry::State {
   std::vector<fs::path> added_paths;
   std::vector<std::shared_ptr<PluginLibrary>> libraries;  // in load order
   std::vector<PluginInfo> infos;                          // parallel to libraries
+  std::vector<SkippedLibrary> skipped;                    // load_all(true)'s failures
 };
 
 PluginRegistry::PluginRegistry() : state_(std::make_unique<State>()) {}
@@ -474,7 +510,8 @@ void PluginRegistry::load_all(bool skip_broken) {
         load(candidate);
       } catch (const PluginError& e) {
         if (!skip_broken) throw;
-        log(LogLevel::warning, std::string("skipping plugin: ") + e.what());
+        log(LogLevel::info, std::string("skipping plugin: ") + e.what());
+        state_->skipped.push_back({candidate, e.what()});
       }
     }
   }
@@ -505,6 +542,7 @@ const PluginInfo& PluginRegistry::load(const fs::path& library) {
   for (const auto& loaded : state_->libraries) {
     if (loaded->info().path == path) return loaded->info();
   }
+  if (const std::string problem = elf_problem(path); !problem.empty()) fail_load(path, problem);
 
   boost::dll::shared_library handle;
   handle.load(path, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local, ec);
@@ -547,6 +585,10 @@ const std::vector<PluginInfo>& PluginRegistry::plugins() const {
   return state_->infos;
 }
 
+const std::vector<PluginRegistry::SkippedLibrary>& PluginRegistry::skipped() const {
+  return state_->skipped;
+}
+
 ProviderRef PluginRegistry::find(ts_kind kind, const std::string& name, ts_device device,
                                  const std::string& plugin) const {
   return candidates(kind, name, device, plugin).front();
@@ -569,6 +611,8 @@ std::vector<ProviderRef> PluginRegistry::candidates(ts_kind kind, const std::str
       }
       out += "\n";
     }
+    for (const SkippedLibrary& bad : state_->skipped)
+      out += "skipped (it failed to load): " + bad.error + "\n";
     return out + "paths searched:\n" + join_paths(search_paths());
   };
 

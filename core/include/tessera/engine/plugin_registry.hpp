@@ -48,8 +48,15 @@ class PluginRegistry {
   std::vector<std::filesystem::path> search_paths() const;
 
   // Loads every library named libtessera-*.so in the search paths. A library
-  // that fails to load is an error unless `skip_broken`, which logs and skips it.
+  // that fails to load is an error unless `skip_broken`, which records it in skipped()
+  // (and in the message of a failed find) and goes on with the rest.
   void load_all(bool skip_broken = false);
+
+  struct SkippedLibrary {
+    std::filesystem::path path;
+    std::string error;  // load()'s message
+  };
+  const std::vector<SkippedLibrary>& skipped() const;
 
   // Loads one library. Throws PluginError naming the file, the symbol and both
   // ABI versions for: missing file, not a plugin (no entry symbol), ABI major
