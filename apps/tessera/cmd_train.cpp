@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "corpus_data.hpp"
 #include "setup.hpp"
 #include "train_session.hpp"
 
@@ -33,13 +34,6 @@ struct TrainArgs {
   bool dry_run = false;
   std::vector<std::string> plugin_paths;
 };
-
-// 2812345 -> "2,812,345".
-std::string grouped(int64_t value) {
-  std::string digits = std::to_string(value < 0 ? -value : value);
-  for (size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, ",");
-  return (value < 0 ? "-" : "") + digits;
-}
 
 std::string number(double value) {
   std::ostringstream out;
@@ -149,24 +143,8 @@ int run_train(const TrainArgs& args) {
       check_train_config(config, model.manifest, tokenizer, weight_names(model, args.plugin_paths),
                          parent ? &parent->manifest : nullptr);
 
-  const CorpusOptions corpus_options{data.path, data.include};
-  const std::vector<CorpusFile> files = list_corpus(corpus_options);
-  TokenizeOptions tokenize;
-  if (data.cache) {
-    tokenize.cache_file =
-        data.cache_path.empty() ? default_token_cache(corpus_options, tokenizer) : data.cache_path;
-  }
-  TokenizeReport report;
-  const TokenizedCorpus corpus = tokenize_corpus(files, tokenizer, tokenize, &report);
-
-  PackingOptions packing;
-  packing.seq_len = data.seq_len;
-  packing.separator = separator;
-  packing.held_out_fraction = data.held_out_fraction;
-  packing.held_out_documents = data.held_out_documents;
-  packing.split_seed = data.split_seed;
-  const TokenDataset dataset(corpus, packing, model.manifest.model.max_seq_len,
-                             model.manifest.model.vocab_size);
+  const CorpusData corpus_data = load_corpus_data(data, tokenizer, separator, model.manifest.model);
+  const TokenDataset& dataset = *corpus_data.dataset;
 
   const int64_t sequences_per_step = static_cast<int64_t>(data.batch_size) * opt.grad_accumulation;
   const int64_t tokens_per_step = sequences_per_step * data.seq_len;
@@ -178,19 +156,7 @@ int run_train(const TrainArgs& args) {
       << to_string(config.run.objective) << ")\n";
   out << "model      " << model_text(model) << "\n";
   if (parent) out << "parent     " << model_text(*parent) << "\n";
-  out << "corpus     " << data.path.string() << ": " << corpus.documents() << " documents of "
-      << files.size() << " files, " << grouped(static_cast<int64_t>(corpus.text_bytes))
-      << " bytes, " << grouped(static_cast<int64_t>(corpus.tokens.size())) << " tokens\n";
-  out << "tokens     " << (report.from_cache ? "from the cache " : "tokenised in ");
-  if (report.from_cache) {
-    out << tokenize.cache_file.string() << "\n";
-  } else {
-    out << fixed(report.seconds, 1) << "s"
-        << (tokenize.cache_file.empty() ? " (no cache)"
-                                        : " (cache " + report.cache_note + "; written to " +
-                                              tokenize.cache_file.string() + ")")
-        << "\n";
-  }
+  out << corpus_text(data, corpus_data);
   out << "separator  " << tokenizer.token_text(separator) << " (id " << separator
       << ") after every document\n";
   out << "train      " << part_text(dataset.train()) << " of " << data.seq_len << " (+1) tokens\n";

@@ -21,5 +21,6 @@ Runner add_info_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
 Runner add_search_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
+Runner add_puzzle_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -47,9 +47,10 @@ void note_tokenizer(const LoadedModel& model, const std::string& why_not_written
             << "\n";
 }
 
-uint64_t write_manifest_folder(const fs::path& destination, const LoadedModel& model,
-                               const WeightStore& weights, std::optional<ts_dtype> dtype,
-                               bool overwrite) {
+uint64_t write_manifest_folder(
+    const fs::path& destination, const LoadedModel& model, const WeightStore& weights,
+    std::optional<ts_dtype> dtype, bool overwrite,
+    const std::vector<std::pair<std::string, std::string>>& extra_files) {
   WeightStore out;
   uint64_t bytes = 0;
   for (const auto& [name, tensor] : weights.all()) {
@@ -70,6 +71,12 @@ uint64_t write_manifest_folder(const fs::path& destination, const LoadedModel& m
     file << to_toml(manifest);
     file.flush();
     if (!file) throw Error("cannot write " + (staging.path() / "manifest.toml").string());
+  }
+  for (const auto& [name, contents] : extra_files) {
+    std::ofstream file(staging.path() / name, std::ios::binary);
+    file << contents;
+    file.flush();
+    if (!file) throw Error("cannot write " + (staging.path() / name).string());
   }
   std::string why_not_written;
   write_tokenizer_files(staging.path(), tokenizer_files(model), &why_not_written);

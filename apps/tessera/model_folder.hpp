@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace tessera::cli {
 
@@ -22,10 +25,12 @@ void note_tokenizer(const LoadedModel& model, const std::string& why_not_written
 
 // Writes `weights` (converted to `dtype` when given) with `model`'s manifest and tokenizer
 // into `destination` through a staging folder: a failure leaves nothing that looks like a
-// model. An existing non-empty destination is replaced only with `overwrite`. Returns the
-// bytes of tensors written.
-uint64_t write_manifest_folder(const std::filesystem::path& destination, const LoadedModel& model,
-                               const WeightStore& weights, std::optional<ts_dtype> dtype,
-                               bool overwrite);
+// model. An existing non-empty destination is replaced only with `overwrite`. `extra_files`
+// (name, contents) are written into the folder too, before it appears. Returns the bytes of
+// tensors written.
+uint64_t write_manifest_folder(
+    const std::filesystem::path& destination, const LoadedModel& model, const WeightStore& weights,
+    std::optional<ts_dtype> dtype, bool overwrite,
+    const std::vector<std::pair<std::string, std::string>>& extra_files = {});
 
 }  // namespace tessera::cli

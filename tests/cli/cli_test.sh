@@ -736,6 +736,77 @@ hf_convert_errors)
   printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 32}' >"$work/bad-hf/config.json"
   check_error "neither model.safetensors nor model.safetensors.index.json" info "$work/bad-hf"
   ;;
+puzzle_library)
+  # tessera puzzle library on the tiny GGUF model and generated text: the variants of every
+  # layer, library.json, a library folder that runs as the parent, the skip when built, and
+  # located errors.
+  export TESSERA_CACHE="$work/cache"
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/llama.gguf"
+  mkdir -p "$work/corpus"
+  for i in $(seq 1 12); do
+    for j in $(seq 1 12); do
+      echo "Document $i, line $j: the quick brown fox jumps over the lazy dog $((i * j)) times."
+    done >"$work/corpus/doc$i.txt"
+  done
+  cat >"$work/puzzle.toml" <<TOML
+[puzzle]
+parent = "llama.gguf"
+output = "p"
+
+[data]
+path = "corpus"
+seq_len = 64
+batch_size = 4
+held_out_documents = 2
+
+[library]
+ffn_fractions = [1, 0.5, 0.25]
+ffn_width_multiple = 8
+calibration_tokens = 1024
+TOML
+  "$TESSERA" puzzle library "$work/puzzle.toml" >"$work/out" 2>"$work/err" ||
+    { cat "$work/out" "$work/err"; fail "puzzle library exited non-zero"; }
+  cat "$work/out"
+  expect_in "calibrate  1,024 tokens (4 batches of up to 4 x 64) from the start of the train part" "$work/out"
+  expect_in "calibrating 1,024/1,024 tokens" "$work/out"
+  expect_in "least-squares" "$work/out"
+  expect_in "mean-pooled" "$work/out"
+  expect_in "library    $work/p/library (" "$work/out"
+  for f in manifest.toml model.safetensors library.json tokenizer.json; do
+    [ -s "$work/p/library/$f" ] || fail "the library has no $f"
+  done
+  grep -q '"format": "tessera.puzzle.library"' "$work/p/library/library.json" || fail "library.json format"
+  grep -q '"init": "pruned"' "$work/p/library/library.json" || fail "no pruned variant in library.json"
+  grep -q 'variants.ffn.linear.linear_mlp.weight' <("$TESSERA" info "$work/p/library" --tensors 2>&1) ||
+    grep -q 'variants.ffn.linear.linear_mlp.weight' "$work/p/library/model.safetensors" ||
+    fail "the library holds no linear FFN variant"
+  # The library folder runs as the parent: the same greedy tokens.
+  "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 -n 6 >"$work/gen-parent" 2>/dev/null || fail "generate on the parent"
+  "$TESSERA" generate "$work/p/library" --tokens 1,2,3 -n 6 >"$work/gen-library" 2>"$work/gen-err" ||
+    { cat "$work/gen-err"; fail "generate on the library folder"; }
+  [ -s "$work/gen-parent" ] || fail "the parent generated nothing"
+  diff "$work/gen-parent" "$work/gen-library" || fail "the library folder does not generate as the parent"
+  # Built already: skipped; --force builds again.
+  "$TESSERA" puzzle library "$work/puzzle.toml" >"$work/out2" 2>&1 || fail "second run"
+  expect_in "is already built (library.json); --force builds it again" "$work/out2"
+  "$TESSERA" puzzle library "$work/puzzle.toml" --force >"$work/out3" 2>&1 || { cat "$work/out3"; fail "--force"; }
+  expect_in "calibrating 1,024/1,024 tokens" "$work/out3"
+  check_error() {  # expected-substring, config file
+    local want=$1; shift
+    if "$TESSERA" puzzle library "$@" >"$work/eout" 2>"$work/err" </dev/null; then fail "'puzzle library $*' succeeded"; fi
+    [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err"; fail "'puzzle library $*': error is not one line"; }
+    expect_in "tessera: error:" "$work/err"
+    expect_in "$want" "$work/err"
+  }
+  check_error "$work/absent.toml:1:1: puzzle config does not exist" "$work/absent.toml"
+  sed 's/^ffn_width_multiple = 8/ffn_width_multiple = 8\nkv_heads = [0]/' "$work/puzzle.toml" >"$work/bad.toml"
+  check_error "$work/bad.toml:14:13: 'kv_heads' in [library] holds 0; expected KV-head counts >= 1" "$work/bad.toml"
+  sed 's/^parent = "llama.gguf"/parent = "absent.gguf"/; s/^output = "p"/output = "q"/' "$work/puzzle.toml" >"$work/bad2.toml"
+  check_error "$work/bad2.toml: [puzzle] parent: cannot open $work/absent.gguf" "$work/bad2.toml"
+  sed 's/^output = "p"/output = "q"/; s/^kv_heads.*//; s/^ffn_width_multiple = 8/ffn_width_multiple = 8\nkv_heads = [3]/' "$work/puzzle.toml" >"$work/bad3.toml"
+  check_error "kv_heads 3 does not divide layer 0's" "$work/bad3.toml"
+  [ -e "$work/q/library/library.json" ] && fail "a refused library was written"
+  ;;
 train_dry_run | train_errors | train_runs | train_distill)
   # tessera train on the tiny GGUF model (a tokenizer, max_seq_len 256) and generated text;
   # the token cache goes to the test's own folder.

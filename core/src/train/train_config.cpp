@@ -38,7 +38,8 @@ std::string number_text(double value) {
   return out.str();
 }
 
-// A path of the config: "~/..." from $HOME, a relative one from the config's folder.
+}  // namespace
+
 fs::path config_path(const fs::path& base_dir, const std::string& text) {
   if (text == "~" || text.rfind("~/", 0) == 0) {
     const char* home = std::getenv("HOME");
@@ -47,6 +48,8 @@ fs::path config_path(const fs::path& base_dir, const std::string& text) {
   }
   return resolve(base_dir, text);
 }
+
+namespace {
 
 class ConfigReader {
  public:
@@ -580,6 +583,19 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
   parse_data(c, root, config, base_dir);
   parse_optimizer(c, root, config);
   parse_extras(c, root, config);
+  return config;
+}
+
+TrainConfig parse_data_table(std::string_view text, const std::string& source_name,
+                             const fs::path& base_dir) {
+  const toml::table root = toml_fields::parse_document(text, source_name);
+  const Reader r(source_name);
+  TrainConfig config;
+  config.source = source_name;
+  config.text = std::string(text);
+  ConfigReader c(r, config);
+  if (const toml::table* t = root["data"].as_table()) c.note_table("data", *t);
+  parse_data(c, root, config, base_dir);
   return config;
 }
 

@@ -119,6 +119,15 @@ TrainConfig load_train_config(const std::filesystem::path& path);
 TrainConfig parse_train_config(std::string_view text, const std::string& source_name,
                                const std::filesystem::path& base_dir);
 
+// The [data] table of another document, read with a training config's keys and rules (the puzzle
+// pipeline's configs share it): the result's data, source and locations are filled; the
+// document's other tables are not read. Throws ManifestError as parse_train_config does.
+TrainConfig parse_data_table(std::string_view text, const std::string& source_name,
+                             const std::filesystem::path& base_dir);
+
+// A path written in a config: "~/..." from $HOME, a relative one from base_dir.
+std::filesystem::path config_path(const std::filesystem::path& base_dir, const std::string& text);
+
 // What the config asks of the models, checked once they are open; errors are ManifestErrors at
 // the config's key: seq_len above the model's max_seq_len, a separator the tokenizer lacks, a
 // [[blocks]] entry beyond the model's layers or disagreeing with its blocks, a freeze pattern
