@@ -22,6 +22,13 @@ if(_tessera_sdk_cpu_headers)
   install(FILES ${_tessera_sdk_cpu_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tessera/cpu
     COMPONENT sdk)
 endif()
+# The search documents' helpers (they need nlohmann-json's headers to compile).
+file(GLOB _tessera_sdk_search_headers CONFIGURE_DEPENDS
+  ${PROJECT_SOURCE_DIR}/sdk/include/tessera/search/*.hpp)
+if(_tessera_sdk_search_headers)
+  install(FILES ${_tessera_sdk_search_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tessera/search
+    COMPONENT sdk)
+endif()
 # Host-side helpers for CUDA plugins (they need the CUDA toolkit's headers to compile).
 file(GLOB _tessera_sdk_cuda_headers CONFIGURE_DEPENDS
   ${PROJECT_SOURCE_DIR}/sdk/include/tessera/cuda/*.hpp)

@@ -1,5 +1,6 @@
 // "puzzle.block_selection": pick one attention and one FFN variant per layer, minimising
-// the summed score under optional memory and latency budgets. See docs/search.md.
+// the summed score under budgets on any named costs and an optional diversity constraint.
+// See docs/search.md.
 #pragma once
 
 #include <cstdint>
@@ -7,10 +8,8 @@
 
 namespace tessera::search {
 
-inline constexpr const char* kBlockSelection = "puzzle.block_selection";
-
 // Solves the problem exactly (branch and bound with Lagrangian bounds). Returns the solution
-// document; an infeasible budget gives {"status": "infeasible", "reason": ...}. Throws
+// document; an infeasible problem gives {"status": "infeasible", "reason": ...}. Throws
 // std::invalid_argument naming the JSON path of a malformed field, and std::runtime_error
 // when the search visits more than max_nodes nodes without proving optimality.
 nlohmann::json solve_block_selection(const nlohmann::json& problem, int64_t max_nodes);
