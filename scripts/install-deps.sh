@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip
   libboost-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libbenchmark-dev clang-format clang-tidy
+  coinor-libcbc-dev
 )
 
 missing=()
