@@ -1,10 +1,13 @@
 // The search suite: a search provider, through the host's wrapper (Search), on small random
 // "puzzle.block_selection" problems (docs/search.md) against brute force: 2 to 4 layers of 2
 // to 4 attention and FFN variants, random scores and costs, budgets between the cheapest
-// choice and the unconstrained optimum's cost, so that they bind. The solution must be
-// optimal (its objective within 1e-9 of the brute force's), feasible and self-consistent.
-// Budgets nothing fits must be reported as "infeasible" with a reason, and malformed
-// documents refused with an error. A provider that does not solve block_selection gets the
+// choice and the unconstrained optimum's cost, so that they bind; then problems with named
+// costs under "costs" and a diversity constraint. A solution that says "optimal" must be
+// optimal (its objective within 1e-9 of the brute force's); one that says "feasible" (a
+// heuristic's) must fit and may be worse; every solution must be self-consistent. Problems
+// nothing fits must be reported as "infeasible" with a reason; a heuristic may also answer
+// "infeasible" where something fits, but only with "proven": false. Malformed documents
+// must be refused with an error. A provider that does not solve block_selection gets the
 // document checks only.
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/params.hpp>
@@ -12,6 +15,7 @@
 #include <tessera/engine/search.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -166,12 +170,30 @@ json parse_solution(const std::string& text) {
   }
 }
 
-// Checks one solution of p against the brute force; returns |objective - optimum|.
+// A heuristic's "infeasible" where brute force found a choice: allowed when it does not
+// claim a proof. Throws otherwise.
+void check_unproven(const json& solution, double optimum, const std::string& where) {
+  if (solution.value("proven", true))
+    throw Error(where + ": status is infeasible (proven), but brute force found " +
+                std::to_string(optimum));
+  const auto reason = solution.find("reason");
+  if (reason == solution.end() || !reason->is_string() || reason->get<std::string>().empty())
+    throw Error(where + ": an infeasible solution without a reason");
+}
+
+// Checks one solution of p against the brute force; returns |objective - optimum| when the
+// solution claims optimality, 0 for a heuristic's answer (which must fit and be no better
+// than the optimum).
 double check_solution(const Problem& p, const json& solution, double optimum,
                       const std::string& where) {
-  if (solution.value("status", "") != "optimal")
-    throw Error(where + ": status is " + solution.value("status", std::string("missing")) +
-                ", expected optimal (brute force: " + std::to_string(optimum) + ")");
+  const std::string status = solution.value("status", std::string("missing"));
+  if (status == "infeasible") {
+    check_unproven(solution, optimum, where);
+    return 0;
+  }
+  if (status != "optimal" && status != "feasible")
+    throw Error(where + ": status is " + status +
+                ", expected optimal or feasible (brute force: " + std::to_string(optimum) + ")");
   const auto layers = solution.find("layers");
   if (layers == solution.end() || !layers->is_array() || layers->size() != p.layers.size())
     throw Error(where + ": the solution's layers are not one entry per layer");
@@ -198,7 +220,147 @@ double check_solution(const Problem& p, const json& solution, double optimum,
   if (std::fabs(objective - t.score) > kObjectiveTolerance)
     throw Error(where + ": objective " + std::to_string(objective) +
                 " is not the summed score of the choice, " + std::to_string(t.score));
+  if (status == "feasible") {
+    if (t.score < optimum - kObjectiveTolerance)
+      throw Error(where + ": objective " + std::to_string(t.score) +
+                  " is below the brute force's optimum " + std::to_string(optimum));
+    return 0;
+  }
   return std::fabs(t.score - optimum);
+}
+
+// ------------------------------------------- named costs and diversity
+
+// A problem whose costs are named under "costs" (decode_s, prefill_s), with budgets on both
+// and, against one earlier choice, at most max_common sub-blocks in common.
+struct NamedProblem {
+  json doc;
+  std::vector<std::array<std::vector<std::array<double, 3>>, 2>> layers;  // score, decode, prefill
+  double decode_budget = 0, prefill_budget = 0;
+  std::vector<std::array<size_t, 2>> earlier;
+  int64_t max_common = 0;
+};
+
+NamedProblem random_named_problem(Rng& rng, int32_t layers) {
+  NamedProblem p;
+  p.doc = {{"problem", kBlockSelection}, {"layers", json::array()}};
+  double decode_low = 0, decode_high = 0, prefill_low = 0, prefill_high = 0;
+  for (int32_t l = 0; l < layers; ++l) {
+    std::array<std::vector<std::array<double, 3>>, 2> layer;
+    json entry;
+    for (int k = 0; k < 2; ++k) {
+      const int32_t count = 2 + static_cast<int32_t>(rng.uniform() * 2.0f) % 2;
+      json list = json::array();
+      double dl = INFINITY, dh = 0, pl = INFINITY, ph = 0;
+      for (int32_t v = 0; v < count; ++v) {
+        const std::array<double, 3> x = {rng.uniform(), rng.uniform() * 1e-3, rng.uniform() * 1e-2};
+        layer[k].push_back(x);
+        list.push_back({{"name", "v" + std::to_string(v)},
+                        {"score", x[0]},
+                        {"costs", {{"decode_s", x[1]}, {"prefill_s", x[2]}}}});
+        dl = std::min(dl, x[1]);
+        dh = std::max(dh, x[1]);
+        pl = std::min(pl, x[2]);
+        ph = std::max(ph, x[2]);
+      }
+      decode_low += dl;
+      decode_high += dh;
+      prefill_low += pl;
+      prefill_high += ph;
+      entry[k == 0 ? "attention" : "ffn"] = list;
+    }
+    p.layers.push_back(std::move(layer));
+    p.doc["layers"].push_back(entry);
+  }
+  p.decode_budget = decode_low + (0.2 + 0.6 * rng.uniform()) * (decode_high - decode_low);
+  p.prefill_budget = prefill_low + (0.2 + 0.6 * rng.uniform()) * (prefill_high - prefill_low);
+  p.doc["budgets"] = {{"decode_s", p.decode_budget}, {"prefill_s", p.prefill_budget}};
+  json earlier = json::array();
+  for (int32_t l = 0; l < layers; ++l) {
+    std::array<size_t, 2> pick{};
+    for (int k = 0; k < 2; ++k)
+      pick[k] = static_cast<size_t>(rng.uniform() * static_cast<float>(p.layers[l][k].size())) %
+                p.layers[l][k].size();
+    p.earlier.push_back(pick);
+    earlier.push_back(
+        {{"attention", "v" + std::to_string(pick[0])}, {"ffn", "v" + std::to_string(pick[1])}});
+  }
+  p.max_common = static_cast<int64_t>(rng.uniform() * static_cast<float>(layers));
+  p.doc["diversity"] = {{"max_common", p.max_common}, {"solutions", json::array({earlier})}};
+  return p;
+}
+
+// Per choice (variant indices per layer): summed score, decode, prefill and common count.
+template <class F>
+void for_each_named_choice(const NamedProblem& p, F&& f) {
+  std::vector<std::array<size_t, 2>> pick(p.layers.size(), {0, 0});
+  while (true) {
+    std::array<double, 3> t{};
+    int64_t common = 0;
+    for (size_t l = 0; l < p.layers.size(); ++l)
+      for (int k = 0; k < 2; ++k) {
+        for (int i = 0; i < 3; ++i) t[i] += p.layers[l][k][pick[l][k]][i];
+        common += pick[l][k] == p.earlier[l][k] ? 1 : 0;
+      }
+    f(pick, t, common);
+    size_t l = 0;
+    for (; l < p.layers.size(); ++l) {
+      if (++pick[l][0] < p.layers[l][0].size()) break;
+      pick[l][0] = 0;
+      if (++pick[l][1] < p.layers[l][1].size()) break;
+      pick[l][1] = 0;
+    }
+    if (l == p.layers.size()) return;
+  }
+}
+
+bool named_fits(const NamedProblem& p, const std::array<double, 3>& t, int64_t common) {
+  return fits(t[1], p.decode_budget) && fits(t[2], p.prefill_budget) && common <= p.max_common;
+}
+
+// Checks a solution of a named problem; returns the gap to the optimum as check_solution.
+double check_named_solution(const NamedProblem& p, const json& solution,
+                            std::optional<double> optimum, const std::string& where) {
+  const std::string status = solution.value("status", std::string("missing"));
+  if (!optimum) {
+    if (status != "infeasible")
+      throw Error(where + ": no choice fits, but the status is " + status);
+    return 0;
+  }
+  if (status == "infeasible") {
+    check_unproven(solution, *optimum, where);
+    return 0;
+  }
+  if (status != "optimal" && status != "feasible")
+    throw Error(where + ": status is " + status + ", expected optimal or feasible");
+  const auto layers = solution.find("layers");
+  if (layers == solution.end() || !layers->is_array() || layers->size() != p.layers.size())
+    throw Error(where + ": the solution's layers are not one entry per layer");
+  std::array<double, 3> t{};
+  int64_t common = 0;
+  for (size_t l = 0; l < p.layers.size(); ++l)
+    for (int k = 0; k < 2; ++k) {
+      const json name = (*layers)[l].value(k == 0 ? "attention" : "ffn", json());
+      size_t index = p.layers[l][k].size();
+      for (size_t v = 0; v < p.layers[l][k].size(); ++v)
+        if (name == "v" + std::to_string(v)) index = v;
+      if (index == p.layers[l][k].size())
+        throw Error(where + ": layers[" + std::to_string(l) + "] names an unknown variant");
+      for (int i = 0; i < 3; ++i) t[i] += p.layers[l][k][index][i];
+      common += index == p.earlier[l][k] ? 1 : 0;
+    }
+  if (!named_fits(p, t, common))
+    throw Error(where + ": the choice exceeds a budget or has " + std::to_string(common) +
+                " sub-blocks in common with the earlier solution (max_common " +
+                std::to_string(p.max_common) + ")");
+  if (std::fabs(number(solution, "objective", where) - t[0]) > kObjectiveTolerance)
+    throw Error(where + ": the objective is not the summed score of the choice");
+  if (status == "feasible") {
+    if (t[0] < *optimum - kObjectiveTolerance)
+      throw Error(where + ": objective below the brute force's optimum");
+    return 0;
+  }
+  return std::fabs(t[0] - *optimum);
 }
 
 template <class F>
@@ -300,6 +462,33 @@ void check_search(const ProviderRef& provider, const ConformanceOptions& options
       report.cases.push_back(r);
     }
 
+  // Named costs and diversity against brute force.
+  for (int32_t layers = 2; layers <= 4; ++layers) {
+    CaseResult r;
+    std::ostringstream name;
+    name << label << " " << kBlockSelection << " layers=" << layers
+         << " named costs and diversity: " << per_case << " random problems against brute force";
+    r.name = name.str();
+    r.tolerance = kObjectiveTolerance;
+    try {
+      for (int32_t i = 0; i < per_case; ++i) {
+        const NamedProblem p = random_named_problem(rng, layers);
+        std::optional<double> optimum;
+        for_each_named_choice(p, [&](const auto&, const std::array<double, 3>& t, int64_t common) {
+          if (named_fits(p, t, common) && (!optimum || t[0] < *optimum)) optimum = t[0];
+        });
+        const json solution = parse_solution(search->solve(p.doc.dump()));
+        r.max_abs = std::max(
+            r.max_abs, check_named_solution(p, solution, optimum, "problem " + std::to_string(i)));
+      }
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    r.max_rel = r.max_abs;
+    r.passed = r.error.empty() && r.max_abs <= r.tolerance;
+    report.cases.push_back(r);
+  }
+
   report.cases.push_back(yes_no(label + " reports budgets nothing fits as infeasible", [&] {
     std::vector<Problem> problems;
     for (int32_t budgets = 1; budgets < 4; ++budgets) {
@@ -358,6 +547,23 @@ void check_search(const ProviderRef& provider, const ConformanceOptions& options
       {"a missing cost under a budget", spoiled([](json& d) {
          d["budgets"] = {{"latency_s", 1.0}};
          d["layers"][0]["attention"][0].erase("latency_s");
+       })},
+      {"a named cost that is negative", spoiled([](json& d) {
+         d["layers"][0]["ffn"][0]["costs"] = {{"decode_s", -1}};
+       })},
+      {"a diversity solution naming an unknown variant", spoiled([](json& d) {
+         json earlier = json::array();
+         for (size_t l = 0; l < d["layers"].size(); ++l)
+           earlier.push_back({{"attention", "no-such-variant"}, {"ffn", "ffn0"}});
+         d["diversity"] = {{"max_common", 1}, {"solutions", json::array({earlier})}};
+       })},
+      {"a diversity solution of the wrong length", spoiled([](json& d) {
+         json entry = {{"attention", "attn0"}, {"ffn", "ffn0"}};
+         json earlier = json::array();
+         earlier.push_back(entry);  // one entry, for two layers
+         json solutions = json::array();
+         solutions.push_back(earlier);
+         d["diversity"] = {{"max_common", 1}, {"solutions", solutions}};
        })},
   };
   for (const auto& [what, text] : malformed)

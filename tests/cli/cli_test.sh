@@ -30,9 +30,14 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   expect_in "recompute policies give identical gradients" "$work/out"
   cat "$work/out"
   ;;
-plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact)
+plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact | \
+  plugin_check_search_mip | plugin_check_search_greedy | plugin_check_search_lagrangian)
   # Decoders, communicators and search providers have suites of their own.
   lib=${1#plugin_check_}; lib=${lib//_/-}
+  if [ "$lib" = search-mip ] && [ ! -f "$PLUGIN_DIR/libtessera-search-mip.so" ]; then
+    echo "SKIP: libtessera-search-mip.so was not built (COIN-OR CBC not found by pkg-config)"
+    exit 77
+  fi
   "$TESSERA" plugin-check "$PLUGIN_DIR/libtessera-$lib.so" >"$work/out" 2>&1 || { cat "$work/out"; fail "plugin-check $lib exited non-zero"; }
   grep -q '^FAIL' "$work/out" && { cat "$work/out"; fail "a case failed"; }
   grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
@@ -52,10 +57,13 @@ plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_
     done
     expect_in "PASS  parallel local all_reduce_sum with mismatched shapes fails on every rank, world=3" "$work/out"
     ;;
-  search-exact)
-    expect_in "PASS  search exact puzzle.block_selection layers=4 both budgets" "$work/out"
-    expect_in "PASS  search exact reports budgets nothing fits as infeasible" "$work/out"
-    expect_in "PASS  search exact refuses an unknown problem type" "$work/out"
+  search-exact | search-mip | search-greedy | search-lagrangian)
+    p=${lib#search-}
+    expect_in "PASS  search $p puzzle.block_selection layers=4 both budgets" "$work/out"
+    expect_in "PASS  search $p puzzle.block_selection layers=4 named costs and diversity" "$work/out"
+    expect_in "PASS  search $p reports budgets nothing fits as infeasible" "$work/out"
+    expect_in "PASS  search $p refuses an unknown problem type" "$work/out"
+    expect_in "PASS  search $p puzzle.block_selection refuses a diversity solution naming an unknown variant" "$work/out"
     ;;
   esac
   grep -q '^checking' "$work/out" || fail "no header line"
@@ -146,6 +154,67 @@ PY
   "$TESSERA" search "$work/tight.json" >"$work/out3" 2>"$work/err3" || fail "an infeasible problem is not an error"
   expect_in '"status": "infeasible"' "$work/out3"
   expect_in "infeasible: " "$work/err3"
+  ;;
+search_providers)
+  # Named costs and diversity through tessera search, with each provider: the same problem,
+  # a choice that fits, the provider named in the solution; mip only where it was built.
+  cat >"$work/problem.json" <<'JSON'
+{
+  "problem": "puzzle.block_selection",
+  "budgets": {"decode_s": 0.003, "memory_bytes": 20},
+  "layers": [
+    {"attention": [{"name": "gqa", "score": 0, "memory_bytes": 8, "costs": {"decode_s": 0.002}},
+                   {"name": "gqa-1kv", "score": 0.1, "memory_bytes": 6, "costs": {"decode_s": 0.001}},
+                   {"name": "noop", "score": 0.5, "memory_bytes": 0, "costs": {"decode_s": 0}}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 8, "costs": {"decode_s": 0.001}},
+             {"name": "linear", "score": 0.2, "memory_bytes": 2, "costs": {"decode_s": 0.0002}}]},
+    {"attention": [{"name": "gqa", "score": 0, "memory_bytes": 8, "costs": {"decode_s": 0.002}},
+                   {"name": "noop", "score": 0.3, "memory_bytes": 0, "costs": {"decode_s": 0}}],
+     "ffn": [{"name": "swiglu", "score": 0, "memory_bytes": 8, "costs": {"decode_s": 0.001}},
+             {"name": "linear", "score": 0.05, "memory_bytes": 2, "costs": {"decode_s": 0.0002}}]}
+  ],
+  "diversity": {"max_common": 2, "solutions": [[{"attention": "gqa-1kv", "ffn": "swiglu"},
+                                                {"attention": "noop", "ffn": "swiglu"}]]}
+}
+JSON
+  providers="exact greedy lagrangian"
+  if [ -f "$PLUGIN_DIR/libtessera-search-mip.so" ]; then
+    providers="$providers mip"
+  else
+    echo "note: libtessera-search-mip.so was not built (COIN-OR CBC not found); mip not run"
+  fi
+  for p in $providers; do
+    "$TESSERA" search "$work/problem.json" --provider "$p" -o "$work/$p.json" 2>"$work/err" ||
+      { cat "$work/err"; fail "search --provider $p exited non-zero"; }
+    python3 - "$work/problem.json" "$work/$p.json" "$p" <<'PY' || fail "unexpected solution from $p"
+import json, sys
+problem, s, provider = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+assert s["solver"] == provider, s
+assert s["status"] in ("optimal", "feasible"), s
+if provider in ("exact", "mip"):
+    assert s["status"] == "optimal" and abs(s["objective"] - 0.55) < 1e-12, s  # 0.45 has 3 in common
+chosen = [(l["attention"], l["ffn"]) for l in s["layers"]]
+totals = {"decode_s": 0.0, "memory_bytes": 0.0}
+for layer, (a, f) in zip(problem["layers"], chosen):
+    for kind, name in (("attention", a), ("ffn", f)):
+        v = next(v for v in layer[kind] if v["name"] == name)
+        totals["decode_s"] += v["costs"]["decode_s"]
+        totals["memory_bytes"] += v["memory_bytes"]
+for name, budget in problem["budgets"].items():
+    assert totals[name] <= budget * (1 + 1e-12), (name, totals, s)
+    assert abs(s["totals"][name] - totals[name]) < 1e-12, s
+earlier = problem["diversity"]["solutions"][0]
+common = sum((a == e["attention"]) + (f == e["ffn"]) for (a, f), e in zip(chosen, earlier))
+assert common <= 2 and s["common"] == [common], s
+PY
+  done
+  # Solver parameters reach the provider; unknown ones are refused.
+  "$TESSERA" search "$work/problem.json" --provider lagrangian --param iterations=20 --param step=1.5 >"$work/out" ||
+    fail "lagrangian with parameters"
+  if "$TESSERA" search "$work/problem.json" --provider greedy --param max_nodes=5 >"$work/out" 2>"$work/err"; then
+    fail "greedy accepted a parameter"
+  fi
+  expect_in "search-greedy: unknown parameter 'max_nodes'; it accepts no parameters" "$work/err"
   ;;
 search_errors)
   check_error() {  # expected-substring, then the command's arguments
@@ -806,6 +875,87 @@ TOML
   sed 's/^output = "p"/output = "q"/; s/^kv_heads.*//; s/^ffn_width_multiple = 8/ffn_width_multiple = 8\nkv_heads = [3]/' "$work/puzzle.toml" >"$work/bad3.toml"
   check_error "kv_heads 3 does not divide layer 0's" "$work/bad3.toml"
   [ -e "$work/q/library/library.json" ] && fail "a refused library was written"
+  # The later stages refuse to run before the ones they read.
+  sed 's/^output = "p"/output = "fresh"/' "$work/puzzle.toml" >"$work/fresh.toml"
+  for stage in score cost solve realize; do
+    if "$TESSERA" puzzle $stage "$work/fresh.toml" >"$work/eout" 2>"$work/err"; then fail "$stage ran without a library"; fi
+    expect_in "no block library in $work/fresh/library; build it first with \`tessera puzzle library" "$work/err"
+  done
+  # score, cost, solve, realize on the library built above.
+  cat >>"$work/puzzle.toml" <<TOML
+
+[score]
+tokens = 512
+
+[cost]
+prefill_len = 32
+decode_len = 32
+batch_sizes = [1, 2]
+repeats = 3
+
+[solve]
+provider = "exact"
+compare = ["greedy"]
+decode_speedup = 1.2
+frontier = [1.5, 1000]
+solutions = 2
+TOML
+  if "$TESSERA" puzzle solve "$work/puzzle.toml" >"$work/eout" 2>"$work/err"; then fail "solve ran without scores"; fi
+  expect_in "no scores.json in $work/p; run \`tessera puzzle score" "$work/err"
+  "$TESSERA" puzzle score "$work/puzzle.toml" >"$work/out4" 2>&1 || { cat "$work/out4"; fail "puzzle score"; }
+  cat "$work/out4"
+  expect_in "score      14 variants on 512 held-out tokens (2 batches of up to 4 x 64), one parent pass per batch" "$work/out4"
+  expect_in "scoring batch 2/2: 28/28 variants" "$work/out4"
+  grep -q '"complete": true' "$work/p/scores.json" || fail "scores.json is not complete"
+  "$TESSERA" puzzle score "$work/puzzle.toml" >"$work/out5" 2>&1 || fail "second score"
+  expect_in "are complete (512 tokens); --force scores again" "$work/out5"
+  # A stopped run resumes after its last batch: mark the file as one batch in.
+  python3 - "$work/p/scores.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["complete"] = False
+d["done"]["batches"] = 1
+d["done"]["tokens"] = 256
+for layer in d["layers"]:
+    for part in ("attention", "ffn"):
+        for v in layer[part]:
+            v["kl_sum"] = v["kl_sum"] / 2
+            v["agreed"] = v["agreed"] // 2
+json.dump(d, open(p, "w"))
+PY
+  "$TESSERA" puzzle score "$work/puzzle.toml" >"$work/out6" 2>&1 || { cat "$work/out6"; fail "resumed score"; }
+  expect_in "resume     after batch 1 of 2 (256 tokens scored)" "$work/out6"
+  expect_in "scoring batch 2/2: 28/28 variants" "$work/out6"
+  grep -q '"complete": true' "$work/p/scores.json" || fail "the resumed scores are not complete"
+  "$TESSERA" puzzle cost "$work/puzzle.toml" >"$work/out7" 2>&1 || { cat "$work/out7"; fail "puzzle cost"; }
+  cat "$work/out7"
+  expect_in "scenario   prefill 32 tokens, decode 32 tokens (steps timed at context 48), batch sizes 1, 2; bf16 weights" "$work/out7"
+  expect_in "measured   9 distinct blocks" "$work/out7"
+  expect_in "the parent: prefill" "$work/out7"
+  [ -s "$work/p/costs.json" ] || fail "no costs.json"
+  "$TESSERA" puzzle solve "$work/puzzle.toml" >"$work/out8" 2>&1 || { cat "$work/out8"; fail "puzzle solve"; }
+  cat "$work/out8"
+  expect_in "budgets    at batch 1: decode 1.20x the parent" "$work/out8"
+  grep -qE '^  main +exact +found' "$work/out8" || fail "no main solution"
+  grep -qE '^  greedy +greedy +found' "$work/out8" || fail "no greedy solution"
+  grep -qE '^  frontier-1000 +exact +none' "$work/out8" || fail "a 1000x speedup was found"
+  expect_in "over the budget of" "$work/out8"
+  grep -qE '^  diverse-1 ' "$work/out8" || fail "no diverse solution"
+  for f in main.problem.json main.solution.json greedy.problem.json; do
+    [ -s "$work/p/solve/$f" ] || fail "solve wrote no $f"
+  done
+  "$TESSERA" puzzle realize "$work/puzzle.toml" >"$work/out9" 2>&1 || { cat "$work/out9"; fail "puzzle realize"; }
+  cat "$work/out9"
+  expect_in "child      $work/p/child (0 " "$work/out9"
+  "$TESSERA" generate "$work/p/child" --tokens 1,2,3 -n 4 >"$work/gen-child" 2>"$work/gen-err" ||
+    { cat "$work/gen-err"; fail "generate on the child"; }
+  [ -s "$work/gen-child" ] || fail "the child generated nothing"
+  grep -q "variants" "$work/p/child/manifest.toml" && fail "the child's manifest names library variants"
+  if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution nope >"$work/eout" 2>"$work/err"; then fail "realize of an unknown solution"; fi
+  expect_in "has no solution 'nope'; it has main, greedy, frontier-1.5, frontier-1000, diverse-1" "$work/err"
+  if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution frontier-1000 --force >"$work/eout" 2>"$work/err"; then fail "realize of an infeasible solution"; fi
+  expect_in "solution 'frontier-1000' found no child" "$work/err"
   ;;
 train_dry_run | train_errors | train_runs | train_distill)
   # tessera train on the tiny GGUF model (a tokenizer, max_seq_len 256) and generated text;
