@@ -4,14 +4,31 @@
 //   library   the block library: every layer's cheaper variants, initialised from the parent on
 //             calibration text (pruning, KV-head pooling, least squares), written as a manifest
 //             folder holding the parent and every variant, with library.json beside it
+//   score     replace-1-block scores of every variant on held-out text (KL to the parent's
+//             next-token distribution, agreement): scores.json, resumable after any batch
+//   cost      every variant's measured prefill and decode time and bytes: costs.json
+//   solve     the search (a search plugin: mip by default) under budgets from the costs, the
+//             providers compared beside it, the frontier and diverse solutions: solutions.json
+//   realize   the chosen child as a manifest folder (child/) and DeciLM safetensors (child-hf/)
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/model.hpp>
+#include <tessera/engine/search.hpp>
 #include <tessera/engine/thread_pool.hpp>
+#include <tessera/engine/weight_plan.hpp>
+#include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/model_source.hpp>
+#include <tessera/puzzle/artefact.hpp>
 #include <tessera/puzzle/calibration.hpp>
+#include <tessera/puzzle/cost_file.hpp>
+#include <tessera/puzzle/costs.hpp>
 #include <tessera/puzzle/library.hpp>
 #include <tessera/puzzle/library_index.hpp>
 #include <tessera/puzzle/puzzle_config.hpp>
+#include <tessera/puzzle/realize.hpp>
+#include <tessera/puzzle/score_file.hpp>
+#include <tessera/puzzle/scoring.hpp>
+#include <tessera/puzzle/selection.hpp>
+#include <tessera/puzzle/solution_file.hpp>
 #include <tessera/train/progress.hpp>
 
 #include <algorithm>
@@ -21,6 +38,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -39,6 +58,7 @@ using puzzle::Variant;
 struct PuzzleArgs {
   std::string config;
   bool force = false;
+  std::string solution;  // realize: the label of the solution (default: the main one)
   std::vector<std::string> plugin_paths;
 };
 
@@ -52,10 +72,52 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The first sequences of the train part, `batch_size` per batch, until `tokens` are covered.
-std::vector<train::TrainBatch> calibration_batches(const TokenDataset& data, int32_t batch_size,
-                                                   int64_t tokens) {
-  const PackedPart& part = data.train();
+// One progress line, rewritten in place on a terminal; on a pipe a line at each quarter.
+class StageProgress {
+ public:
+  StageProgress(std::ostream& out, std::string what, std::string unit)
+      : out_(out),
+        what_(std::move(what)),
+        unit_(std::move(unit)),
+        terminal_(ProgressPrinter::stdout_is_terminal()),
+        start_(std::chrono::steady_clock::now()) {}
+  ~StageProgress() {
+    if (terminal_ && shown_any_) out_ << "\n";
+  }
+  StageProgress(const StageProgress&) = delete;
+  StageProgress& operator=(const StageProgress&) = delete;
+
+  // `prefix` (may be empty) goes before the counts, e.g. "batch 1/2: ".
+  void show(int64_t done, int64_t total, const std::string& prefix = "") {
+    const double s = seconds_since(start_);
+    const double rate = static_cast<double>(done - base_) / std::max(s, 1e-9);
+    const std::string line =
+        what_ + " " + prefix + grouped(done) + "/" + grouped(total) + " " + unit_ + "  " +
+        fixed(rate, rate < 10 ? 2 : 0) + " " + unit_ + "/s  ETA " +
+        format_duration(rate > 0 ? static_cast<double>(total - done) / rate : 0.0);
+    shown_any_ = true;
+    if (terminal_) {
+      out_ << "\r" << line << "\x1b[K" << std::flush;
+    } else if (done == total || done - shown_ >= std::max<int64_t>(1, total / 4)) {
+      out_ << line << std::endl;  // a log shows progress as it happens
+      shown_ = done;
+    }
+  }
+  // Work done before this process (a resumed stage): not counted in the rate.
+  void set_base(int64_t done) { base_ = shown_ = done; }
+  double seconds() const { return seconds_since(start_); }
+
+ private:
+  std::ostream& out_;
+  std::string what_, unit_;
+  bool terminal_ = false, shown_any_ = false;
+  std::chrono::steady_clock::time_point start_;
+  int64_t shown_ = 0, base_ = 0;
+};
+
+// The first sequences of a part, `batch_size` per batch, until `tokens` are covered.
+std::vector<train::TrainBatch> part_batches(const PackedPart& part, int32_t batch_size,
+                                            int64_t tokens) {
   const int32_t len = part.seq_len;
   const int64_t wanted = std::min<int64_t>(part.sequences(), (tokens + len - 1) / len);
   std::vector<train::TrainBatch> out;
@@ -155,7 +217,7 @@ int run_library(const PuzzleArgs& args) {
   std::vector<LayerVariants> library =
       puzzle::plan_variants(parent.manifest, config.library.options);
   const std::vector<train::TrainBatch> batches =
-      calibration_batches(*corpus.dataset, data.batch_size, config.library.calibration_tokens);
+      part_batches(corpus.dataset->train(), data.batch_size, config.library.calibration_tokens);
   int64_t calibration_tokens = 0;
   for (const train::TrainBatch& b : batches)
     calibration_tokens += static_cast<int64_t>(b.tokens.size());
@@ -171,25 +233,14 @@ int run_library(const PuzzleArgs& args) {
   Model model(manifest, registry, std::move(parent.weights), pool,
               ModelOptions{data.batch_size, data.seq_len});
 
-  const auto start = std::chrono::steady_clock::now();
-  const bool terminal = ProgressPrinter::stdout_is_terminal();
-  int64_t shown = 0;
-  const puzzle::Calibration calibration = puzzle::calibrate(model, batches, [&](int64_t tokens) {
-    const double s = seconds_since(start);
-    const double rate = static_cast<double>(tokens) / std::max(s, 1e-9);
-    const std::string line =
-        "calibrating " + grouped(tokens) + "/" + grouped(calibration_tokens) + " tokens  " +
-        fixed(rate, 0) + " tok/s  ETA " +
-        format_duration(static_cast<double>(calibration_tokens - tokens) / rate);
-    if (terminal) {
-      out << "\r" << line << "\x1b[K" << std::flush;
-    } else if (tokens == calibration_tokens || tokens - shown >= calibration_tokens / 4) {
-      out << line << "\n";
-      shown = tokens;
-    }
-  });
-  if (terminal) out << "\n";
-  const double calibration_seconds = seconds_since(start);
+  puzzle::Calibration calibration;
+  double calibration_seconds = 0;
+  {
+    StageProgress progress(out, "calibrating", "tokens");
+    calibration = puzzle::calibrate(
+        model, batches, [&](int64_t tokens) { progress.show(tokens, calibration_tokens); });
+    calibration_seconds = progress.seconds();
+  }
 
   WeightStore weights = model.weights();
   const auto build_start = std::chrono::steady_clock::now();
@@ -224,6 +275,462 @@ int run_library(const PuzzleArgs& args) {
   return 0;
 }
 
+// The library a later stage reads: its index and the folder as a model (the parent's manifest
+// over every variant's weights).
+struct OpenedLibrary {
+  puzzle::LibraryIndex index;
+  LoadedModel model;
+};
+
+puzzle::LibraryIndex library_index_of(const puzzle::PuzzleConfig& config) {
+  const fs::path index = config.library_folder() / "library.json";
+  std::error_code ec;
+  if (!fs::exists(index, ec))
+    throw Error(config.source.string() + ": no block library in " +
+                config.library_folder().string() +
+                "; build it first with `tessera puzzle library " + config.source.string() + "`");
+  return puzzle::read_library_index(index);
+}
+
+OpenedLibrary open_library(const puzzle::PuzzleConfig& config, puzzle::LibraryIndex index) {
+  OpenedLibrary o;
+  o.index = std::move(index);
+  o.model = open_model(config.library_folder());
+  if (o.model.manifest.model.num_layers != static_cast<int32_t>(o.index.layers.size()))
+    throw Error(config.library_folder().string() + ": the model has " +
+                std::to_string(o.model.manifest.model.num_layers) +
+                " layers but library.json lists " + std::to_string(o.index.layers.size()) +
+                "; build the library again with --force");
+  return o;
+}
+
+// The config's corpus read with the library's tokenizer.
+CorpusData stage_corpus(const puzzle::PuzzleConfig& config, const LoadedModel& model) {
+  if (!model.tokenizer)
+    throw Error(model.path.string() + " has no tokenizer (" + model.tokenizer_error +
+                "); the stages read text with the parent's tokenizer");
+  const int32_t separator =
+      check_train_config(config.data, model.manifest, *model.tokenizer, {}, nullptr);
+  return load_corpus_data(config.data.data, *model.tokenizer, separator, model.manifest.model);
+}
+
+std::string mean_min_max(const std::vector<double>& values, int decimals) {
+  if (values.empty()) return "-";
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  for (const double v : values) {
+    sum += v;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  return fixed(sum / static_cast<double>(values.size()), decimals) + " [" + fixed(lo, decimals) +
+         ", " + fixed(hi, decimals) + "]";
+}
+
+// Per variant name: KL and agreement over the layers that have it.
+void print_scores(std::ostream& out, const std::vector<LayerVariants>& library,
+                  const puzzle::ScoreState& state) {
+  struct Row {
+    std::string part, name;
+    std::vector<double> kl, agreement;
+  };
+  std::vector<Row> rows;
+  for (size_t l = 0; l < library.size(); ++l)
+    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      const std::vector<Variant>& list = library[l].of(part);
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string p = part == TS_KIND_ATTENTION ? "attention" : "ffn";
+        auto it = std::find_if(rows.begin(), rows.end(),
+                               [&](const Row& r) { return r.part == p && r.name == list[i].name; });
+        if (it == rows.end()) {
+          rows.push_back({p, list[i].name, {}, {}});
+          it = rows.end() - 1;
+        }
+        const puzzle::ScoreSums& sums = state.layers[l].of(part)[i];
+        it->kl.push_back(puzzle::mean_kl(state, sums));
+        it->agreement.push_back(puzzle::agreement(state, sums));
+      }
+    }
+  char line[256];
+  std::snprintf(line, sizeof(line), "  %-9s %-14s %7s  %-30s %s\n", "part", "variant", "layers",
+                "KL to the parent: mean [min, max]", "next-token agreement: mean [min, max]");
+  out << line;
+  for (const Row& r : rows) {
+    std::snprintf(line, sizeof(line), "  %-9s %-14s %7zu  %-30s %s\n", r.part.c_str(),
+                  r.name.c_str(), r.kl.size(), mean_min_max(r.kl, 4).c_str(),
+                  mean_min_max(r.agreement, 3).c_str());
+    out << line;
+  }
+}
+
+int run_score(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  puzzle::LibraryIndex index = library_index_of(config);
+  const fs::path path = config.scores_path();
+  std::error_code ec;
+  std::optional<puzzle::ScoreFile> previous;
+  if (fs::exists(path, ec) && !args.force) {
+    previous = puzzle::read_scores(path, index.layers);
+    if (previous->complete) {
+      out << "scores     " << path.string() << " are complete (" << grouped(previous->state.tokens)
+          << " tokens); --force scores again\n";
+      return 0;
+    }
+  }
+  OpenedLibrary lib = open_library(config, std::move(index));
+  const std::vector<LayerVariants>& library = lib.index.layers;
+  const CorpusData corpus = stage_corpus(config, lib.model);
+  const DataSection& data = config.data.data;
+  out << "library    " << config.library_folder().string() << " ("
+      << lib.model.manifest.model.num_layers << " layers)\n";
+  out << corpus_text(data, corpus);
+  const PackedPart& held_out = corpus.dataset->held_out();
+  if (held_out.sequences() == 0)
+    throw Error(config.source.string() + ": [data] gives no held-out sequence of " +
+                std::to_string(data.seq_len) +
+                " tokens; scoring reads held-out text (set held_out_documents or "
+                "held_out_fraction)");
+  const std::vector<train::TrainBatch> batches =
+      part_batches(held_out, data.batch_size, config.score.tokens);
+  const puzzle::ScorePlan plan{data.seq_len, data.batch_size, static_cast<int64_t>(batches.size())};
+  puzzle::ScoreFile scores;
+  scores.plan = plan;
+  scores.state = puzzle::empty_scores(library);
+  if (previous) {
+    if (!(previous->plan == plan))
+      throw Error(path.string() + " was planned for " + std::to_string(previous->plan.batches) +
+                  " batches of " + std::to_string(previous->plan.batch_size) + " x " +
+                  std::to_string(previous->plan.seq_len) + " tokens, the config now gives " +
+                  std::to_string(plan.batches) + " of " + std::to_string(plan.batch_size) + " x " +
+                  std::to_string(plan.seq_len) + "; --force scores again from the start");
+    scores = *previous;
+    out << "resume     after batch " << scores.state.batches << " of " << plan.batches << " ("
+        << grouped(scores.state.tokens) << " tokens scored)\n";
+  }
+  int64_t per_batch = 0;
+  for (const LayerVariants& lv : library)
+    for (const std::vector<Variant>* list : {&lv.attention, &lv.ffn})
+      for (const Variant& v : *list) per_batch += v.init == puzzle::VariantInit::kParent ? 0 : 1;
+  int64_t tokens = 0;
+  for (const train::TrainBatch& b : batches) tokens += static_cast<int64_t>(b.tokens.size());
+  out << "score      " << per_batch << " variants on " << grouped(tokens) << " held-out tokens ("
+      << batches.size() << " batches of up to " << data.batch_size << " x " << data.seq_len
+      << "), one parent pass per batch\n";
+
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &lib.model.manifest);
+  ThreadPool pool(lib.model.manifest.runtime.threads);
+  Model model(lib.model.manifest, registry, std::move(lib.model.weights), pool,
+              ModelOptions{data.batch_size, data.seq_len});
+  fs::create_directories(config.output, ec);
+  {
+    StageProgress progress(out, "scoring", "variants");
+    const int64_t all = per_batch * plan.batches;
+    progress.set_base(per_batch * scores.state.batches);
+    for (auto b = static_cast<size_t>(scores.state.batches); b < batches.size(); ++b) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::string prefix =
+          "batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()) + ": ";
+      puzzle::score_batch(model, library, batches[b], scores.state, [&](int64_t done, int64_t) {
+        progress.show(per_batch * static_cast<int64_t>(b) + done, all, prefix);
+      });
+      scores.state.seconds += seconds_since(start);
+      scores.complete = b + 1 == batches.size();
+      puzzle::write_artefact(path, puzzle::scores_json(scores, library));
+    }
+  }
+  if (batches.empty()) {
+    scores.complete = true;
+    puzzle::write_artefact(path, puzzle::scores_json(scores, library));
+  }
+  out << "scored     " << grouped(scores.state.tokens) << " tokens in "
+      << fixed(scores.state.seconds, 1) << "s\n";
+  print_scores(out, library, scores.state);
+  out << "scores     " << path.string() << "\n";
+  return 0;
+}
+
+std::string ms(const puzzle::Timing& t) {
+  return fixed(t.seconds * 1e3, 3) + " ms +-" + fixed(t.noise * 100.0, 0) + "%";
+}
+
+int run_cost(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  puzzle::LibraryIndex index = library_index_of(config);
+  const fs::path path = config.costs_path();
+  std::error_code ec;
+  if (fs::exists(path, ec) && !args.force) {
+    (void)puzzle::read_costs(path, index.layers);  // a damaged file is an error, not a skip
+    out << "costs      " << path.string() << " are measured; --force measures again\n";
+    return 0;
+  }
+  OpenedLibrary lib = open_library(config, std::move(index));
+  const std::vector<LayerVariants>& library = lib.index.layers;
+  const puzzle::Scenario& scenario = config.cost.scenario;
+  Manifest manifest = lib.model.manifest;
+  manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  if (config.cost.threads > 0) manifest.runtime.threads = config.cost.threads;
+  const int32_t max_b = *std::max_element(scenario.batch_sizes.begin(), scenario.batch_sizes.end());
+  const int32_t capacity = scenario.prefill_len + scenario.decode_len;
+  if (capacity > manifest.model.max_seq_len)
+    throw Error(config.source.string() + ": [cost] prefill_len + decode_len is " +
+                std::to_string(capacity) + ", beyond the parent's max_seq_len of " +
+                std::to_string(manifest.model.max_seq_len));
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &manifest);
+  ThreadPool pool(manifest.runtime.threads);
+  Model model(manifest, registry, std::move(lib.model.weights), pool,
+              ModelOptions{max_b, capacity});
+  std::string sizes;
+  for (const int32_t b : scenario.batch_sizes)
+    sizes += (sizes.empty() ? "" : ", ") + std::to_string(b);
+  out << "scenario   prefill " << scenario.prefill_len << " tokens, decode " << scenario.decode_len
+      << " tokens (steps timed at context " << scenario.decode_context() << "), batch sizes "
+      << sizes << "; " << dtype_name(manifest.runtime.weight_dtype) << " weights, " << pool.size()
+      << " threads, median of " << scenario.repeats << " after a warm-up\n";
+  puzzle::Costs costs;
+  {
+    StageProgress progress(out, "measuring", "blocks");
+    costs = puzzle::measure_costs(model, library, scenario,
+                                  [&](int64_t done, int64_t total) { progress.show(done, total); });
+  }
+  out << "measured   " << costs.measurements << " distinct blocks in " << fixed(costs.seconds, 1)
+      << "s\n";
+  char line[320];
+  for (size_t bi = 0; bi < scenario.batch_sizes.size(); ++bi) {
+    out << "batch " << scenario.batch_sizes[bi] << ":\n";
+    std::snprintf(line, sizeof(line), "  %-9s %-14s %22s %22s %14s %12s\n", "part", "variant",
+                  "prefill", "decode step", "weights", "KV/token");
+    out << line;
+    std::vector<std::string> seen;
+    for (size_t l = 0; l < library.size(); ++l)
+      for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+        const std::vector<Variant>& list = library[l].of(part);
+        for (size_t i = 0; i < list.size(); ++i) {
+          const std::string p = part == TS_KIND_ATTENTION ? "attention" : "ffn";
+          if (std::find(seen.begin(), seen.end(), p + list[i].name) != seen.end()) continue;
+          seen.push_back(p + list[i].name);
+          const puzzle::VariantCost& c = costs.layers[l].of(part)[i];
+          std::snprintf(line, sizeof(line), "  %-9s %-14s %22s %22s %14s %12s\n", p.c_str(),
+                        list[i].name.c_str(), ms(c.prefill[bi]).c_str(), ms(c.decode[bi]).c_str(),
+                        grouped(c.weight_bytes).c_str(), grouped(c.kv_bytes_per_token).c_str());
+          out << line;
+        }
+      }
+    const double parts_p = puzzle::parts_prefill(costs, library, bi);
+    const double parts_d = puzzle::parts_decode(costs, library, bi);
+    out << "  head (final norm + LM head): " << ms(costs.fixed_decode[bi]) << "\n";
+    out << "  the parent: prefill " << ms(costs.whole_prefill[bi]) << " whole, "
+        << fixed(parts_p * 1e3, 3) << " ms as the sum of its parts ("
+        << fixed(parts_p / costs.whole_prefill[bi].seconds, 3) << "x); decode step "
+        << ms(costs.whole_decode[bi]) << " whole, " << fixed(parts_d * 1e3, 3)
+        << " ms as the parts (" << fixed(parts_d / costs.whole_decode[bi].seconds, 3) << "x)\n";
+  }
+  fs::create_directories(config.output, ec);
+  puzzle::write_artefact(path, puzzle::costs_json(costs, library));
+  out << "costs      " << path.string() << "\n";
+  return 0;
+}
+
+std::string choice_text(const puzzle::Choice& c) {
+  // Runs of equal layers: "0-3 gqa_kv3+swiglu_768, 4 noop+linear, ...".
+  std::string out;
+  for (size_t l = 0; l < c.size();) {
+    size_t e = l;
+    while (e + 1 < c.size() && c[e + 1] == c[l]) ++e;
+    out += (out.empty() ? "" : ", ") + std::to_string(l) + (e > l ? "-" + std::to_string(e) : "") +
+           " " + c[l].first + "+" + c[l].second;
+    l = e + 1;
+  }
+  return out;
+}
+
+int run_solve(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  const puzzle::LibraryIndex index = library_index_of(config);
+  const std::vector<LayerVariants>& library = index.layers;
+  const fs::path path = config.solutions_path();
+  std::error_code ec;
+  if (fs::exists(path, ec) && !args.force) {
+    (void)puzzle::read_solutions(path, library);
+    out << "solutions  " << path.string() << " are solved; --force solves again\n";
+    return 0;
+  }
+  for (const fs::path& need : {config.scores_path(), config.costs_path()})
+    if (!fs::exists(need, ec))
+      throw Error(config.source.string() + ": no " + need.filename().string() + " in " +
+                  config.output.string() + "; run `tessera puzzle " +
+                  (need == config.scores_path() ? "score" : "cost") + " " + config.source.string() +
+                  "` first");
+  const puzzle::ScoreFile scores = puzzle::read_scores(config.scores_path(), library);
+  if (!scores.complete)
+    throw Error(config.scores_path().string() + " is not complete (" +
+                std::to_string(scores.state.batches) + " of " +
+                std::to_string(scores.plan.batches) + " batches); run `tessera puzzle score " +
+                config.source.string() + "` to finish it");
+  const puzzle::Costs costs = puzzle::read_costs(config.costs_path(), library);
+  const std::vector<int32_t>& sizes = costs.scenario.batch_sizes;
+  const auto at = std::find(sizes.begin(), sizes.end(), config.solve.batch_size);
+  if (at == sizes.end())
+    throw Error(config.source.string() + ": [solve] batch_size " +
+                std::to_string(config.solve.batch_size) + " was not measured in " +
+                config.costs_path().string() + "; measure again with `tessera puzzle cost " +
+                config.source.string() + " --force`");
+  const auto batch = static_cast<size_t>(at - sizes.begin());
+  const puzzle::SolveSection& solve = config.solve;
+
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, nullptr);
+  const fs::path docs = config.output / "solve";
+  fs::create_directories(docs, ec);
+  if (ec) throw Error(docs.string() + ": cannot create: " + ec.message());
+
+  puzzle::Solutions solutions;
+  const auto run = [&](const std::string& label, const std::string& provider,
+                       const std::string& plugin, const puzzle::Constraints& k) {
+    puzzle::SolveRecord rec;
+    rec.label = label;
+    rec.provider = provider;
+    rec.batch_size = config.solve.batch_size;
+    rec.decode_speedup = k.decode_speedup;
+    rec.prefill_speedup = k.prefill_speedup;
+    rec.memory_fraction = k.memory_fraction;
+    rec.max_common = k.earlier.empty() ? -1 : k.max_common;
+    const std::string problem =
+        puzzle::selection_problem(library, scores.state, costs, k,
+                                  "tessera puzzle solve " + label + ": " + config.source.string());
+    puzzle::write_artefact(docs / (label + ".problem.json"), problem);
+    const std::unique_ptr<Search> search = make_search(registry, provider, plugin, {}, nullptr);
+    const auto start = std::chrono::steady_clock::now();
+    const std::string answer = search->solve(problem);
+    rec.seconds = seconds_since(start);
+    puzzle::write_artefact(docs / (label + ".solution.json"), answer);
+    const puzzle::Selection sel = puzzle::parse_selection(answer, library);
+    rec.feasible = sel.feasible;
+    rec.reason = sel.reason;
+    rec.choice = sel.choice;
+    if (sel.feasible)
+      rec.predicted = puzzle::predict(sel.choice, library, scores.state, costs, batch);
+    solutions.records.push_back(rec);
+    return rec;
+  };
+  puzzle::Constraints main;
+  main.batch = batch;
+  main.decode_speedup = solve.decode_speedup;
+  main.prefill_speedup = solve.prefill_speedup;
+  main.memory_fraction = solve.memory_fraction;
+  const puzzle::SolveRecord first = run("main", solve.provider, solve.plugin, main);
+  for (const std::string& provider : solve.compare)
+    if (provider != solve.provider) run(provider, provider, "", main);
+  for (const double f : solve.frontier) {
+    puzzle::Constraints k = main;
+    k.decode_speedup = f;
+    std::ostringstream label;
+    label << "frontier-" << f;
+    run(label.str(), solve.provider, solve.plugin, k);
+  }
+  if (first.feasible) {
+    puzzle::Constraints k = main;
+    k.earlier.push_back(first.choice);
+    k.max_common = static_cast<int32_t>(
+        std::floor(solve.diversity * 2.0 * static_cast<double>(library.size())));
+    for (int32_t d = 1; d < solve.solutions; ++d) {
+      const puzzle::SolveRecord r =
+          run("diverse-" + std::to_string(d), solve.provider, solve.plugin, k);
+      if (!r.feasible) break;
+      k.earlier.push_back(r.choice);
+    }
+  }
+  puzzle::write_artefact(path, puzzle::solutions_json(solutions));
+
+  out << "budgets    at batch " << solve.batch_size << ": decode "
+      << (solve.decode_speedup > 0 ? fixed(solve.decode_speedup, 2) + "x the parent" : "free")
+      << ", prefill "
+      << (solve.prefill_speedup > 0 ? fixed(solve.prefill_speedup, 2) + "x" : "free") << ", memory "
+      << (solve.memory_fraction > 0 ? fixed(solve.memory_fraction, 2) + "x" : "free") << "\n";
+  char line[320];
+  std::snprintf(line, sizeof(line), "  %-16s %-11s %-7s %10s %9s %9s %8s %9s\n", "solution",
+                "provider", "status", "sum of KL", "decode", "prefill", "memory", "seconds");
+  out << line;
+  for (const puzzle::SolveRecord& r : solutions.records) {
+    const puzzle::Prediction& p = r.predicted;
+    std::snprintf(line, sizeof(line), "  %-16s %-11s %-7s %10s %9s %9s %8s %9s\n", r.label.c_str(),
+                  r.provider.c_str(), r.feasible ? "found" : "none",
+                  r.feasible ? fixed(p.kl, 4).c_str() : "-",
+                  r.feasible ? (fixed(p.decode_speedup, 3) + "x").c_str() : "-",
+                  r.feasible ? (fixed(p.prefill_speedup, 3) + "x").c_str() : "-",
+                  r.feasible ? (fixed(p.memory_fraction, 3) + "x").c_str() : "-",
+                  fixed(r.seconds, 3).c_str());
+    out << line;
+    if (!r.feasible) out << "    " << r.reason << "\n";
+  }
+  if (first.feasible) out << "main child " << choice_text(first.choice) << "\n";
+  out << "solutions  " << path.string() << " (problems and answers in " << docs.string() << ")\n";
+  return 0;
+}
+
+int run_realize(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  puzzle::LibraryIndex index = library_index_of(config);
+  std::error_code ec;
+  if (!fs::exists(config.solutions_path(), ec))
+    throw Error(config.source.string() + ": no solutions.json in " + config.output.string() +
+                "; run `tessera puzzle solve " + config.source.string() + "` first");
+  const puzzle::Solutions solutions = puzzle::read_solutions(config.solutions_path(), index.layers);
+  const std::string label = args.solution.empty() ? solutions.main : args.solution;
+  const puzzle::SolveRecord* record = solutions.find(label);
+  if (record == nullptr) {
+    std::string labels;
+    for (const puzzle::SolveRecord& r : solutions.records)
+      labels += (labels.empty() ? "" : ", ") + r.label;
+    throw Error(config.solutions_path().string() + " has no solution '" + label + "'; it has " +
+                labels);
+  }
+  if (!record->feasible)
+    throw Error("solution '" + label + "' found no child (" + record->reason +
+                "); change the budgets in [solve] and solve again with --force");
+  const fs::path folder = config.child_folder();
+  if (fs::exists(folder / "manifest.toml", ec) && !args.force) {
+    out << "child      " << folder.string() << " is realised; --force realises it again\n";
+    return 0;
+  }
+  OpenedLibrary lib = open_library(config, std::move(index));
+  Manifest child_spec =
+      puzzle::child_manifest(lib.model.manifest, lib.index.layers, record->choice);
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &child_spec);
+  const WeightPlan plan = plan_weights(child_spec, registry);
+  puzzle::RealizedChild child = puzzle::realize_child(plan, lib.model.weights);
+  child.manifest.model.name = lib.model.manifest.model.name + "-puzzle-" + label;
+  child.manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  LoadedModel meta;
+  meta.format = lib.model.format;
+  meta.path = lib.model.path;
+  meta.manifest = child.manifest;
+  meta.tokenizer = lib.model.tokenizer;
+  meta.chat_template = lib.model.chat_template;
+  const uint64_t bytes = write_manifest_folder(folder, meta, child.weights, std::nullopt, true);
+  out << "child      " << folder.string() << " (" << choice_text(record->choice) << "; "
+      << grouped(plan.parameters()) << " parameters, "
+      << fixed(static_cast<double>(bytes) / 1048576.0, 1) << " MiB)\n";
+  HfWriteOptions hf;
+  hf.always_decilm = true;
+  hf.overwrite = true;
+  hf.tokenizer = tokenizer_files(meta);
+  try {
+    const HfWriteResult r = write_hf_model(config.child_hf_folder(), plan, lib.model.weights, hf);
+    out << "child-hf   " << config.child_hf_folder().string() << " (" << r.architecture << ", "
+        << r.files.size() << " files)\n";
+  } catch (const Error& e) {
+    out << "child-hf   not written: " << e.what()
+        << "\n           (DeciLM expresses FFN widths that are multiples of 256; docs/puzzle.md)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 Runner add_puzzle_command(CLI::App& app) {
@@ -239,8 +746,44 @@ Runner add_puzzle_command(CLI::App& app) {
   library->add_flag("--force", args->force, "Build the library again even if it is there");
   library->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
-  return [args, library] {
+  auto* score = cmd->add_subcommand(
+      "score",
+      "Replace-1-block scores: every variant in the otherwise unchanged parent, KL to "
+      "the parent's next-token distribution and agreement on held-out text");
+  score->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  score->add_flag("--force", args->force, "Score again from the start");
+  score->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  auto* cost =
+      cmd->add_subcommand("cost",
+                          "Measure every variant's prefill and decode time and its bytes for the "
+                          "config's scenario");
+  cost->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  cost->add_flag("--force", args->force, "Measure again");
+  cost->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  auto* solve = cmd->add_subcommand(
+      "solve",
+      "Choose a variant per layer under the config's budgets with a search plugin, "
+      "beside the compared providers, the frontier and diverse solutions");
+  solve->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  solve->add_flag("--force", args->force, "Solve again");
+  solve->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  auto* realize = cmd->add_subcommand(
+      "realize", "Write the chosen child as a manifest folder and as DeciLM safetensors");
+  realize->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  realize->add_option("--solution", args->solution,
+                      "Which solution of solutions.json (default: the main one)");
+  realize->add_flag("--force", args->force, "Realise again");
+  realize->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  return [args, library, score, cost, solve, realize] {
     if (library->parsed()) return run_library(*args);
+    if (score->parsed()) return run_score(*args);
+    if (cost->parsed()) return run_cost(*args);
+    if (solve->parsed()) return run_solve(*args);
+    if (realize->parsed()) return run_realize(*args);
     return 1;
   };
 }

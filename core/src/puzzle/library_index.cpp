@@ -1,18 +1,13 @@
 #include <tessera/engine/error.hpp>
-#include <tessera/engine/input_file.hpp>
 #include <tessera/puzzle/library_index.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
-#include <fstream>
-#include <sstream>
+
+#include "json_artefact.hpp"
 
 namespace tessera::puzzle {
 
 namespace {
-
-using ojson = nlohmann::ordered_json;
 
 constexpr const char* kFormat = "tessera.puzzle.library";
 
@@ -37,45 +32,6 @@ ojson variant_json(const Variant& v) {
   j["fit_nmse"] = std::isfinite(v.fit_nmse) ? ojson(v.fit_nmse) : ojson(nullptr);
   return j;
 }
-
-// Reading, with the JSON path of every fault.
-class JsonReader {
- public:
-  explicit JsonReader(std::string source) : source_(std::move(source)) {}
-
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw Error(source_ + ": " + path + " " + what);
-  }
-  const ojson& member(const ojson& object, const std::string& key, const std::string& path) const {
-    if (!object.is_object()) fail(path, "must be an object");
-    const auto it = object.find(key);
-    if (it == object.end()) fail(path, "is missing '" + key + "'");
-    return *it;
-  }
-  std::string string(const ojson& object, const std::string& key, const std::string& path) const {
-    const ojson& v = member(object, key, path);
-    if (!v.is_string()) fail(path + "." + key, "must be a string");
-    return v.get<std::string>();
-  }
-  int64_t integer(const ojson& object, const std::string& key, const std::string& path) const {
-    const ojson& v = member(object, key, path);
-    if (!v.is_number_integer()) fail(path + "." + key, "must be an integer");
-    return v.get<int64_t>();
-  }
-  double number(const ojson& object, const std::string& key, const std::string& path) const {
-    const ojson& v = member(object, key, path);
-    if (!v.is_number()) fail(path + "." + key, "must be a number");
-    return v.get<double>();
-  }
-  bool boolean(const ojson& object, const std::string& key, const std::string& path) const {
-    const ojson& v = member(object, key, path);
-    if (!v.is_boolean()) fail(path + "." + key, "must be true or false");
-    return v.get<bool>();
-  }
-
- private:
-  std::string source_;
-};
 
 VariantInit init_of(const JsonReader& r, const std::string& text, const std::string& path) {
   for (const VariantInit i : {VariantInit::kParent, VariantInit::kPruned, VariantInit::kMeanPooled,
@@ -158,19 +114,8 @@ std::string library_json(const LibraryIndex& index) {
 
 LibraryIndex parse_library_json(const std::string& text, const std::string& source) {
   const JsonReader r(source);
-  ojson j;
-  try {
-    j = ojson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(source + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) r.fail("the document", "must be an object");
-  if (r.string(j, "format", "the document") != kFormat)
-    r.fail("format", std::string("must be \"") + kFormat + "\" (is this a block library?)");
-  const int64_t version = r.integer(j, "version", "the document");
-  if (version != kLibraryFormatVersion)
-    r.fail("version", "is " + std::to_string(version) + "; this build reads version " +
-                          std::to_string(kLibraryFormatVersion) + " (rebuild the library)");
+  const ojson j = parse_artefact(r, text, kFormat, kLibraryFormatVersion, "a block library",
+                                 "rebuild the library");
   LibraryIndex index;
   const ojson& parent = r.member(j, "parent", "the document");
   index.parent_path = r.string(parent, "path", "parent");
@@ -220,13 +165,7 @@ LibraryIndex parse_library_json(const std::string& text, const std::string& sour
 }
 
 LibraryIndex read_library_index(const std::filesystem::path& path) {
-  if (const std::string what = not_a_regular_file(path); !what.empty())
-    throw Error(path.string() + ": the library index is " + what + ", not a regular file");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error(path.string() + ": cannot read the library index");
-  std::ostringstream text;
-  text << file.rdbuf();
-  return parse_library_json(text.str(), path.string());
+  return parse_library_json(read_artefact(path, "the library index"), path.string());
 }
 
 }  // namespace tessera::puzzle

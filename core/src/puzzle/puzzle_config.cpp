@@ -3,6 +3,7 @@
 #include <tessera/engine/toml_reader.hpp>
 #include <tessera/puzzle/puzzle_config.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -92,13 +93,104 @@ void parse_library(const Reader& r, const toml::table& root, PuzzleConfig& confi
   }
 }
 
+void parse_score(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[score]";
+  const toml::table* t = get_table(r, root, "score", "the document", " ([score])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where, {"tokens"});
+  if (const std::optional<int64_t> n = get_int(r, *t, "tokens", where)) {
+    if (*n < 1)
+      r.fail(t->get("tokens")->source(),
+             key_in("tokens", where) + " is " + std::to_string(*n) + "; expected an integer >= 1");
+    config.score.tokens = *n;
+  }
+}
+
+void parse_cost(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[cost]";
+  const toml::table* t = get_table(r, root, "cost", "the document", " ([cost])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where,
+             {"prefill_len", "decode_len", "batch_sizes", "repeats", "weight_dtype", "threads"});
+  CostSection& c = config.cost;
+  Scenario& s = c.scenario;
+  s.prefill_len = get_int32(r, *t, "prefill_len", where, 1).value_or(s.prefill_len);
+  s.decode_len = get_int32(r, *t, "decode_len", where, 1).value_or(s.decode_len);
+  s.repeats = get_int32(r, *t, "repeats", where, 1, 1000).value_or(s.repeats);
+  c.threads = get_int32(r, *t, "threads", where, 0, 4096).value_or(c.threads);
+  if (t->contains("batch_sizes")) {
+    s.batch_sizes = number_list<int32_t>(r, *t, "batch_sizes", where, "batch sizes >= 1",
+                                         [](double v) { return v >= 1.0 && v <= 4096; });
+  }
+  if (const std::optional<std::string> dtype =
+          get_choice(r, *t, "weight_dtype", where, {"f32", "f16", "bf16"})) {
+    c.weight_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
+  }
+}
+
+std::vector<std::string> string_list(const Reader& r, const toml::table& t, std::string_view key,
+                                     const std::string& where) {
+  const toml::node* node = t.get(key);
+  const toml::array* list = node->as_array();
+  if (list == nullptr)
+    r.fail(node->source(), key_in(key, where) + " must be an array of provider names, got " +
+                               type_description(*node));
+  std::vector<std::string> out;
+  for (const toml::node& item : *list) {
+    const auto* text = item.as_string();
+    if (text == nullptr || text->get().empty())
+      r.fail(item.source(), key_in(key, where) + " holds " + std::string(type_description(item)) +
+                                "; expected non-empty provider names");
+    out.push_back(text->get());
+  }
+  return out;
+}
+
+void parse_solve(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[solve]";
+  const toml::table* t = get_table(r, root, "solve", "the document", " ([solve])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where,
+             {"provider", "plugin", "compare", "batch_size", "decode_speedup", "prefill_speedup",
+              "memory_fraction", "frontier", "solutions", "diversity"});
+  SolveSection& s = config.solve;
+  if (const std::optional<std::string> p = get_string(r, *t, "provider", where)) {
+    if (p->empty()) r.fail(t->get("provider")->source(), key_in("provider", where) + " is empty");
+    s.provider = *p;
+  }
+  s.plugin = get_string(r, *t, "plugin", where).value_or(s.plugin);
+  if (t->contains("compare")) s.compare = string_list(r, *t, "compare", where);
+  s.batch_size = get_int32(r, *t, "batch_size", where, 1, 4096).value_or(s.batch_size);
+  const auto ratio = [&](std::string_view key, double& value, bool zero_ok, const char* expected) {
+    if (const std::optional<double> v = get_number(r, *t, key, where)) {
+      if (!std::isfinite(*v) || *v < 0 || (*v == 0 && !zero_ok))
+        r.fail(t->get(key)->source(),
+               key_in(key, where) + " is " + number_text(*v) + "; expected " + expected);
+      value = *v;
+    }
+  };
+  ratio("decode_speedup", s.decode_speedup, true, "a number > 0 (0: no decode budget)");
+  ratio("prefill_speedup", s.prefill_speedup, true, "a number > 0 (0: no prefill budget)");
+  ratio("memory_fraction", s.memory_fraction, true, "a number > 0 (0: no memory budget)");
+  ratio("diversity", s.diversity, true, "a share in [0, 1]");
+  if (s.diversity > 1)
+    r.fail(t->get("diversity")->source(), key_in("diversity", where) + " is " +
+                                              number_text(s.diversity) +
+                                              "; expected a share in [0, 1]");
+  if (t->contains("frontier")) {
+    s.frontier = number_list<double>(r, *t, "frontier", where, "decode speedups > 0",
+                                     [](double v) { return v > 0.0 && std::isfinite(v); });
+  }
+  s.solutions = get_int32(r, *t, "solutions", where, 1, 100).value_or(s.solutions);
+}
+
 }  // namespace
 
 PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& source_name,
                                  const fs::path& base_dir) {
   const toml::table root = parse_document(text, source_name);
   const Reader r(source_name);
-  check_keys(r, root, "the top level", {"puzzle", "data", "library"});
+  check_keys(r, root, "the top level", {"puzzle", "data", "library", "score", "cost", "solve"});
   PuzzleConfig config;
   config.source = source_name;
   const toml::table* p = get_table(r, root, "puzzle", "the document", " ([puzzle])");
@@ -114,6 +206,19 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
                                 "the run's folder, where every stage writes its artefact");
   config.data = parse_data_table(text, source_name, base_dir);
   parse_library(r, root, config);
+  parse_score(r, root, config);
+  parse_cost(r, root, config);
+  parse_solve(r, root, config);
+  const std::vector<int32_t>& sizes = config.cost.scenario.batch_sizes;
+  if (std::find(sizes.begin(), sizes.end(), config.solve.batch_size) == sizes.end()) {
+    const toml::table* t = root["solve"].as_table();
+    const toml::node* at = t != nullptr ? t->get("batch_size") : nullptr;
+    std::string list;
+    for (const int32_t b : sizes) list += (list.empty() ? "" : ", ") + std::to_string(b);
+    r.fail(at != nullptr ? at->source() : root.source(),
+           "'batch_size' in [solve] is " + std::to_string(config.solve.batch_size) +
+               "; expected one of [cost] batch_sizes (" + list + ")");
+  }
   return config;
 }
 

@@ -156,6 +156,15 @@ RecordedOutputs record_outputs(Model& model, const TrainBatch& batch) {
   return out;
 }
 
+void run_layers(Model& model, const TrainBatch& batch, int32_t first, int32_t last, float* x) {
+  if (first < 0 || last > model.num_layers() || first > last)
+    throw Error("run_layers: layers [" + std::to_string(first) + ", " + std::to_string(last) +
+                ") are not within [0, " + std::to_string(model.num_layers()) + "]");
+  InferenceBatch ib = start_inference(model, batch, "run_layers");
+  for (int32_t layer = first; layer < last; ++layer) model.run_layer(layer, ib.b, x, ib.b.n_tokens);
+  finish_inference(model, ib);
+}
+
 BlockRecord record_block_io(Model& model, const TrainBatch& batch, int32_t layer, ts_kind kind) {
   return std::move(record_blocks_io(model, batch, {{layer, kind}}).front());
 }

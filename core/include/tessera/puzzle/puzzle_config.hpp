@@ -5,12 +5,17 @@
 //   [data]     the corpus, as in training configs: calibration reads the train part, scoring
 //              and evaluation the held-out part
 //   [library]  the variants (FFN widths, KV heads, linear, no-op) and the calibration budget
+//   [score]    the held-out tokens of the replace-1-block scores
+//   [cost]     the scenario the costs are measured for (prefill and decode lengths, batch
+//              sizes, repeats) and the weight dtype and threads the child will run with
+//   [solve]    the search: provider, budgets (speedups, memory), the frontier, diversity
 //
 // The conventions are the manifest's: errors are ManifestErrors at file:line:column, unknown
 // keys are refused with a did-you-mean, paths are taken from the config's folder ("~/" from
 // $HOME).
 #pragma once
 
+#include <tessera/puzzle/costs.hpp>
 #include <tessera/puzzle/library.hpp>
 #include <tessera/train/train_config.hpp>
 
@@ -26,14 +31,45 @@ struct LibrarySection {
   int64_t calibration_tokens = 8192;  // parent tokens the initialisers read (train part)
 };
 
+struct ScoreSection {
+  int64_t tokens = 2048;  // held-out tokens every variant is scored on (start of the part)
+};
+
+struct CostSection {
+  Scenario scenario;
+  ts_dtype weight_dtype = TS_BF16;  // the dtype the child will run at
+  int32_t threads = 0;              // 0: the parent's [runtime] threads (0: every core)
+};
+
+struct SolveSection {
+  std::string provider = "mip";                   // the search provider of the main solution
+  std::string plugin;                             // pins the plugin that provides it (empty: any)
+  std::vector<std::string> compare = {"greedy"};  // providers solved beside it, same budgets
+  int32_t batch_size = 1;                         // one of [cost] batch_sizes: the budgets' batch
+  double decode_speedup = 1.5;   // child decode step <= parent's / this (0: no budget)
+  double prefill_speedup = 0;    // the same for prefill (0: no budget)
+  double memory_fraction = 0;    // blocks' weights + KV <= this x the parent's (0: no budget)
+  std::vector<double> frontier;  // further decode speedups solved for the frontier
+  int32_t solutions = 1;         // diverse solutions at the main budget
+  double diversity = 0.8;        // each at most this share of the 2 x layers choices in common
+};
+
 struct PuzzleConfig {
   std::filesystem::path source;
   std::filesystem::path parent;
   std::filesystem::path output;
   TrainConfig data;  // its [data] section (data, locations)
   LibrarySection library;
+  ScoreSection score;
+  CostSection cost;
+  SolveSection solve;
 
   std::filesystem::path library_folder() const { return output / "library"; }
+  std::filesystem::path scores_path() const { return output / "scores.json"; }
+  std::filesystem::path costs_path() const { return output / "costs.json"; }
+  std::filesystem::path solutions_path() const { return output / "solutions.json"; }
+  std::filesystem::path child_folder() const { return output / "child"; }
+  std::filesystem::path child_hf_folder() const { return output / "child-hf"; }
 };
 
 PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& source_name,

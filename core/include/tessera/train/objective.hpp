@@ -89,6 +89,11 @@ struct RecordedOutputs {
 // than the model's slots or a sequence longer than its capacity.
 RecordedOutputs record_outputs(Model& model, const TrainBatch& batch);
 
+// Runs layers [first, last) of `model` over x, the residual stream entering layer `first`
+// (f32 [n_tokens, hidden], updated in place), as record_outputs does: Puzzle's scoring runs
+// the layers after a replaced block on the parent's recorded stream.
+void run_layers(Model& model, const TrainBatch& batch, int32_t first, int32_t last, float* x);
+
 struct DistillConfig {
   double cosine_weight = 1.0;  // on each layer's mean (1 - cos(child, parent))
   double kl_weight = 1.0;      // on the mean KL(parent || child), times T^2
