@@ -10,6 +10,8 @@
 //   solve     the search (a search plugin: mip by default) under budgets from the costs, the
 //             providers compared beside it, the frontier and diverse solutions: solutions.json
 //   realize   the chosen child as a manifest folder (child/) and DeciLM safetensors (child-hf/)
+//   evaluate  parent and child side by side: held-out KL, agreement and perplexity, and
+//             prefill and decode speed of the scenario: evaluation.json
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/search.hpp>
@@ -21,6 +23,7 @@
 #include <tessera/puzzle/calibration.hpp>
 #include <tessera/puzzle/cost_file.hpp>
 #include <tessera/puzzle/costs.hpp>
+#include <tessera/puzzle/evaluation.hpp>
 #include <tessera/puzzle/library.hpp>
 #include <tessera/puzzle/library_index.hpp>
 #include <tessera/puzzle/puzzle_config.hpp>
@@ -31,10 +34,13 @@
 #include <tessera/puzzle/solution_file.hpp>
 #include <tessera/train/progress.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -712,7 +718,12 @@ int run_realize(const PuzzleArgs& args) {
   meta.manifest = child.manifest;
   meta.tokenizer = lib.model.tokenizer;
   meta.chat_template = lib.model.chat_template;
-  const uint64_t bytes = write_manifest_folder(folder, meta, child.weights, std::nullopt, true);
+  nlohmann::ordered_json about = {{"solution", label}, {"provider", record->provider}};
+  about["layers"] = nlohmann::ordered_json::array();
+  for (const auto& [a, f] : record->choice)
+    about["layers"].push_back({{"attention", a}, {"ffn", f}});
+  const uint64_t bytes = write_manifest_folder(folder, meta, child.weights, std::nullopt, true,
+                                               {{"puzzle.json", about.dump(1) + "\n"}});
   out << "child      " << folder.string() << " (" << choice_text(record->choice) << "; "
       << grouped(plan.parameters()) << " parameters, "
       << fixed(static_cast<double>(bytes) / 1048576.0, 1) << " MiB)\n";
@@ -728,6 +739,130 @@ int run_realize(const PuzzleArgs& args) {
     out << "child-hf   not written: " << e.what()
         << "\n           (DeciLM expresses FFN widths that are multiples of 256; docs/puzzle.md)\n";
   }
+  return 0;
+}
+
+int run_evaluate(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  puzzle::LibraryIndex index = library_index_of(config);
+  std::error_code ec;
+  const fs::path child_path = config.child_folder();
+  if (!fs::exists(child_path / "manifest.toml", ec))
+    throw Error(config.source.string() + ": no child in " + child_path.string() +
+                "; run `tessera puzzle realize " + config.source.string() + "` first");
+  const fs::path path = config.evaluation_path();
+  if (fs::exists(path, ec) && !args.force) {
+    out << "evaluation " << path.string() << " is done; --force evaluates again\n";
+    return 0;
+  }
+  std::string label = "?";
+  try {
+    std::ifstream about(child_path / "puzzle.json");
+    label = nlohmann::json::parse(about).at("solution").get<std::string>();
+  } catch (const std::exception&) {
+    label = "(unknown: " + (child_path / "puzzle.json").string() + " is missing or damaged)";
+  }
+  OpenedLibrary lib = open_library(config, std::move(index));
+  LoadedModel child = open_model(child_path);
+  const CorpusData corpus = stage_corpus(config, lib.model);
+  const DataSection& data = config.data.data;
+  out << "parent     " << config.library_folder().string() << "\nchild      " << child_path.string()
+      << " (solution " << label << ")\n";
+  out << corpus_text(data, corpus);
+  // Held-out sequences after those the scores read: the child was chosen on those.
+  const PackedPart& held_out = corpus.dataset->held_out();
+  const int64_t scored = (config.score.tokens + data.seq_len - 1) / data.seq_len;
+  const int64_t wanted = (config.evaluate.tokens + data.seq_len - 1) / data.seq_len;
+  const int64_t first = std::min(scored, held_out.sequences());
+  const int64_t count = std::min(wanted, held_out.sequences() - first);
+  if (count <= 0)
+    throw Error(config.source.string() + ": the held-out part has " +
+                std::to_string(held_out.sequences()) + " sequences of " +
+                std::to_string(data.seq_len) + " tokens and the scores read the first " +
+                std::to_string(scored) +
+                "; evaluation needs more held-out text (raise held_out_documents or "
+                "held_out_fraction)");
+  std::vector<puzzle::EvalBatch> batches;
+  for (int64_t s = first; s < first + count; s += data.batch_size) {
+    const Batch b = batch_of(held_out, s, std::min<int64_t>(data.batch_size, first + count - s));
+    puzzle::EvalBatch e;
+    e.inputs.offsets.push_back(0);
+    for (int32_t i = 0; i < b.size(); ++i) {
+      const auto in = b.inputs(i);
+      const auto target = b.targets(i);
+      e.inputs.tokens.insert(e.inputs.tokens.end(), in.begin(), in.end());
+      e.targets.insert(e.targets.end(), target.begin(), target.end());
+      e.inputs.offsets.push_back(static_cast<int32_t>(e.inputs.tokens.size()));
+    }
+    batches.push_back(std::move(e));
+  }
+
+  const puzzle::Scenario& scenario = config.cost.scenario;
+  Manifest parent_manifest = lib.model.manifest;
+  parent_manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  Manifest child_manifest = child.manifest;
+  child_manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  const int32_t threads =
+      config.cost.threads > 0 ? config.cost.threads : parent_manifest.runtime.threads;
+  const int32_t slots = std::max(
+      data.batch_size, *std::max_element(scenario.batch_sizes.begin(), scenario.batch_sizes.end()));
+  const int32_t capacity = std::max(data.seq_len, scenario.prefill_len + scenario.decode_len);
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &parent_manifest);
+  ThreadPool pool(threads);
+  Model parent(parent_manifest, registry, std::move(lib.model.weights), pool,
+               ModelOptions{slots, capacity});
+  Model child_model(child_manifest, registry, std::move(child.weights), pool,
+                    ModelOptions{slots, capacity});
+  int64_t tokens = 0;
+  for (const puzzle::EvalBatch& b : batches) tokens += static_cast<int64_t>(b.targets.size());
+  out << "quality    " << grouped(tokens) << " held-out tokens after the "
+      << grouped(scored * data.seq_len) << " the scores read; "
+      << dtype_name(config.cost.weight_dtype) << " weights\n";
+  const auto start = std::chrono::steady_clock::now();
+  const puzzle::QualityFigures q = puzzle::compare_quality(parent, child_model, batches);
+  out << "  KL(parent || child) " << fixed(q.kl, 4) << " per token, next-token agreement "
+      << fixed(100.0 * q.agreement, 1) << "%, perplexity parent " << fixed(q.parent_perplexity, 3)
+      << " child " << fixed(q.child_perplexity, 3) << " (" << fixed(seconds_since(start), 1)
+      << "s)\n";
+  out << "speed      prefill " << scenario.prefill_len << " tokens, decode " << scenario.decode_len
+      << " steps; " << pool.size() << " threads; parent and child alternate, median of "
+      << config.evaluate.repeats << "\n";
+  puzzle::Scenario timed = scenario;
+  timed.repeats = config.evaluate.repeats;
+  const std::vector<puzzle::SpeedFigures> speed = puzzle::compare_speed(parent, child_model, timed);
+  nlohmann::ordered_json j;
+  j["format"] = "tessera.puzzle.evaluation";
+  j["version"] = 1;
+  j["solution"] = label;
+  j["quality"] = {{"tokens", q.tokens},
+                  {"kl", q.kl},
+                  {"agreement", q.agreement},
+                  {"parent_perplexity", q.parent_perplexity},
+                  {"child_perplexity", q.child_perplexity}};
+  j["speed"] = nlohmann::ordered_json::array();
+  for (const puzzle::SpeedFigures& f : speed) {
+    const double prefill_tokens = static_cast<double>(f.batch) * scenario.prefill_len;
+    const double decode_tokens = static_cast<double>(f.batch) * scenario.decode_len;
+    out << "  batch " << f.batch << ": prefill parent "
+        << fixed(prefill_tokens / f.parent_prefill.seconds, 1) << " tok/s, child "
+        << fixed(prefill_tokens / f.child_prefill.seconds, 1) << " tok/s ("
+        << fixed(f.prefill_speedup(), 3) << "x); decode parent "
+        << fixed(decode_tokens / f.parent_decode.seconds, 2) << " tok/s, child "
+        << fixed(decode_tokens / f.child_decode.seconds, 2) << " tok/s ("
+        << fixed(f.decode_speedup(), 3) << "x; noise +-" << fixed(100.0 * f.parent_decode.noise, 0)
+        << "% / +-" << fixed(100.0 * f.child_decode.noise, 0) << "%)\n";
+    j["speed"].push_back({{"batch", f.batch},
+                          {"parent_prefill_s", f.parent_prefill.seconds},
+                          {"child_prefill_s", f.child_prefill.seconds},
+                          {"parent_decode_s", f.parent_decode.seconds},
+                          {"child_decode_s", f.child_decode.seconds},
+                          {"prefill_speedup", f.prefill_speedup()},
+                          {"decode_speedup", f.decode_speedup()}});
+  }
+  puzzle::write_artefact(path, j.dump(1) + "\n");
+  out << "evaluation " << path.string() << "\n";
   return 0;
 }
 
@@ -778,7 +913,16 @@ Runner add_puzzle_command(CLI::App& app) {
   realize->add_flag("--force", args->force, "Realise again");
   realize->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
-  return [args, library, score, cost, solve, realize] {
+  auto* evaluate = cmd->add_subcommand(
+      "evaluate",
+      "Parent and child side by side: held-out KL, agreement and perplexity, and "
+      "the scenario's prefill and decode speed");
+  evaluate->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  evaluate->add_flag("--force", args->force, "Evaluate again");
+  evaluate->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  return [args, library, score, cost, solve, realize, evaluate] {
+    if (evaluate->parsed()) return run_evaluate(*args);
     if (library->parsed()) return run_library(*args);
     if (score->parsed()) return run_score(*args);
     if (cost->parsed()) return run_cost(*args);

@@ -952,6 +952,12 @@ PY
     { cat "$work/gen-err"; fail "generate on the child"; }
   [ -s "$work/gen-child" ] || fail "the child generated nothing"
   grep -q "variants" "$work/p/child/manifest.toml" && fail "the child's manifest names library variants"
+  "$TESSERA" puzzle evaluate "$work/puzzle.toml" >"$work/out10" 2>&1 || { cat "$work/out10"; fail "puzzle evaluate"; }
+  cat "$work/out10"
+  expect_in "child      $work/p/child (solution main)" "$work/out10"
+  expect_in "KL(parent || child) " "$work/out10"
+  grep -qE '^  batch 2: prefill parent .* decode parent .*x; noise' "$work/out10" || fail "no speed at batch 2"
+  grep -q '"format": "tessera.puzzle.evaluation"' "$work/p/evaluation.json" || fail "no evaluation.json"
   if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution nope >"$work/eout" 2>"$work/err"; then fail "realize of an unknown solution"; fi
   expect_in "has no solution 'nope'; it has main, greedy, frontier-1.5, frontier-1000, diverse-1" "$work/err"
   if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution frontier-1000 --force >"$work/eout" 2>"$work/err"; then fail "realize of an infeasible solution"; fi

@@ -7,6 +7,7 @@
 
 #include <tessera/puzzle/cost_file.hpp>
 #include <tessera/puzzle/costs.hpp>
+#include <tessera/puzzle/evaluation.hpp>
 #include <tessera/puzzle/puzzle_config.hpp>
 #include <tessera/puzzle/score_file.hpp>
 #include <tessera/puzzle/scoring.hpp>
@@ -234,6 +235,62 @@ TEST(PuzzleCosts, EveryVariantIsMeasuredWithItsBytesAndTheModelIsTheParentAgain)
   EXPECT_NE(error_of([&] {
               measure_costs(*model, b.library, too_big);
             }).find("the model has 2 slots of 24 tokens; the scenario needs 3 of 20"),
+            std::string::npos);
+}
+
+TEST(PuzzleEvaluation, QualityIsZeroAgainstItselfAndPerplexityIsTheCrossEntropy) {
+  Built b = build(parent_weights());
+  auto parent = model_of(parent_manifest(), b.weights);
+  auto same = model_of(parent_manifest(), b.weights);
+  auto child = model_of(parent_manifest(), b.weights);
+  child->swap_block(0, TS_KIND_FFN, find(b.library[0].ffn, "swiglu_32").block);
+  std::vector<EvalBatch> batches;
+  for (const train::TrainBatch& t : held_out()) {
+    EvalBatch e;
+    e.inputs = t;
+    for (size_t i = 0; i < t.tokens.size(); ++i)
+      e.targets.push_back(t.tokens[(i + 1) % t.tokens.size()]);
+    batches.push_back(e);
+  }
+  const QualityFigures self = compare_quality(*parent, *same, batches);
+  EXPECT_EQ(self.tokens, 49);
+  EXPECT_DOUBLE_EQ(self.kl, 0.0);
+  EXPECT_DOUBLE_EQ(self.agreement, 1.0);
+  EXPECT_DOUBLE_EQ(self.parent_perplexity, self.child_perplexity);
+  // The perplexity from the logits by hand, in double.
+  double nll = 0;
+  for (const EvalBatch& e : batches) {
+    const train::RecordedOutputs r = train::record_outputs(*parent, e.inputs);
+    for (size_t t = 0; t < e.targets.size(); ++t) {
+      const float* row = r.logits.data() + t * 41;
+      double m = row[0], z = 0;
+      for (int v = 1; v < 41; ++v) m = std::max(m, static_cast<double>(row[v]));
+      for (int v = 0; v < 41; ++v) z += std::exp(row[v] - m);
+      nll += m + std::log(z) - row[e.targets[t]];
+    }
+  }
+  EXPECT_NEAR(self.parent_perplexity, std::exp(nll / 49.0), 1e-4 * self.parent_perplexity);
+  const QualityFigures q = compare_quality(*parent, *child, batches);
+  EXPECT_GT(q.kl, 0.0);
+  EXPECT_LT(q.agreement, 1.0);
+  EXPECT_NE(q.child_perplexity, q.parent_perplexity);
+  EXPECT_DOUBLE_EQ(q.parent_perplexity, self.parent_perplexity);
+
+  Scenario s;
+  s.prefill_len = 8;
+  s.decode_len = 4;
+  s.batch_sizes = {1, 3};
+  s.repeats = 2;
+  const std::vector<SpeedFigures> speed = compare_speed(*parent, *child, s);
+  ASSERT_EQ(speed.size(), 2U);
+  EXPECT_EQ(speed[1].batch, 3);
+  for (const SpeedFigures& f : speed) {
+    EXPECT_GT(f.parent_prefill.seconds, 0.0);
+    EXPECT_GT(f.child_decode.seconds, 0.0);
+    EXPECT_GT(f.decode_speedup(), 0.0);
+  }
+  s.batch_sizes = {5};
+  EXPECT_NE(error_of([&] { compare_speed(*parent, *child, s); }).find("the scenario needs 5 of 12"),
             std::string::npos);
 }
 

@@ -184,6 +184,21 @@ void parse_solve(const Reader& r, const toml::table& root, PuzzleConfig& config)
   s.solutions = get_int32(r, *t, "solutions", where, 1, 100).value_or(s.solutions);
 }
 
+void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[evaluate]";
+  const toml::table* t = get_table(r, root, "evaluate", "the document", " ([evaluate])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where, {"tokens", "repeats"});
+  if (const std::optional<int64_t> n = get_int(r, *t, "tokens", where)) {
+    if (*n < 1)
+      r.fail(t->get("tokens")->source(),
+             key_in("tokens", where) + " is " + std::to_string(*n) + "; expected an integer >= 1");
+    config.evaluate.tokens = *n;
+  }
+  config.evaluate.repeats =
+      get_int32(r, *t, "repeats", where, 1, 1000).value_or(config.evaluate.repeats);
+}
+
 }  // namespace
 
 PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& source_name,
@@ -209,6 +224,7 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
   parse_score(r, root, config);
   parse_cost(r, root, config);
   parse_solve(r, root, config);
+  parse_evaluate(r, root, config);
   const std::vector<int32_t>& sizes = config.cost.scenario.batch_sizes;
   if (std::find(sizes.begin(), sizes.end(), config.solve.batch_size) == sizes.end()) {
     const toml::table* t = root["solve"].as_table();

@@ -9,6 +9,7 @@
 //   [cost]     the scenario the costs are measured for (prefill and decode lengths, batch
 //              sizes, repeats) and the weight dtype and threads the child will run with
 //   [solve]    the search: provider, budgets (speedups, memory), the frontier, diversity
+//   [evaluate] held-out tokens and timed repeats of the side-by-side evaluation
 //
 // The conventions are the manifest's: errors are ManifestErrors at file:line:column, unknown
 // keys are refused with a did-you-mean, paths are taken from the config's folder ("~/" from
@@ -54,6 +55,11 @@ struct SolveSection {
   double diversity = 0.8;        // each at most this share of the 2 x layers choices in common
 };
 
+struct EvaluateSection {
+  int64_t tokens = 2048;  // held-out tokens after those the scores read
+  int32_t repeats = 3;    // generations timed per model and batch size (median kept)
+};
+
 struct PuzzleConfig {
   std::filesystem::path source;
   std::filesystem::path parent;
@@ -63,6 +69,7 @@ struct PuzzleConfig {
   ScoreSection score;
   CostSection cost;
   SolveSection solve;
+  EvaluateSection evaluate;
 
   std::filesystem::path library_folder() const { return output / "library"; }
   std::filesystem::path scores_path() const { return output / "scores.json"; }
@@ -70,6 +77,7 @@ struct PuzzleConfig {
   std::filesystem::path solutions_path() const { return output / "solutions.json"; }
   std::filesystem::path child_folder() const { return output / "child"; }
   std::filesystem::path child_hf_folder() const { return output / "child-hf"; }
+  std::filesystem::path evaluation_path() const { return output / "evaluation.json"; }
 };
 
 PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& source_name,
