@@ -866,6 +866,29 @@ int run_evaluate(const PuzzleArgs& args) {
   return 0;
 }
 
+// Every stage in order; each skips when its artefact is there (--force applies to none of
+// them: remove an artefact, or run its stage with --force, to redo it).
+int run_all(const PuzzleArgs& args) {
+  PuzzleArgs each = args;
+  each.force = false;
+  const auto start = std::chrono::steady_clock::now();
+  struct Stage {
+    const char* name;
+    int (*run)(const PuzzleArgs&);
+  };
+  for (const Stage& stage : {Stage{"library", run_library}, Stage{"score", run_score},
+                             Stage{"cost", run_cost}, Stage{"solve", run_solve},
+                             Stage{"realize", run_realize}, Stage{"evaluate", run_evaluate}}) {
+    std::cout << "\n==> tessera puzzle " << stage.name << " " << args.config << "\n";
+    const auto stage_start = std::chrono::steady_clock::now();
+    const int rc = stage.run(each);
+    std::cout << "<== " << stage.name << ": " << fixed(seconds_since(stage_start), 1) << "s\n";
+    if (rc != 0) return rc;
+  }
+  std::cout << "\nthe pipeline ran in " << format_duration(seconds_since(start)) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 Runner add_puzzle_command(CLI::App& app) {
@@ -921,7 +944,15 @@ Runner add_puzzle_command(CLI::App& app) {
   evaluate->add_flag("--force", args->force, "Evaluate again");
   evaluate->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
-  return [args, library, score, cost, solve, realize, evaluate] {
+  auto* all = cmd->add_subcommand(
+      "run",
+      "Every stage in order (library, score, cost, solve, realize, evaluate), skipping "
+      "those already done");
+  all->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  all->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  return [args, library, score, cost, solve, realize, evaluate, all] {
+    if (all->parsed()) return run_all(*args);
     if (evaluate->parsed()) return run_evaluate(*args);
     if (library->parsed()) return run_library(*args);
     if (score->parsed()) return run_score(*args);

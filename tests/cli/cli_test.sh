@@ -958,6 +958,22 @@ PY
   expect_in "KL(parent || child) " "$work/out10"
   grep -qE '^  batch 2: prefill parent .* decode parent .*x; noise' "$work/out10" || fail "no speed at batch 2"
   grep -q '"format": "tessera.puzzle.evaluation"' "$work/p/evaluation.json" || fail "no evaluation.json"
+  # run: every stage is done, so each says so.
+  "$TESSERA" puzzle run "$work/puzzle.toml" >"$work/out11" 2>&1 || { cat "$work/out11"; fail "puzzle run"; }
+  for stage in library score cost solve realize evaluate; do expect_in "<== $stage: " "$work/out11"; done
+  expect_in "is already built (library.json)" "$work/out11"
+  expect_in "evaluation $work/p/evaluation.json is done" "$work/out11"
+  expect_in "the pipeline ran in" "$work/out11"
+  # run from nothing: every artefact, the same library (the stages are deterministic) and scores.
+  sed 's/^output = "p"/output = "r"/' "$work/puzzle.toml" >"$work/fromscratch.toml"
+  "$TESSERA" puzzle run "$work/fromscratch.toml" >"$work/out12" 2>&1 || { cat "$work/out12"; fail "puzzle run from nothing"; }
+  for f in library/library.json scores.json costs.json solutions.json child/manifest.toml evaluation.json; do
+    [ -s "$work/r/$f" ] || fail "puzzle run wrote no $f"
+  done
+  cmp "$work/p/library/model.safetensors" "$work/r/library/model.safetensors" || fail "the library is not deterministic"
+  "$TESSERA" puzzle score "$work/puzzle.toml" --force >/dev/null 2>&1 || fail "score --force"
+  diff <(grep -v seconds "$work/p/scores.json") <(grep -v seconds "$work/r/scores.json") >/dev/null ||
+    fail "the scores are not deterministic"
   if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution nope >"$work/eout" 2>"$work/err"; then fail "realize of an unknown solution"; fi
   expect_in "has no solution 'nope'; it has main, greedy, frontier-1.5, frontier-1000, diverse-1" "$work/err"
   if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution frontier-1000 --force >"$work/eout" 2>"$work/err"; then fail "realize of an infeasible solution"; fi
