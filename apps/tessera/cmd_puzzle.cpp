@@ -4,6 +4,8 @@
 //   library   the block library: every layer's cheaper variants, initialised from the parent on
 //             calibration text (pruning, KV-head pooling, least squares), written as a manifest
 //             folder holding the parent and every variant, with library.json beside it
+//   distill   blockwise local distillation of every trainable variant against the parent's
+//             block (resumable, with a log and a report): library-distilled/
 //   score     replace-1-block scores of every variant on held-out text (KL to the parent's
 //             next-token distribution, agreement): scores.json, resumable after any batch
 //   cost      every variant's measured prefill and decode time and bytes: costs.json
@@ -23,6 +25,7 @@
 #include <tessera/puzzle/calibration.hpp>
 #include <tessera/puzzle/cost_file.hpp>
 #include <tessera/puzzle/costs.hpp>
+#include <tessera/puzzle/distill.hpp>
 #include <tessera/puzzle/evaluation.hpp>
 #include <tessera/puzzle/library.hpp>
 #include <tessera/puzzle/library_index.hpp>
@@ -33,6 +36,7 @@
 #include <tessera/puzzle/selection.hpp>
 #include <tessera/puzzle/solution_file.hpp>
 #include <tessera/train/progress.hpp>
+#include <tessera/train/train_run.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -40,11 +44,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -288,22 +294,30 @@ struct OpenedLibrary {
   LoadedModel model;
 };
 
-puzzle::LibraryIndex library_index_of(const puzzle::PuzzleConfig& config) {
-  const fs::path index = config.library_folder() / "library.json";
+// The library a stage reads: `folder`, or by default the one the later stages read (the
+// distilled library when [distill] has a budget).
+puzzle::LibraryIndex library_index_of(const puzzle::PuzzleConfig& config, fs::path folder = {}) {
+  if (folder.empty()) folder = config.stage_library();
+  const fs::path index = folder / "library.json";
   std::error_code ec;
-  if (!fs::exists(index, ec))
-    throw Error(config.source.string() + ": no block library in " +
-                config.library_folder().string() +
-                "; build it first with `tessera puzzle library " + config.source.string() + "`");
+  if (!fs::exists(index, ec)) {
+    const bool distilled = folder == config.distilled_folder();
+    throw Error(config.source.string() + ": no " +
+                (distilled ? "distilled block library" : "block library") + " in " +
+                folder.string() + "; build it first with `tessera puzzle " +
+                (distilled ? "distill " : "library ") + config.source.string() + "`");
+  }
   return puzzle::read_library_index(index);
 }
 
-OpenedLibrary open_library(const puzzle::PuzzleConfig& config, puzzle::LibraryIndex index) {
+OpenedLibrary open_library(const puzzle::PuzzleConfig& config, puzzle::LibraryIndex index,
+                           fs::path folder = {}) {
+  if (folder.empty()) folder = config.stage_library();
   OpenedLibrary o;
   o.index = std::move(index);
-  o.model = open_model(config.library_folder());
+  o.model = open_model(folder);
   if (o.model.manifest.model.num_layers != static_cast<int32_t>(o.index.layers.size()))
-    throw Error(config.library_folder().string() + ": the model has " +
+    throw Error(folder.string() + ": the model has " +
                 std::to_string(o.model.manifest.model.num_layers) +
                 " layers but library.json lists " + std::to_string(o.index.layers.size()) +
                 "; build the library again with --force");
@@ -318,6 +332,246 @@ CorpusData stage_corpus(const puzzle::PuzzleConfig& config, const LoadedModel& m
   const int32_t separator =
       check_train_config(config.data, model.manifest, *model.tokenizer, {}, nullptr);
   return load_corpus_data(config.data.data, *model.tokenizer, separator, model.manifest.model);
+}
+
+train::TrainBatch inputs_of(const Batch& batch) {
+  train::TrainBatch t;
+  t.offsets.push_back(0);
+  for (int32_t i = 0; i < batch.size(); ++i) {
+    const auto in = batch.inputs(i);
+    t.tokens.insert(t.tokens.end(), in.begin(), in.end());
+    t.offsets.push_back(static_cast<int32_t>(t.tokens.size()));
+  }
+  return t;
+}
+
+std::vector<train::TrainBatch> inputs_of(std::span<const Batch> batches) {
+  std::vector<train::TrainBatch> out;
+  for (const Batch& b : batches) out.push_back(inputs_of(b));
+  return out;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  puzzle::write_artefact(path, text);
+}
+
+std::string read_all(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+int run_distill(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::ostream& out = std::cout;
+  const puzzle::DistillSection& d = config.distill;
+  if (d.tokens == 0) {
+    out << "distill    [distill] tokens is 0 (or absent): the later stages read the library as "
+           "made\n";
+    return 0;
+  }
+  const fs::path folder = config.distilled_folder();
+  std::error_code ec;
+  if (fs::exists(folder / "library.json", ec) && !args.force) {
+    out << "distilled  " << folder.string() << " is built; --force distils again\n";
+    return 0;
+  }
+  puzzle::LibraryIndex index = library_index_of(config, config.library_folder());
+  OpenedLibrary lib = open_library(config, std::move(index), config.library_folder());
+  const CorpusData corpus = stage_corpus(config, lib.model);
+  const DataSection& data = config.data.data;
+  out << "library    " << config.library_folder().string() << "\n" << corpus_text(data, corpus);
+
+  // The run as the trainer's loop sees it: steps of one micro-batch, held-out measurements,
+  // checkpoints and a report in <output>/distill.
+  TrainConfig tc;
+  tc.source = config.source;
+  tc.text = read_all(config.source);
+  tc.run.objective = TrainObjective::kDistillBlocks;
+  tc.run.output = config.output / "distill";
+  const int64_t per_step = static_cast<int64_t>(data.batch_size) * data.seq_len;
+  tc.run.steps = std::max<int64_t>(1, (d.tokens + per_step - 1) / per_step);
+  tc.run.checkpoint_every = d.checkpoint_every;
+  tc.data = data;
+  tc.data.eval_every = d.eval_every;
+  tc.data.eval_batches = d.eval_batches;
+  tc.optimizer.lr = d.lr;
+  tc.optimizer.weight_decay = 0.0;
+  tc.optimizer.warmup_steps = d.warmup_steps;
+  tc.optimizer.grad_accumulation = 1;
+
+  train::TrainerConfig trainer;
+  trainer.adamw.lr = d.lr;
+  trainer.adamw.beta1 = tc.optimizer.beta1;
+  trainer.adamw.beta2 = tc.optimizer.beta2;
+  trainer.adamw.eps = tc.optimizer.eps;
+  trainer.adamw.weight_decay = 0.0;
+  trainer.schedule.warmup_steps = d.warmup_steps;
+  trainer.schedule.total_steps = tc.run.steps;
+  trainer.schedule.min_lr_ratio = tc.optimizer.min_lr_ratio;
+  trainer.clip_norm = tc.optimizer.clip_norm;
+
+  PluginRegistry registry;
+  load_plugins(registry, args.plugin_paths, &lib.model.manifest);
+  ThreadPool pool(lib.model.manifest.runtime.threads);
+  puzzle::LibraryDistiller distiller(lib.model.manifest, lib.index.layers, lib.model.weights,
+                                     registry, pool, trainer, data.batch_size, data.seq_len);
+  out << "distil     " << distiller.groups().size() << " groups of variants, "
+      << grouped(distiller.parameters()) << " trainable parameters; " << tc.run.steps
+      << " steps of " << grouped(per_step) << " parent tokens (" << grouped(tc.run.steps * per_step)
+      << " in all), lr " << d.lr << "\n";
+
+  const PackedPart& held_out = corpus.dataset->held_out();
+  std::vector<train::TrainBatch> eval;
+  for (int64_t s = 0;
+       s < std::min<int64_t>(held_out.sequences(), int64_t{d.eval_batches} * data.batch_size);
+       s += data.batch_size)
+    eval.push_back(inputs_of(
+        batch_of(held_out, s, std::min<int64_t>(data.batch_size, held_out.sequences() - s))));
+
+  const fs::path checkpoints = tc.run.output / "checkpoints";
+  RunStart start;
+  const fs::path latest = checkpoints / "latest";
+  std::vector<puzzle::LayerLosses> before;
+  const fs::path before_file = tc.run.output / "before.json";
+  if (fs::exists(latest, ec) && !args.force) {
+    std::string name = read_all(latest);
+    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+    const fs::path at = checkpoints / name;
+    distiller.load(at);
+    start.step = distiller.steps();
+    start.cursor = CursorState::from_text(read_all(at / "cursor.txt"));
+    out << "start      resumed from " << at.string() << " after step " << start.step << "\n";
+  } else {
+    if (args.force) fs::remove_all(tc.run.output, ec);
+    out << "start      a new run\n";
+  }
+  fs::create_directories(checkpoints, ec);
+  // Every variant's held-out loss before training (kept for a resumed run's report).
+  if (!eval.empty()) {
+    if (fs::exists(before_file, ec)) {
+      const nlohmann::json j = nlohmann::json::parse(read_all(before_file));
+      for (const auto& layer : j) {
+        puzzle::LayerLosses l;
+        for (const auto& v : layer.at("attention"))
+          l.attention.push_back(v.is_null() ? NAN : v.get<double>());
+        for (const auto& v : layer.at("ffn")) l.ffn.push_back(v.is_null() ? NAN : v.get<double>());
+        before.push_back(std::move(l));
+      }
+    } else {
+      before = distiller.block_losses(eval);
+      nlohmann::json j = nlohmann::json::array();
+      for (const puzzle::LayerLosses& l : before) {
+        nlohmann::json a = nlohmann::json::array(), f = nlohmann::json::array();
+        for (const double v : l.attention)
+          a.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
+        for (const double v : l.ffn)
+          f.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
+        j.push_back({{"attention", a}, {"ffn", f}});
+      }
+      write_text(before_file, j.dump() + "\n");
+    }
+  }
+
+  TrainerHooks hooks;
+  hooks.step = [&](int64_t, std::span<const Batch> batches) {
+    const train::StepStats s = distiller.step(inputs_of(batches));
+    return TrainStep{s.loss, s.lr, s.grad_norm, s.tokens};
+  };
+  hooks.evaluate = [&](std::span<const Batch> batches) {
+    int64_t tokens = 0;
+    const std::vector<train::TrainBatch> b = inputs_of(batches);
+    for (const train::TrainBatch& x : b) tokens += static_cast<int64_t>(x.tokens.size());
+    return HeldOutLoss{distiller.evaluate(b), tokens};
+  };
+  hooks.checkpoint = [&](int64_t step, const CursorState& cursor) {
+    const fs::path at = checkpoints / ("step-" + std::to_string(step));
+    distiller.save(at);
+    write_text(at / "cursor.txt", cursor.to_text() + "\n");
+    write_text(latest, "step-" + std::to_string(step) + "\n");
+    // Test seam: an interruption right after a checkpoint, as a kill there would leave it.
+    if (const char* stop = std::getenv("TESSERA_TEST_STOP_AFTER_STEP");
+        stop != nullptr && std::to_string(step) == stop)
+      throw Error("stopped after step " + std::to_string(step) +
+                  " (TESSERA_TEST_STOP_AFTER_STEP); run again to resume");
+    for (const auto& entry : fs::directory_iterator(checkpoints)) {
+      const std::string n = entry.path().filename().string();
+      if (entry.is_directory() && n.rfind("step-", 0) == 0 && entry.path() != at) {
+        std::error_code ignored;
+        fs::remove_all(entry.path(), ignored);
+      }
+    }
+  };
+  RunOutput output;
+  output.out = &out;
+  output.terminal = ProgressPrinter::stdout_is_terminal();
+  const RunOutcome outcome = run_training(tc, *corpus.dataset, hooks, start, output);
+
+  // The distilled library: the same index, the trained weights.
+  std::vector<puzzle::LayerLosses> after;
+  if (!eval.empty()) after = distiller.block_losses(eval);
+  const WeightStore trained = distiller.trained_weights(lib.model.weights);
+  puzzle::LibraryIndex distilled = library_index_of(config, config.library_folder());
+  LoadedModel meta;
+  meta.format = lib.model.format;
+  meta.path = lib.model.path;
+  meta.manifest = lib.model.manifest;
+  meta.tokenizer = lib.model.tokenizer;
+  meta.chat_template = lib.model.chat_template;
+  nlohmann::ordered_json report;
+  report["steps"] = tc.run.steps;
+  report["tokens"] = tc.run.steps * per_step;
+  report["seconds"] = outcome.seconds;
+  report["layers"] = nlohmann::ordered_json::array();
+  // Per variant name: mean held-out NMSE before and after over its layers.
+  struct Row {
+    std::string part, name;
+    double before = 0, after = 0;
+    int n = 0;
+  };
+  std::vector<Row> rows;
+  for (size_t l = 0; l < after.size(); ++l) {
+    nlohmann::ordered_json layer;
+    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      nlohmann::ordered_json list = nlohmann::ordered_json::array();
+      const std::vector<Variant>& vs = distilled.layers[l].of(part);
+      for (size_t i = 0; i < vs.size(); ++i) {
+        const double b = before.empty() ? NAN : before[l].of(part)[i];
+        const double a = after[l].of(part)[i];
+        if (!std::isfinite(a)) continue;
+        list.push_back({{"name", vs[i].name}, {"before", b}, {"after", a}});
+        const std::string p = part == TS_KIND_ATTENTION ? "attention" : "ffn";
+        auto it = std::find_if(rows.begin(), rows.end(),
+                               [&](const Row& r) { return r.part == p && r.name == vs[i].name; });
+        if (it == rows.end()) {
+          rows.push_back({p, vs[i].name});
+          it = rows.end() - 1;
+        }
+        it->before += b;
+        it->after += a;
+        ++it->n;
+      }
+      layer[part == TS_KIND_ATTENTION ? "attention" : "ffn"] = std::move(list);
+    }
+    report["layers"].push_back(std::move(layer));
+  }
+  const uint64_t bytes = write_manifest_folder(
+      folder, meta, trained, TS_F32, true,
+      {{"library.json", puzzle::library_json(distilled)}, {"distill.json", report.dump(1) + "\n"}});
+  char line[256];
+  std::snprintf(line, sizeof(line), "  %-9s %-14s %7s  %s\n", "part", "variant", "layers",
+                "held-out normalised MSE (mean over layers): before -> after");
+  out << line;
+  for (const Row& r : rows) {
+    std::snprintf(line, sizeof(line), "  %-9s %-14s %7d  %.4f -> %.4f\n", r.part.c_str(),
+                  r.name.c_str(), r.n, r.before / r.n, r.after / r.n);
+    out << line;
+  }
+  out << "distilled  " << folder.string() << " ("
+      << fixed(static_cast<double>(bytes) / 1048576.0, 1)
+      << " MiB; distill.json; log and report in " << tc.run.output.string() << ")\n";
+  return 0;
 }
 
 std::string mean_min_max(const std::vector<double>& values, int decimals) {
@@ -387,7 +641,7 @@ int run_score(const PuzzleArgs& args) {
   const std::vector<LayerVariants>& library = lib.index.layers;
   const CorpusData corpus = stage_corpus(config, lib.model);
   const DataSection& data = config.data.data;
-  out << "library    " << config.library_folder().string() << " ("
+  out << "library    " << config.stage_library().string() << " ("
       << lib.model.manifest.model.num_layers << " layers)\n";
   out << corpus_text(data, corpus);
   const PackedPart& held_out = corpus.dataset->held_out();
@@ -767,7 +1021,7 @@ int run_evaluate(const PuzzleArgs& args) {
   LoadedModel child = open_model(child_path);
   const CorpusData corpus = stage_corpus(config, lib.model);
   const DataSection& data = config.data.data;
-  out << "parent     " << config.library_folder().string() << "\nchild      " << child_path.string()
+  out << "parent     " << config.stage_library().string() << "\nchild      " << child_path.string()
       << " (solution " << label << ")\n";
   out << corpus_text(data, corpus);
   // Held-out sequences after those the scores read: the child was chosen on those.
@@ -876,9 +1130,10 @@ int run_all(const PuzzleArgs& args) {
     const char* name;
     int (*run)(const PuzzleArgs&);
   };
-  for (const Stage& stage : {Stage{"library", run_library}, Stage{"score", run_score},
-                             Stage{"cost", run_cost}, Stage{"solve", run_solve},
-                             Stage{"realize", run_realize}, Stage{"evaluate", run_evaluate}}) {
+  for (const Stage& stage :
+       {Stage{"library", run_library}, Stage{"distill", run_distill}, Stage{"score", run_score},
+        Stage{"cost", run_cost}, Stage{"solve", run_solve}, Stage{"realize", run_realize},
+        Stage{"evaluate", run_evaluate}}) {
     std::cout << "\n==> tessera puzzle " << stage.name << " " << args.config << "\n";
     const auto stage_start = std::chrono::steady_clock::now();
     const int rc = stage.run(each);
@@ -903,6 +1158,14 @@ Runner add_puzzle_command(CLI::App& app) {
   library->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
   library->add_flag("--force", args->force, "Build the library again even if it is there");
   library->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+      ->check(CLI::ExistingDirectory);
+  auto* distill = cmd->add_subcommand(
+      "distill",
+      "Blockwise distillation of every trainable variant against the parent's block "
+      "([distill] tokens); resumes from its last checkpoint");
+  distill->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+  distill->add_flag("--force", args->force, "Distil again from the start");
+  distill->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
   auto* score = cmd->add_subcommand(
       "score",
@@ -951,7 +1214,8 @@ Runner add_puzzle_command(CLI::App& app) {
   all->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
   all->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
-  return [args, library, score, cost, solve, realize, evaluate, all] {
+  return [args, library, distill, score, cost, solve, realize, evaluate, all] {
+    if (distill->parsed()) return run_distill(*args);
     if (all->parsed()) return run_all(*args);
     if (evaluate->parsed()) return run_evaluate(*args);
     if (library->parsed()) return run_library(*args);

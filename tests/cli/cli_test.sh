@@ -958,6 +958,37 @@ PY
   expect_in "KL(parent || child) " "$work/out10"
   grep -qE '^  batch 2: prefill parent .* decode parent .*x; noise' "$work/out10" || fail "no speed at batch 2"
   grep -q '"format": "tessera.puzzle.evaluation"' "$work/p/evaluation.json" || fail "no evaluation.json"
+  # distill: straight, and stopped after a checkpoint then resumed: the same library, bit for bit.
+  for out in d1 d2; do
+    sed "s/^output = \"p\"/output = \"$out\"/" "$work/puzzle.toml" >"$work/$out.toml"
+    printf '\n[distill]\ntokens = 2560\nlr = 0.005\ncheckpoint_every = 3\neval_every = 5\n' >>"$work/$out.toml"
+    mkdir -p "$work/$out" && cp -r "$work/p/library" "$work/$out/library"
+  done
+  "$TESSERA" puzzle distill "$work/d1.toml" >"$work/out13" 2>&1 || { cat "$work/out13"; fail "puzzle distill"; }
+  cat "$work/out13"
+  expect_in "distil     5 groups of variants" "$work/out13"
+  expect_in "step 10/10" "$work/out13"
+  expect_in "held-out normalised MSE (mean over layers): before -> after" "$work/out13"
+  for f in library-distilled/library.json library-distilled/distill.json library-distilled/model.safetensors distill/log.jsonl distill/report.html; do
+    [ -s "$work/d1/$f" ] || fail "distill wrote no $f"
+  done
+  # The distilled FFNs fit the parent better than the pruned ones did.
+  python3 - "$work/d1/library-distilled/distill.json" <<'PY' || fail "distillation did not lower the pruned FFNs' loss"
+import json, sys
+d = json.load(open(sys.argv[1]))
+pairs = [(v["before"], v["after"]) for l in d["layers"] for v in l["ffn"] if v["name"].startswith("swiglu")]
+assert pairs and all(a < b for b, a in pairs), pairs
+PY
+  if TESSERA_TEST_STOP_AFTER_STEP=6 "$TESSERA" puzzle distill "$work/d2.toml" >"$work/out14" 2>&1; then fail "the stop seam did not stop"; fi
+  expect_in "stopped after step 6" "$work/out14"
+  [ -e "$work/d2/library-distilled" ] && fail "a stopped distillation wrote its library"
+  "$TESSERA" puzzle distill "$work/d2.toml" >"$work/out15" 2>&1 || { cat "$work/out15"; fail "resumed distill"; }
+  expect_in "start      resumed from $work/d2/distill/checkpoints/step-6 after step 6" "$work/out15"
+  cmp "$work/d1/library-distilled/model.safetensors" "$work/d2/library-distilled/model.safetensors" ||
+    fail "stopped and resumed, the distilled library differs from the straight run's"
+  # The later stages read the distilled library.
+  "$TESSERA" puzzle score "$work/d1.toml" >"$work/out16" 2>&1 || { cat "$work/out16"; fail "score on the distilled library"; }
+  expect_in "library    $work/d1/library-distilled (2 layers)" "$work/out16"
   # run: every stage is done, so each says so.
   "$TESSERA" puzzle run "$work/puzzle.toml" >"$work/out11" 2>&1 || { cat "$work/out11"; fail "puzzle run"; }
   for stage in library score cost solve realize evaluate; do expect_in "<== $stage: " "$work/out11"; done

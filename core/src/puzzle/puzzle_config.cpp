@@ -184,6 +184,34 @@ void parse_solve(const Reader& r, const toml::table& root, PuzzleConfig& config)
   s.solutions = get_int32(r, *t, "solutions", where, 1, 100).value_or(s.solutions);
 }
 
+void parse_distill(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[distill]";
+  const toml::table* t = get_table(r, root, "distill", "the document", " ([distill])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where,
+             {"tokens", "lr", "warmup_steps", "checkpoint_every", "eval_every", "eval_batches"});
+  DistillSection& d = config.distill;
+  const auto count = [&](std::string_view key, int64_t& value) {
+    if (const std::optional<int64_t> n = get_int(r, *t, key, where)) {
+      if (*n < 0)
+        r.fail(t->get(key)->source(),
+               key_in(key, where) + " is " + std::to_string(*n) + "; expected an integer >= 0");
+      value = *n;
+    }
+  };
+  count("tokens", d.tokens);
+  count("warmup_steps", d.warmup_steps);
+  count("checkpoint_every", d.checkpoint_every);
+  count("eval_every", d.eval_every);
+  if (const std::optional<double> lr = get_number(r, *t, "lr", where)) {
+    if (!(std::isfinite(*lr) && *lr > 0.0 && *lr < 1.0))
+      r.fail(t->get("lr")->source(),
+             key_in("lr", where) + " is " + number_text(*lr) + "; expected a number in (0, 1)");
+    d.lr = *lr;
+  }
+  d.eval_batches = get_int32(r, *t, "eval_batches", where, 1, 100000).value_or(d.eval_batches);
+}
+
 void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& config) {
   const std::string where = "[evaluate]";
   const toml::table* t = get_table(r, root, "evaluate", "the document", " ([evaluate])");
@@ -205,7 +233,8 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
                                  const fs::path& base_dir) {
   const toml::table root = parse_document(text, source_name);
   const Reader r(source_name);
-  check_keys(r, root, "the top level", {"puzzle", "data", "library", "score", "cost", "solve"});
+  check_keys(r, root, "the top level",
+             {"puzzle", "data", "library", "distill", "score", "cost", "solve", "evaluate"});
   PuzzleConfig config;
   config.source = source_name;
   const toml::table* p = get_table(r, root, "puzzle", "the document", " ([puzzle])");
@@ -221,6 +250,7 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
                                 "the run's folder, where every stage writes its artefact");
   config.data = parse_data_table(text, source_name, base_dir);
   parse_library(r, root, config);
+  parse_distill(r, root, config);
   parse_score(r, root, config);
   parse_cost(r, root, config);
   parse_solve(r, root, config);

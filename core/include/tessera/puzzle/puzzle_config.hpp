@@ -5,6 +5,7 @@
 //   [data]     the corpus, as in training configs: calibration reads the train part, scoring
 //              and evaluation the held-out part
 //   [library]  the variants (FFN widths, KV heads, linear, no-op) and the calibration budget
+//   [distill]  blockwise distillation of the library: token budget, learning rate, checkpoints
 //   [score]    the held-out tokens of the replace-1-block scores
 //   [cost]     the scenario the costs are measured for (prefill and decode lengths, batch
 //              sizes, repeats) and the weight dtype and threads the child will run with
@@ -30,6 +31,15 @@ namespace tessera::puzzle {
 struct LibrarySection {
   LibraryOptions options;
   int64_t calibration_tokens = 8192;  // parent tokens the initialisers read (train part)
+};
+
+struct DistillSection {
+  int64_t tokens = 0;  // parent tokens of BLD (train part); 0: the library stays as made
+  double lr = 1e-3;    // AdamW's peak rate, cosine decay to 10 % after the warm-up
+  int64_t warmup_steps = 0;
+  int64_t checkpoint_every = 10;  // steps between checkpoints (resume); 0: only after the last
+  int64_t eval_every = 0;         // steps between held-out measurements; 0: before and after
+  int32_t eval_batches = 2;       // held-out batches per measurement
 };
 
 struct ScoreSection {
@@ -66,12 +76,18 @@ struct PuzzleConfig {
   std::filesystem::path output;
   TrainConfig data;  // its [data] section (data, locations)
   LibrarySection library;
+  DistillSection distill;
   ScoreSection score;
   CostSection cost;
   SolveSection solve;
   EvaluateSection evaluate;
 
   std::filesystem::path library_folder() const { return output / "library"; }
+  std::filesystem::path distilled_folder() const { return output / "library-distilled"; }
+  // The library the later stages read: the distilled one when [distill] has a token budget.
+  std::filesystem::path stage_library() const {
+    return distill.tokens > 0 ? distilled_folder() : library_folder();
+  }
   std::filesystem::path scores_path() const { return output / "scores.json"; }
   std::filesystem::path costs_path() const { return output / "costs.json"; }
   std::filesystem::path solutions_path() const { return output / "solutions.json"; }
