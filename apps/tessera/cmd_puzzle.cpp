@@ -755,8 +755,8 @@ int run_cost(const PuzzleArgs& args) {
     costs = puzzle::measure_costs(model, library, scenario,
                                   [&](int64_t done, int64_t total) { progress.show(done, total); });
   }
-  out << "measured   " << costs.measurements << " distinct blocks in " << fixed(costs.seconds, 1)
-      << "s\n";
+  out << "measured   " << costs.measurements << " variant groups in the whole model in "
+      << fixed(costs.seconds, 1) << "s\n";
   char line[320];
   for (size_t bi = 0; bi < scenario.batch_sizes.size(); ++bi) {
     out << "batch " << scenario.batch_sizes[bi] << ":\n";
@@ -778,14 +778,9 @@ int run_cost(const PuzzleArgs& args) {
           out << line;
         }
       }
-    const double parts_p = puzzle::parts_prefill(costs, library, bi);
-    const double parts_d = puzzle::parts_decode(costs, library, bi);
-    out << "  head (final norm + LM head): " << ms(costs.fixed_decode[bi]) << "\n";
-    out << "  the parent: prefill " << ms(costs.whole_prefill[bi]) << " whole, "
-        << fixed(parts_p * 1e3, 3) << " ms as the sum of its parts ("
-        << fixed(parts_p / costs.whole_prefill[bi].seconds, 3) << "x); decode step "
-        << ms(costs.whole_decode[bi]) << " whole, " << fixed(parts_d * 1e3, 3)
-        << " ms as the parts (" << fixed(parts_d / costs.whole_decode[bi].seconds, 3) << "x)\n";
+    out << "  the parent: prefill " << ms(costs.whole_prefill[bi]) << ", decode step "
+        << ms(costs.whole_decode[bi]) << "; beyond its blocks (embedding, norms, head): prefill "
+        << ms(costs.fixed_prefill[bi]) << ", decode step " << ms(costs.fixed_decode[bi]) << "\n";
   }
   fs::create_directories(config.output, ec);
   puzzle::write_artefact(path, puzzle::costs_json(costs, library));
@@ -858,6 +853,12 @@ int run_solve(const PuzzleArgs& args) {
     rec.prefill_speedup = k.prefill_speedup;
     rec.memory_fraction = k.memory_fraction;
     rec.max_common = k.earlier.empty() ? -1 : k.max_common;
+    if (std::string why = puzzle::unreachable_target(library, scores.state, costs, k);
+        !why.empty()) {
+      rec.reason = std::move(why);
+      solutions.records.push_back(rec);
+      return rec;
+    }
     const std::string problem =
         puzzle::selection_problem(library, scores.state, costs, k,
                                   "tessera puzzle solve " + label + ": " + config.source.string());
@@ -1114,6 +1115,28 @@ int run_evaluate(const PuzzleArgs& args) {
                           {"child_decode_s", f.child_decode.seconds},
                           {"prefill_speedup", f.prefill_speedup()},
                           {"decode_speedup", f.decode_speedup()}});
+  }
+  // What the search predicted for this child, beside what was measured.
+  if (fs::exists(config.solutions_path(), ec)) {
+    const puzzle::Solutions solutions =
+        puzzle::read_solutions(config.solutions_path(), lib.index.layers);
+    if (const puzzle::SolveRecord* r = solutions.find(label); r != nullptr && r->feasible) {
+      const auto at =
+          std::find(scenario.batch_sizes.begin(), scenario.batch_sizes.end(), r->batch_size);
+      out << "predicted  by solve at batch " << r->batch_size << ": summed KL "
+          << fixed(r->predicted.kl, 4) << " (measured " << fixed(q.kl, 4) << "), decode "
+          << fixed(r->predicted.decode_speedup, 3) << "x";
+      if (at != scenario.batch_sizes.end())
+        out << " (measured "
+            << fixed(speed[static_cast<size_t>(at - scenario.batch_sizes.begin())].decode_speedup(),
+                     3)
+            << "x)";
+      out << ", prefill " << fixed(r->predicted.prefill_speedup, 3) << "x\n";
+      j["predicted"] = {{"batch", r->batch_size},
+                        {"kl", r->predicted.kl},
+                        {"decode_speedup", r->predicted.decode_speedup},
+                        {"prefill_speedup", r->predicted.prefill_speedup}};
+    }
   }
   puzzle::write_artefact(path, j.dump(1) + "\n");
   out << "evaluation " << path.string() << "\n";

@@ -196,7 +196,19 @@ TEST(PuzzleSelection, ARealProviderFindsTheParentWhenNothingIsToBeSavedAndRefuse
   const Prediction p = predict(faster.choice, lib, s, c, 0);
   EXPECT_GE(p.decode_speedup, 1.6 * (1 - 1e-9));
   EXPECT_GT(p.kl, 0.0);
+  EXPECT_EQ(unreachable_target(lib, s, c, k), "");
+  // Beyond what the head alone allows: refused before any search.
   k.decode_speedup = 1e6;
+  const std::string why = unreachable_target(lib, s, c, k);
+  EXPECT_NE(why.find("decode_speedup 1e+06 needs a decode of"), std::string::npos) << why;
+  EXPECT_NE(why.find("no choice of blocks reaches it"), std::string::npos) << why;
+  k.decode_speedup = 2.0;
+  k.prefill_speedup = 1e6;
+  EXPECT_NE(unreachable_target(lib, s, c, k).find("prefill_speedup"), std::string::npos);
+  k.prefill_speedup = 0;
+  // Reachable in principle but not with these blocks (no-ops are not free here): the provider
+  // says which budget.
+  k.decode_speedup = 5.0;
   const Selection impossible =
       parse_selection(search->solve(selection_problem(lib, s, c, k, "")), lib);
   EXPECT_FALSE(impossible.feasible);

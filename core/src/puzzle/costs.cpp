@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <sstream>
+#include <tuple>
 
 namespace tessera::puzzle {
 
@@ -43,26 +43,6 @@ LaidOut lay_out(int32_t seqs, int32_t n, int32_t first, int32_t vocab) {
   o.b.offsets = o.offsets.data();
   o.b.positions = o.positions.data();
   return o;
-}
-
-// What makes two variants cost the same: the block, not where its weights live.
-std::string block_key(ts_kind part, const BlockSpec& block) {
-  std::ostringstream key;
-  key << (part == TS_KIND_ATTENTION ? "attention|" : "ffn|") << block.kind << "|" << block.plugin;
-  for (const Param& p : block.params.items()) {
-    key << "|" << p.key << "=";
-    std::visit(
-        [&](const auto& v) {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
-            for (const int64_t e : v) key << e << ",";
-          } else {
-            key << v;
-          }
-        },
-        p.value);
-  }
-  return key.str();
 }
 
 template <typename F>
@@ -124,8 +104,8 @@ Costs measure_costs(Model& model, const std::vector<LayerVariants>& library,
                 std::to_string(model.capacity()) + " tokens; the scenario needs " +
                 std::to_string(max_b) + " of " +
                 std::to_string(scenario.prefill_len + scenario.decode_len));
-  const int64_t h = model.hidden();
   const int32_t vocab = model.vocab();
+  const size_t nb = scenario.batch_sizes.size();
   const auto start = Clock::now();
 
   Costs costs;
@@ -139,140 +119,175 @@ Costs measure_costs(Model& model, const std::vector<LayerVariants>& library,
     costs.layers.push_back(std::move(lc));
   }
 
-  // The distinct blocks, each at its first layer.
-  struct Job {
-    int32_t layer;
+  // The groups: a variant name of a part and the layers that offer it.
+  struct Group {
     ts_kind part;
-    size_t index;
+    std::string name;
+    std::vector<std::pair<int32_t, size_t>> at;  // (layer, index in its list)
   };
-  std::map<std::string, Job> first;
-  std::vector<Job> jobs;
-  for (int32_t l = 0; l < layers; ++l)
-    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+  std::vector<Group> groups;
+  for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN})
+    for (int32_t l = 0; l < layers; ++l) {
       const std::vector<Variant>& list = library[sz(l)].of(part);
-      for (size_t i = 0; i < list.size(); ++i)
-        if (first.emplace(block_key(part, list[i].block), Job{l, part, i}).second)
-          jobs.push_back({l, part, i});
+      for (size_t i = 0; i < list.size(); ++i) {
+        auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) {
+          return x.part == part && x.name == list[i].name;
+        });
+        if (g == groups.end()) {
+          groups.push_back({part, list[i].name, {}});
+          g = groups.end() - 1;
+        }
+        g->at.emplace_back(l, i);
+      }
     }
 
-  std::vector<LaidOut> prefill, decode, fill;
-  for (const int32_t b : scenario.batch_sizes) {
-    prefill.push_back(lay_out(b, scenario.prefill_len, 0, vocab));
-    decode.push_back(lay_out(b, 1, context, vocab));
-    fill.push_back(lay_out(b, context, 0, vocab));
+  // The whole model, as generation runs it: the prompt's prefill (logits of the last tokens)
+  // and one decode step at the mean decode context.
+  std::vector<ForwardBatch> prompt(nb), filler(nb), step(nb);
+  for (size_t bi = 0; bi < nb; ++bi) {
+    const int32_t b = scenario.batch_sizes[bi];
+    for (auto [batch, n, first] :
+         {std::tuple{&prompt[bi], scenario.prefill_len, 0}, std::tuple{&filler[bi], context, 0},
+          std::tuple{&step[bi], 1, context}}) {
+      const LaidOut o = lay_out(b, n, first, vocab);
+      batch->slots = o.slots;
+      batch->offsets = o.offsets;
+      batch->tokens = o.tokens;
+      batch->last_only = true;
+    }
   }
+  std::vector<float> logits(static_cast<size_t>(max_b) * static_cast<size_t>(vocab));
   const auto reset_slots = [&] {
     for (int32_t s = 0; s < max_b; ++s) model.reset(s);
   };
-
-  const int32_t repeats = scenario.repeats;
-  std::vector<float> x0, x;
-  int64_t done = 0;
-  for (const Job& job : jobs) {
-    const int32_t l = job.layer;
-    const ts_kind other = job.part == TS_KIND_ATTENTION ? TS_KIND_FFN : TS_KIND_ATTENTION;
-    const BlockSpec original = block_of(model.manifest(), l, job.part);
-    const BlockSpec original_other = block_of(model.manifest(), l, other);
-    const Variant& v = library[sz(l)].of(job.part)[job.index];
-    VariantCost cost;
-    cost.measured_in = l;
-    BlockSpec noop;
-    noop.kind = "noop";
-    try {
-      model.swap_block(l, other, noop);
-      model.swap_block(l, job.part, v.block);
-      cost.weight_bytes = weight_bytes(model, l, job.part, v);
-      if (model.kv_cache().has_layer(l)) {
-        const KvLayerShape& s = model.kv_cache().layer_shape(l);
-        cost.kv_bytes_per_token = 2 * static_cast<int64_t>(s.kv_heads) * s.head_dim *
-                                  static_cast<int64_t>(dtype_size(s.dtype));
-      }
-      for (size_t bi = 0; bi < scenario.batch_sizes.size(); ++bi) {
+  struct Whole {
+    std::vector<Timing> prefill, decode;
+  };
+  const auto whole = [&]() {
+    Whole w;
+    for (size_t bi = 0; bi < nb; ++bi) {
+      const int32_t b = scenario.batch_sizes[bi];
+      w.prefill.push_back(time_runs(scenario.repeats, [&] {
         reset_slots();
-        LaidOut& p = prefill[bi];
-        x0.resize(sz(p.b.n_tokens * h));
-        model.embed(p.tokens, x0.data());
-        x.resize(x0.size());
-        cost.prefill.push_back(time_runs(repeats, [&] {
-          std::copy(x0.begin(), x0.end(), x.begin());
-          model.run_layer(l, p.b, x.data(), p.b.n_tokens);
-        }));
-        // The cache rows of the decode context, then steps at that context.
-        LaidOut& f = fill[bi];
-        x.resize(sz(f.b.n_tokens * h));
-        model.embed(f.tokens, x.data());
-        model.run_layer(l, f.b, x.data(), f.b.n_tokens);
-        for (int32_t s = 0; s < f.b.n_seqs; ++s) model.kv_cache().set_length(s, context);
-        LaidOut& d = decode[bi];
-        x0.resize(sz(d.b.n_tokens * h));
-        model.embed(d.tokens, x0.data());
-        x.resize(x0.size());
-        cost.decode.push_back(time_runs(repeats, [&] {
-          std::copy(x0.begin(), x0.end(), x.begin());
-          model.run_layer(l, d.b, x.data(), d.b.n_tokens);
-        }));
-        reset_slots();
-      }
-    } catch (...) {
-      model.swap_block(l, job.part, original);
-      model.swap_block(l, other, original_other);
+        model.forward(prompt[bi], logits.data(), nullptr);
+      }));
       reset_slots();
+      model.forward(filler[bi], logits.data(), nullptr);
+      w.decode.push_back(time_runs(scenario.repeats, [&] {
+        for (int32_t s = 0; s < b; ++s) model.kv_cache().set_length(s, context);
+        model.forward(step[bi], logits.data(), nullptr);
+      }));
+      reset_slots();
+    }
+    return w;
+  };
+  // The model with `blocks` swapped in at their layers, timed, and put back.
+  const auto whole_with = [&](ts_kind part,
+                              const std::vector<std::pair<int32_t, BlockSpec>>& blocks) {
+    std::vector<std::pair<int32_t, BlockSpec>> original;
+    for (const auto& [l, spec] : blocks)
+      original.emplace_back(l, block_of(model.manifest(), l, part));
+    const auto restore = [&] {
+      for (const auto& [l, spec] : original) model.swap_block(l, part, spec);
+      reset_slots();
+    };
+    Whole w;
+    try {
+      for (const auto& [l, spec] : blocks) model.swap_block(l, part, spec);
+      w = whole();
+    } catch (...) {
+      restore();
       throw;
     }
-    model.swap_block(l, job.part, original);
-    model.swap_block(l, other, original_other);
-    // Every layer whose variant is the same block shares the figures (its own weight bytes).
-    const std::string key = block_key(job.part, v.block);
-    for (int32_t m = 0; m < layers; ++m) {
-      const std::vector<Variant>& list = library[sz(m)].of(job.part);
-      for (size_t i = 0; i < list.size(); ++i)
-        if (block_key(job.part, list[i].block) == key) {
-          VariantCost c = cost;
-          c.weight_bytes = weight_bytes(model, m, job.part, list[i]);
-          costs.layers[sz(m)].of(job.part)[i] = std::move(c);
-        }
+    restore();
+    return w;
+  };
+
+  const int64_t total = static_cast<int64_t>(groups.size()) + 1;
+  int64_t done = 0;
+  const Whole parent = whole();
+  if (progress) progress(++done, total);
+  costs.whole_prefill = parent.prefill;
+  costs.whole_decode = parent.decode;
+
+  // Each group against the same layers with no-ops: what the variant adds, per layer.
+  std::map<std::pair<int, std::vector<int32_t>>, Whole> baselines;
+  BlockSpec noop;
+  noop.kind = "noop";
+  for (const Group& g : groups) {
+    std::vector<int32_t> at_layers;
+    std::vector<std::pair<int32_t, BlockSpec>> variant, noops;
+    for (const auto& [l, i] : g.at) {
+      at_layers.push_back(l);
+      variant.emplace_back(l, library[sz(l)].of(g.part)[i].block);
+      noops.emplace_back(l, noop);
     }
-    ++done;
-    if (progress) progress(done, static_cast<int64_t>(jobs.size()));
+    const auto k = static_cast<double>(g.at.size());
+    std::vector<Timing> prefill(nb), decode(nb);
+    if (g.name != "noop") {
+      const auto key = std::make_pair(static_cast<int>(g.part), at_layers);
+      if (!baselines.count(key)) baselines.emplace(key, whole_with(g.part, noops));
+      const Whole& base = baselines.at(key);
+      const Whole with = whole_with(g.part, variant);
+      const auto per_layer = [&](const Timing& v, const Timing& b0) {
+        Timing t;
+        t.seconds = std::max(0.0, (v.seconds - b0.seconds) / k);
+        // The spread of the two medians, per layer, relative to the result.
+        const double spread = (v.noise * v.seconds + b0.noise * b0.seconds) / k;
+        t.noise = t.seconds > 0 ? spread / t.seconds : 0.0;
+        return t;
+      };
+      for (size_t bi = 0; bi < nb; ++bi) {
+        prefill[bi] = per_layer(with.prefill[bi], base.prefill[bi]);
+        decode[bi] = per_layer(with.decode[bi], base.decode[bi]);
+      }
+    }
+    for (const auto& [l, i] : g.at) {
+      VariantCost c;
+      c.prefill = prefill;
+      c.decode = decode;
+      c.measured_in = g.at.front().first;
+      const Variant& v = library[sz(l)].of(g.part)[i];
+      c.weight_bytes = weight_bytes(model, l, g.part, v);
+      costs.layers[sz(l)].of(g.part)[i] = std::move(c);
+    }
+    if (progress) progress(++done, total);
   }
-  costs.measurements = static_cast<int64_t>(jobs.size());
+  costs.measurements = static_cast<int64_t>(groups.size());
 
-  // The fixed part and the whole parent, per batch size.
-  for (size_t bi = 0; bi < scenario.batch_sizes.size(); ++bi) {
-    const int32_t b = scenario.batch_sizes[bi];
-    std::vector<float> rows(sz(b * h)), logits(sz(static_cast<int64_t>(b) * vocab));
-    model.embed(std::vector<int32_t>(sz(b), 1), rows.data());
-    const Timing head = time_runs(
-        repeats, [&] { model.final_norm_and_head(rows.data(), b, logits.data(), nullptr); });
-    costs.fixed_prefill.push_back(head);
-    costs.fixed_decode.push_back(head);
+  // KV bytes per token, from each attention variant's cache shape.
+  for (int32_t l = 0; l < layers; ++l) {
+    const std::vector<Variant>& list = library[sz(l)].attention;
+    const BlockSpec original = block_of(model.manifest(), l, TS_KIND_ATTENTION);
+    for (size_t i = 0; i < list.size(); ++i) {
+      model.swap_block(l, TS_KIND_ATTENTION, list[i].block);
+      if (model.kv_cache().has_layer(l)) {
+        const KvLayerShape& s = model.kv_cache().layer_shape(l);
+        costs.layers[sz(l)].attention[i].kv_bytes_per_token =
+            2 * static_cast<int64_t>(s.kv_heads) * s.head_dim *
+            static_cast<int64_t>(dtype_size(s.dtype));
+      }
+    }
+    model.swap_block(l, TS_KIND_ATTENTION, original);
+  }
+  reset_slots();
 
-    ForwardBatch whole;
-    whole.slots = prefill[bi].slots;
-    whole.offsets = prefill[bi].offsets;
-    whole.tokens = prefill[bi].tokens;
-    whole.last_only = true;
-    costs.whole_prefill.push_back(time_runs(repeats, [&] {
-      reset_slots();
-      model.forward(whole, logits.data(), nullptr);
-    }));
-    ForwardBatch filler;
-    filler.slots = fill[bi].slots;
-    filler.offsets = fill[bi].offsets;
-    filler.tokens = fill[bi].tokens;
-    filler.last_only = true;
-    reset_slots();
-    model.forward(filler, logits.data(), nullptr);
-    ForwardBatch step;
-    step.slots = decode[bi].slots;
-    step.offsets = decode[bi].offsets;
-    step.tokens = decode[bi].tokens;
-    step.last_only = true;
-    costs.whole_decode.push_back(time_runs(repeats, [&] {
-      for (int32_t s = 0; s < b; ++s) model.kv_cache().set_length(s, context);
-      model.forward(step, logits.data(), nullptr);
-    }));
-    reset_slots();
+  // The fixed part: what the parent's whole is beyond its blocks (embedding, final norm, head,
+  // and what the layers spend outside their blocks), so the parent's parts add up to its whole.
+  for (size_t bi = 0; bi < nb; ++bi) {
+    double prefill = parent.prefill[bi].seconds, decode = parent.decode[bi].seconds;
+    for (int32_t l = 0; l < layers; ++l)
+      for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+        const std::vector<Variant>& list = library[sz(l)].of(part);
+        for (size_t i = 0; i < list.size(); ++i)
+          if (list[i].init == VariantInit::kParent) {
+            prefill -= costs.layers[sz(l)].of(part)[i].prefill[bi].seconds;
+            decode -= costs.layers[sz(l)].of(part)[i].decode[bi].seconds;
+          }
+      }
+    // Not clamped: noise can make it slightly negative, and the parts must add up.
+    costs.fixed_prefill.push_back({prefill, parent.prefill[bi].noise});
+    costs.fixed_decode.push_back({decode, parent.decode[bi].noise});
   }
   costs.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return costs;

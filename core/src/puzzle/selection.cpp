@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <sstream>
 
 namespace tessera::puzzle {
 
@@ -130,6 +131,28 @@ std::string selection_problem(const std::vector<LayerVariants>& library, const S
     doc["diversity"] = {{"max_common", k.max_common}, {"solutions", std::move(earlier)}};
   }
   return doc.dump(1) + "\n";
+}
+
+std::string unreachable_target(const std::vector<LayerVariants>& library, const ScoreState& scores,
+                               const Costs& costs, const Constraints& k) {
+  check_batch(costs, k.batch);
+  const Prediction parent = predict(parent_choice(library), library, scores, costs, k.batch);
+  const auto check = [&](const char* what, double speedup, double whole,
+                         double fixed) -> std::string {
+    if (speedup <= 0 || whole / speedup > fixed) return "";
+    std::ostringstream out;
+    out << what << "_speedup " << speedup << " needs a " << what << " of " << whole / speedup * 1e3
+        << " ms, but the model outside its blocks (embedding, norms, head) takes " << fixed * 1e3
+        << " ms; no choice of blocks reaches it (the most is " << whole / fixed
+        << "x, every block a no-op)";
+    return out.str();
+  };
+  std::string reason =
+      check("decode", k.decode_speedup, parent.decode_s, costs.fixed_decode[k.batch].seconds);
+  if (reason.empty())
+    reason =
+        check("prefill", k.prefill_speedup, parent.prefill_s, costs.fixed_prefill[k.batch].seconds);
+  return reason;
 }
 
 Selection parse_selection(const std::string& text, const std::vector<LayerVariants>& library) {

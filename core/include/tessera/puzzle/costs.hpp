@@ -2,20 +2,21 @@
 // the kernels that will serve the child, for a scenario (prefill length, decode length, batch
 // sizes), plus its weight and KV-cache bytes. Measured, not estimated from FLOPs.
 //
-// A sub-block is timed inside the library model: the variant is swapped into its layer, the
-// layer's other sub-block becomes a no-op for the measurement, and Model::run_layer runs the
-// norm, the block and the residual add, as generation does. Per batch size b:
+// Blocks are timed inside the whole model, as generation runs it (Model::forward), so that
+// what a block costs includes how the rest of the model treats the caches: alone, a block's
+// weights stay in the last-level cache from one run to the next, and a decode step (bound by
+// reading the weights) looks several times cheaper than it is. Per batch size b:
 //
-//   prefill  b sequences of prefill_len tokens from an empty cache
+//   prefill  b sequences of prefill_len tokens from an empty cache (the last tokens' logits)
 //   decode   one step of b sequences, one token each, at context prefill_len + decode_len / 2
 //            (the mean context of the decode phase)
 //
-// Every figure is the median of `repeats` timed runs after one warm-up, with its noise
-// (max - min) / (2 median). Variants of the same block (kind, parameters) in several layers
-// have the same shapes: each is measured once, in the first layer that has it, and shared.
-// The fixed part (the final norm and LM head on the last token of each sequence) and the whole
-// parent (Model::forward) are measured in the same run, so the sum of the parts can be checked
-// against the whole.
+// A variant name's cost is measured once for all the layers that offer it: the model with the
+// variant in all those layers against the model with no-ops there, the difference divided by
+// the number of layers. The parent is timed whole; its fixed part (embedding, final norm, head,
+// what layers spend outside their blocks) is the whole minus its blocks, so the parent's parts
+// add up to its whole. Every figure is the median of `repeats` runs after a warm-up, with its
+// noise: (max - min) / (2 median), for a difference the two spreads over the result.
 #pragma once
 
 #include <tessera/engine/model.hpp>
@@ -48,7 +49,7 @@ struct VariantCost {
   std::vector<Timing> prefill, decode;  // per batch size, in the scenario's order
   int64_t weight_bytes = 0;             // the variant's declared weights at the model's dtype
   int64_t kv_bytes_per_token = 0;       // per sequence and token of context (K and V)
-  int32_t measured_in = -1;             // the layer it was timed in (shared by equal blocks)
+  int32_t measured_in = -1;             // the first layer of the group it was timed with
 };
 
 struct LayerCosts {
@@ -63,9 +64,9 @@ struct Costs {
   Scenario scenario;
   int32_t threads = 0;
   std::string weight_dtype;
-  std::vector<Timing> fixed_prefill, fixed_decode;  // final norm + LM head, per batch size
+  std::vector<Timing> fixed_prefill, fixed_decode;  // the whole parent minus its blocks
   std::vector<Timing> whole_prefill, whole_decode;  // the parent through Model::forward
-  int64_t measurements = 0;                         // distinct blocks timed
+  int64_t measurements = 0;                         // variant groups timed
   double seconds = 0;
   std::vector<LayerCosts> layers;
 };

@@ -51,6 +51,11 @@ std::string selection_problem(const std::vector<LayerVariants>& library, const S
                               const Costs& costs, const Constraints& constraints,
                               const std::string& description);
 
+// Why no choice of blocks can meet the constraints' speedups: the model outside its blocks
+// (embedding, norms, head) alone takes longer than the target allows. Empty when it does not.
+std::string unreachable_target(const std::vector<LayerVariants>& library, const ScoreState& scores,
+                               const Costs& costs, const Constraints& constraints);
+
 struct Selection {
   bool feasible = false;
   std::string reason;  // why not, as the provider says it
