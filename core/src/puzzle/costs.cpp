@@ -185,6 +185,7 @@ Costs measure_costs(Model& model, const std::vector<LayerVariants>& library,
   const auto whole_with = [&](ts_kind part,
                               const std::vector<std::pair<int32_t, BlockSpec>>& blocks) {
     std::vector<std::pair<int32_t, BlockSpec>> original;
+    original.reserve(blocks.size());
     for (const auto& [l, spec] : blocks)
       original.emplace_back(l, block_of(model.manifest(), l, part));
     const auto restore = [&] {
