@@ -59,6 +59,7 @@
 #include "corpus_data.hpp"
 #include "model_folder.hpp"
 #include "setup.hpp"
+#include "train_session.hpp"
 
 namespace tessera::cli {
 namespace {
@@ -127,24 +128,48 @@ class StageProgress {
   int64_t shown_ = 0, base_ = 0;
 };
 
-// The first sequences of a part, `batch_size` per batch, until `tokens` are covered.
-std::vector<train::TrainBatch> part_batches(const PackedPart& part, int32_t batch_size,
-                                            int64_t tokens) {
-  const int32_t len = part.seq_len;
-  const int64_t wanted = std::min<int64_t>(part.sequences(), (tokens + len - 1) / len);
-  std::vector<train::TrainBatch> out;
-  for (int64_t first = 0; first < wanted; first += batch_size) {
-    const int64_t count = std::min<int64_t>(batch_size, wanted - first);
-    train::TrainBatch b;
-    b.offsets.push_back(0);
-    for (int64_t s = first; s < first + count; ++s) {
-      const auto seq = part.sequence(s).first(static_cast<size_t>(len));
-      b.tokens.insert(b.tokens.end(), seq.begin(), seq.end());
-      b.offsets.push_back(static_cast<int32_t>(b.tokens.size()));
-    }
-    out.push_back(std::move(b));
-  }
+// Sequences [first, first + count) of a part (fewer when it has fewer), batch_size at a time.
+std::vector<Batch> part_batches(const PackedPart& part, int32_t batch_size, int64_t first,
+                                int64_t count) {
+  const int64_t end = std::min(part.sequences(), first + count);
+  std::vector<Batch> out;
+  for (int64_t s = first; s < end; s += batch_size)
+    out.push_back(batch_of(part, s, std::min<int64_t>(batch_size, end - s)));
   return out;
+}
+
+// The sequences of seq_len tokens that cover `tokens`.
+int64_t sequences_for(int64_t tokens, int32_t seq_len) {
+  return (tokens + seq_len - 1) / seq_len;
+}
+
+train::TrainBatch inputs_of(const Batch& batch) {
+  train::TrainBatch t;
+  t.offsets.push_back(0);
+  for (int32_t i = 0; i < batch.size(); ++i) {
+    const auto in = batch.inputs(i);
+    t.tokens.insert(t.tokens.end(), in.begin(), in.end());
+    t.offsets.push_back(static_cast<int32_t>(t.tokens.size()));
+  }
+  return t;
+}
+
+std::vector<train::TrainBatch> inputs_of(std::span<const Batch> batches) {
+  std::vector<train::TrainBatch> out;
+  for (const Batch& b : batches) out.push_back(inputs_of(b));
+  return out;
+}
+
+std::string mean_min_max(const std::vector<double>& values, int decimals) {
+  if (values.empty()) return "-";
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  for (const double v : values) {
+    sum += v;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  return fixed(sum / static_cast<double>(values.size()), decimals) + " [" + fixed(lo, decimals) +
+         ", " + fixed(hi, decimals) + "]";
 }
 
 // One line per variant name: how it was made, its parameters per layer and its fit.
@@ -153,8 +178,7 @@ void print_library(std::ostream& out, const std::vector<LayerVariants>& library)
     std::string part, name, init;
     int64_t parameters = 0;
     int layers = 0;
-    double fit_sum = 0, fit_min = INFINITY, fit_max = -INFINITY;
-    int fits = 0;
+    std::vector<double> fits;
   };
   std::vector<Row> rows;
   for (const LayerVariants& lv : library) {
@@ -164,16 +188,12 @@ void print_library(std::ostream& out, const std::vector<LayerVariants>& library)
         auto it = std::find_if(rows.begin(), rows.end(),
                                [&](const Row& r) { return r.part == part && r.name == v.name; });
         if (it == rows.end()) {
-          rows.push_back({part, v.name, std::string(puzzle::to_string(v.init)), v.parameters});
+          rows.push_back(
+              {part, v.name, std::string(puzzle::to_string(v.init)), v.parameters, 0, {}});
           it = rows.end() - 1;
         }
         ++it->layers;
-        if (std::isfinite(v.fit_nmse)) {
-          it->fit_sum += v.fit_nmse;
-          it->fit_min = std::min(it->fit_min, v.fit_nmse);
-          it->fit_max = std::max(it->fit_max, v.fit_nmse);
-          ++it->fits;
-        }
+        if (std::isfinite(v.fit_nmse)) it->fits.push_back(v.fit_nmse);
       }
     }
   }
@@ -182,10 +202,7 @@ void print_library(std::ostream& out, const std::vector<LayerVariants>& library)
                 "layers", "params/layer", "calibration fit (normalised MSE: mean [min, max])");
   out << line;
   for (const Row& r : rows) {
-    const std::string fit = r.fits == 0
-                                ? "-"
-                                : fixed(r.fit_sum / r.fits, 4) + " [" + fixed(r.fit_min, 4) + ", " +
-                                      fixed(r.fit_max, 4) + "]";
+    const std::string fit = mean_min_max(r.fits, 4);
     std::snprintf(line, sizeof(line), "  %-9s %-14s %-13s %7d %12s  %s\n", r.part.c_str(),
                   r.name.c_str(), r.init.c_str(), r.layers, grouped(r.parameters).c_str(),
                   fit.c_str());
@@ -229,7 +246,8 @@ int run_library(const PuzzleArgs& args) {
   std::vector<LayerVariants> library =
       puzzle::plan_variants(parent.manifest, config.library.options);
   const std::vector<train::TrainBatch> batches =
-      part_batches(corpus.dataset->train(), data.batch_size, config.library.calibration_tokens);
+      inputs_of(part_batches(corpus.dataset->train(), data.batch_size, 0,
+                             sequences_for(config.library.calibration_tokens, data.seq_len)));
   int64_t calibration_tokens = 0;
   for (const train::TrainBatch& b : batches)
     calibration_tokens += static_cast<int64_t>(b.tokens.size());
@@ -334,27 +352,6 @@ CorpusData stage_corpus(const puzzle::PuzzleConfig& config, const LoadedModel& m
   return load_corpus_data(config.data.data, *model.tokenizer, separator, model.manifest.model);
 }
 
-train::TrainBatch inputs_of(const Batch& batch) {
-  train::TrainBatch t;
-  t.offsets.push_back(0);
-  for (int32_t i = 0; i < batch.size(); ++i) {
-    const auto in = batch.inputs(i);
-    t.tokens.insert(t.tokens.end(), in.begin(), in.end());
-    t.offsets.push_back(static_cast<int32_t>(t.tokens.size()));
-  }
-  return t;
-}
-
-std::vector<train::TrainBatch> inputs_of(std::span<const Batch> batches) {
-  std::vector<train::TrainBatch> out;
-  for (const Batch& b : batches) out.push_back(inputs_of(b));
-  return out;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  puzzle::write_artefact(path, text);
-}
-
 std::string read_all(const fs::path& path) {
   std::ifstream file(path, std::ios::binary);
   std::ostringstream text;
@@ -423,22 +420,15 @@ int run_distill(const PuzzleArgs& args) {
       << " in all), lr " << d.lr << "\n";
 
   const PackedPart& held_out = corpus.dataset->held_out();
-  std::vector<train::TrainBatch> eval;
-  for (int64_t s = 0;
-       s < std::min<int64_t>(held_out.sequences(), int64_t{d.eval_batches} * data.batch_size);
-       s += data.batch_size)
-    eval.push_back(inputs_of(
-        batch_of(held_out, s, std::min<int64_t>(data.batch_size, held_out.sequences() - s))));
+  const std::vector<train::TrainBatch> eval = inputs_of(
+      part_batches(held_out, data.batch_size, 0, int64_t{d.eval_batches} * data.batch_size));
 
   const fs::path checkpoints = tc.run.output / "checkpoints";
   RunStart start;
   const fs::path latest = checkpoints / "latest";
   std::vector<puzzle::LayerLosses> before;
   const fs::path before_file = tc.run.output / "before.json";
-  if (fs::exists(latest, ec) && !args.force) {
-    std::string name = read_all(latest);
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    const fs::path at = checkpoints / name;
+  if (const fs::path at = args.force ? fs::path{} : latest_checkpoint(tc.run.output); !at.empty()) {
     distiller.load(at);
     start.step = distiller.steps();
     start.cursor = CursorState::from_text(read_all(at / "cursor.txt"));
@@ -470,7 +460,7 @@ int run_distill(const PuzzleArgs& args) {
           f.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
         j.push_back({{"attention", a}, {"ffn", f}});
       }
-      write_text(before_file, j.dump() + "\n");
+      puzzle::write_artefact(before_file, j.dump() + "\n");
     }
   }
 
@@ -488,8 +478,8 @@ int run_distill(const PuzzleArgs& args) {
   hooks.checkpoint = [&](int64_t step, const CursorState& cursor) {
     const fs::path at = checkpoints / ("step-" + std::to_string(step));
     distiller.save(at);
-    write_text(at / "cursor.txt", cursor.to_text() + "\n");
-    write_text(latest, "step-" + std::to_string(step) + "\n");
+    puzzle::write_artefact(at / "cursor.txt", cursor.to_text() + "\n");
+    puzzle::write_artefact(latest, "step-" + std::to_string(step) + "\n");
     // Test seam: an interruption right after a checkpoint, as a kill there would leave it.
     if (const char* stop = std::getenv("TESSERA_TEST_STOP_AFTER_STEP");
         stop != nullptr && std::to_string(step) == stop)
@@ -574,18 +564,6 @@ int run_distill(const PuzzleArgs& args) {
   return 0;
 }
 
-std::string mean_min_max(const std::vector<double>& values, int decimals) {
-  if (values.empty()) return "-";
-  double sum = 0, lo = INFINITY, hi = -INFINITY;
-  for (const double v : values) {
-    sum += v;
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-  return fixed(sum / static_cast<double>(values.size()), decimals) + " [" + fixed(lo, decimals) +
-         ", " + fixed(hi, decimals) + "]";
-}
-
 // Per variant name: KL and agreement over the layers that have it.
 void print_scores(std::ostream& out, const std::vector<LayerVariants>& library,
                   const puzzle::ScoreState& state) {
@@ -650,8 +628,8 @@ int run_score(const PuzzleArgs& args) {
                 std::to_string(data.seq_len) +
                 " tokens; scoring reads held-out text (set held_out_documents or "
                 "held_out_fraction)");
-  const std::vector<train::TrainBatch> batches =
-      part_batches(held_out, data.batch_size, config.score.tokens);
+  const std::vector<train::TrainBatch> batches = inputs_of(
+      part_batches(held_out, data.batch_size, 0, sequences_for(config.score.tokens, data.seq_len)));
   const puzzle::ScorePlan plan{data.seq_len, data.batch_size, static_cast<int64_t>(batches.size())};
   puzzle::ScoreFile scores;
   scores.plan = plan;
@@ -1027,8 +1005,8 @@ int run_evaluate(const PuzzleArgs& args) {
   out << corpus_text(data, corpus);
   // Held-out sequences after those the scores read: the child was chosen on those.
   const PackedPart& held_out = corpus.dataset->held_out();
-  const int64_t scored = (config.score.tokens + data.seq_len - 1) / data.seq_len;
-  const int64_t wanted = (config.evaluate.tokens + data.seq_len - 1) / data.seq_len;
+  const int64_t scored = sequences_for(config.score.tokens, data.seq_len);
+  const int64_t wanted = sequences_for(config.evaluate.tokens, data.seq_len);
   const int64_t first = std::min(scored, held_out.sequences());
   const int64_t count = std::min(wanted, held_out.sequences() - first);
   if (count <= 0)
@@ -1039,16 +1017,11 @@ int run_evaluate(const PuzzleArgs& args) {
                 "; evaluation needs more held-out text (raise held_out_documents or "
                 "held_out_fraction)");
   std::vector<puzzle::EvalBatch> batches;
-  for (int64_t s = first; s < first + count; s += data.batch_size) {
-    const Batch b = batch_of(held_out, s, std::min<int64_t>(data.batch_size, first + count - s));
-    puzzle::EvalBatch e;
-    e.inputs.offsets.push_back(0);
+  for (const Batch& b : part_batches(held_out, data.batch_size, first, count)) {
+    puzzle::EvalBatch e{inputs_of(b), {}};
     for (int32_t i = 0; i < b.size(); ++i) {
-      const auto in = b.inputs(i);
       const auto target = b.targets(i);
-      e.inputs.tokens.insert(e.inputs.tokens.end(), in.begin(), in.end());
       e.targets.insert(e.targets.end(), target.begin(), target.end());
-      e.inputs.offsets.push_back(static_cast<int32_t>(e.inputs.tokens.size()));
     }
     batches.push_back(std::move(e));
   }
@@ -1145,18 +1118,49 @@ int run_evaluate(const PuzzleArgs& args) {
 
 // Every stage in order; each skips when its artefact is there (--force applies to none of
 // them: remove an artefact, or run its stage with --force, to redo it).
+// The stages in the order `run` chains them, with what `tessera puzzle --help` says of each.
+struct Stage {
+  const char* name;
+  const char* help;
+  const char* force;  // what --force does
+  int (*run)(const PuzzleArgs&);
+};
+
+constexpr Stage kStages[] = {
+    {"library",
+     "Build the block library: every layer's cheaper variants, initialised from the parent on "
+     "calibration text",
+     "Build the library again even if it is there", run_library},
+    {"distill",
+     "Blockwise distillation of every trainable variant against the parent's block ([distill] "
+     "tokens); resumes from its last checkpoint",
+     "Distil again from the start", run_distill},
+    {"score",
+     "Replace-1-block scores: every variant in the otherwise unchanged parent, KL to the "
+     "parent's next-token distribution and agreement on held-out text",
+     "Score again from the start", run_score},
+    {"cost",
+     "Measure every variant's prefill and decode time and its bytes for the config's scenario",
+     "Measure again", run_cost},
+    {"solve",
+     "Choose a variant per layer under the config's budgets with a search plugin, beside the "
+     "compared providers, the frontier and diverse solutions",
+     "Solve again", run_solve},
+    {"realize", "Write the chosen child as a manifest folder and as DeciLM safetensors",
+     "Realise again", run_realize},
+    {"evaluate",
+     "Parent and child side by side: held-out KL, agreement and perplexity, and the scenario's "
+     "prefill and decode speed",
+     "Evaluate again", run_evaluate},
+};
+
+// Every stage in order; each skips when its artefact is there (--force applies to none of
+// them: remove an artefact, or run its stage with --force, to redo it).
 int run_all(const PuzzleArgs& args) {
   PuzzleArgs each = args;
   each.force = false;
   const auto start = std::chrono::steady_clock::now();
-  struct Stage {
-    const char* name;
-    int (*run)(const PuzzleArgs&);
-  };
-  for (const Stage& stage :
-       {Stage{"library", run_library}, Stage{"distill", run_distill}, Stage{"score", run_score},
-        Stage{"cost", run_cost}, Stage{"solve", run_solve}, Stage{"realize", run_realize},
-        Stage{"evaluate", run_evaluate}}) {
+  for (const Stage& stage : kStages) {
     std::cout << "\n==> tessera puzzle " << stage.name << " " << args.config << "\n";
     const auto stage_start = std::chrono::steady_clock::now();
     const int rc = stage.run(each);
@@ -1174,78 +1178,29 @@ Runner add_puzzle_command(CLI::App& app) {
       "puzzle", "The Puzzle pipeline: build a faster child of a parent model (docs/puzzle.md)");
   cmd->require_subcommand(1);
   auto args = std::make_shared<PuzzleArgs>();
-  auto* library = cmd->add_subcommand(
-      "library",
-      "Build the block library: every layer's cheaper variants, initialised from the "
-      "parent on calibration text");
-  library->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  library->add_flag("--force", args->force, "Build the library again even if it is there");
-  library->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* distill = cmd->add_subcommand(
-      "distill",
-      "Blockwise distillation of every trainable variant against the parent's block "
-      "([distill] tokens); resumes from its last checkpoint");
-  distill->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  distill->add_flag("--force", args->force, "Distil again from the start");
-  distill->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* score = cmd->add_subcommand(
-      "score",
-      "Replace-1-block scores: every variant in the otherwise unchanged parent, KL to "
-      "the parent's next-token distribution and agreement on held-out text");
-  score->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  score->add_flag("--force", args->force, "Score again from the start");
-  score->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* cost =
-      cmd->add_subcommand("cost",
-                          "Measure every variant's prefill and decode time and its bytes for the "
-                          "config's scenario");
-  cost->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  cost->add_flag("--force", args->force, "Measure again");
-  cost->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* solve = cmd->add_subcommand(
-      "solve",
-      "Choose a variant per layer under the config's budgets with a search plugin, "
-      "beside the compared providers, the frontier and diverse solutions");
-  solve->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  solve->add_flag("--force", args->force, "Solve again");
-  solve->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* realize = cmd->add_subcommand(
-      "realize", "Write the chosen child as a manifest folder and as DeciLM safetensors");
-  realize->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  realize->add_option("--solution", args->solution,
+  const auto add = [&](const char* name, const char* help) {
+    auto* sub = cmd->add_subcommand(name, help);
+    sub->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
+    sub->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
+        ->check(CLI::ExistingDirectory);
+    return sub;
+  };
+  std::vector<std::pair<CLI::App*, int (*)(const PuzzleArgs&)>> commands;
+  for (const Stage& stage : kStages) {
+    CLI::App* sub = add(stage.name, stage.help);
+    sub->add_flag("--force", args->force, stage.force);
+    if (stage.run == run_realize)
+      sub->add_option("--solution", args->solution,
                       "Which solution of solutions.json (default: the main one)");
-  realize->add_flag("--force", args->force, "Realise again");
-  realize->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* evaluate = cmd->add_subcommand(
-      "evaluate",
-      "Parent and child side by side: held-out KL, agreement and perplexity, and "
-      "the scenario's prefill and decode speed");
-  evaluate->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  evaluate->add_flag("--force", args->force, "Evaluate again");
-  evaluate->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  auto* all = cmd->add_subcommand(
-      "run",
-      "Every stage in order (library, score, cost, solve, realize, evaluate), skipping "
-      "those already done");
-  all->add_option("config", args->config, "Puzzle config (.toml); docs/puzzle.md")->required();
-  all->add_option("--plugin-path", args->plugin_paths, "Extra folder to search for plugins")
-      ->check(CLI::ExistingDirectory);
-  return [args, library, distill, score, cost, solve, realize, evaluate, all] {
-    if (distill->parsed()) return run_distill(*args);
-    if (all->parsed()) return run_all(*args);
-    if (evaluate->parsed()) return run_evaluate(*args);
-    if (library->parsed()) return run_library(*args);
-    if (score->parsed()) return run_score(*args);
-    if (cost->parsed()) return run_cost(*args);
-    if (solve->parsed()) return run_solve(*args);
-    if (realize->parsed()) return run_realize(*args);
+    commands.emplace_back(sub, stage.run);
+  }
+  commands.emplace_back(add("run",
+                            "Every stage in order (library, distill, score, cost, solve, "
+                            "realize, evaluate), skipping those already done"),
+                        run_all);
+  return [args, commands] {
+    for (const auto& [sub, run] : commands)
+      if (sub->parsed()) return run(*args);
     return 1;
   };
 }

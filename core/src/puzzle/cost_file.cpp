@@ -45,26 +45,14 @@ std::string costs_json(const Costs& c, const std::vector<LayerVariants>& library
                 {"decode_s", timings_json(c.fixed_decode)}};
   j["whole"] = {{"prefill_s", timings_json(c.whole_prefill)},
                 {"decode_s", timings_json(c.whole_decode)}};
-  ojson layers = ojson::array();
-  for (size_t l = 0; l < library.size(); ++l) {
-    ojson layer;
-    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
-      ojson list = ojson::array();
-      const std::vector<Variant>& variants = library[l].of(part);
-      for (size_t i = 0; i < variants.size(); ++i) {
-        const VariantCost& v = c.layers[l].of(part)[i];
-        list.push_back({{"name", variants[i].name},
-                        {"prefill_s", timings_json(v.prefill)},
-                        {"decode_s", timings_json(v.decode)},
-                        {"weight_bytes", v.weight_bytes},
-                        {"kv_bytes_per_token", v.kv_bytes_per_token},
-                        {"measured_in", v.measured_in}});
-      }
-      layer[part == TS_KIND_ATTENTION ? "attention" : "ffn"] = std::move(list);
-    }
-    layers.push_back(std::move(layer));
-  }
-  j["layers"] = std::move(layers);
+  j["layers"] = per_variant_json(library, [&](size_t l, ts_kind part, size_t i) {
+    const VariantCost& v = c.layers[l].of(part)[i];
+    return ojson{{"prefill_s", timings_json(v.prefill)},
+                 {"decode_s", timings_json(v.decode)},
+                 {"weight_bytes", v.weight_bytes},
+                 {"kv_bytes_per_token", v.kv_bytes_per_token},
+                 {"measured_in", v.measured_in}};
+  });
   return j.dump(1) + "\n";
 }
 
@@ -98,37 +86,17 @@ Costs parse_costs_json(const std::string& text, const std::string& source,
   const ojson& whole = r.member(j, "whole", "the document");
   c.whole_prefill = parse_timings(r, whole, "prefill_s", "whole", nb);
   c.whole_decode = parse_timings(r, whole, "decode_s", "whole", nb);
-  const ojson& layers = r.member(j, "layers", "the document");
-  if (!layers.is_array() || layers.size() != library.size())
-    r.fail("layers", "must be an array of " + std::to_string(library.size()) +
-                         " layers, one per layer of the library (were these costs measured for "
-                         "another library?)");
-  for (size_t l = 0; l < library.size(); ++l) {
-    LayerCosts lc;
-    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
-      const std::string key = part == TS_KIND_ATTENTION ? "attention" : "ffn";
-      const std::string path = "layers[" + std::to_string(l) + "]." + key;
-      const ojson& list = r.member(layers[l], key, "layers[" + std::to_string(l) + "]");
-      const std::vector<Variant>& variants = library[l].of(part);
-      if (!list.is_array() || list.size() != variants.size())
-        r.fail(path, "must list the library's " + std::to_string(variants.size()) + " variants");
-      for (size_t i = 0; i < variants.size(); ++i) {
-        const std::string at = path + "[" + std::to_string(i) + "]";
-        const std::string name = r.string(list[i], "name", at);
-        if (name != variants[i].name)
-          r.fail(at + ".name",
-                 "is '" + name + "' but the library's variant there is '" + variants[i].name + "'");
-        VariantCost v;
-        v.prefill = parse_timings(r, list[i], "prefill_s", at, nb);
-        v.decode = parse_timings(r, list[i], "decode_s", at, nb);
-        v.weight_bytes = r.integer(list[i], "weight_bytes", at);
-        v.kv_bytes_per_token = r.integer(list[i], "kv_bytes_per_token", at);
-        v.measured_in = static_cast<int32_t>(r.integer(list[i], "measured_in", at));
-        lc.of(part).push_back(std::move(v));
-      }
-    }
-    c.layers.push_back(std::move(lc));
-  }
+  c.layers = shaped_like<VariantCost>(library);
+  read_per_variant(r, r.member(j, "layers", "the document"), library,
+                   "(were these costs measured for another library?)", "",
+                   [&](size_t l, ts_kind part, size_t i, const ojson& e, const std::string& at) {
+                     VariantCost& v = c.layers[l].of(part)[i];
+                     v.prefill = parse_timings(r, e, "prefill_s", at, nb);
+                     v.decode = parse_timings(r, e, "decode_s", at, nb);
+                     v.weight_bytes = r.integer(e, "weight_bytes", at);
+                     v.kv_bytes_per_token = r.integer(e, "kv_bytes_per_token", at);
+                     v.measured_in = static_cast<int32_t>(r.integer(e, "measured_in", at));
+                   });
   return c;
 }
 

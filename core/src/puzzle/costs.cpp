@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <tuple>
 
 namespace tessera::puzzle {
 
@@ -18,32 +17,6 @@ size_t sz(int64_t n) {
 }
 
 using Clock = std::chrono::steady_clock;
-
-// A batch of b sequences in slots 0..b-1, n tokens each at positions first..first+n-1.
-struct LaidOut {
-  std::vector<int32_t> slots, offsets, positions, tokens;
-  ts_batch b{};
-};
-
-LaidOut lay_out(int32_t seqs, int32_t n, int32_t first, int32_t vocab) {
-  LaidOut o;
-  o.offsets.push_back(0);
-  for (int32_t s = 0; s < seqs; ++s) {
-    o.slots.push_back(s);
-    for (int32_t i = 0; i < n; ++i) {
-      o.positions.push_back(first + i);
-      o.tokens.push_back((7 * (s * n + i) + 3) % vocab);
-    }
-    o.offsets.push_back(o.offsets.back() + n);
-  }
-  o.b.struct_size = sizeof(ts_batch);
-  o.b.n_seqs = seqs;
-  o.b.n_tokens = seqs * n;
-  o.b.slots = o.slots.data();
-  o.b.offsets = o.offsets.data();
-  o.b.positions = o.positions.data();
-  return o;
-}
 
 template <typename F>
 Timing time_runs(int32_t repeats, F&& run) {
@@ -73,6 +46,18 @@ int64_t weight_bytes(const Model& model, int32_t layer, ts_kind part, const Vari
 }
 
 }  // namespace
+
+ForwardBatch generation_batch(int32_t sequences, int32_t tokens, int32_t vocab) {
+  ForwardBatch f;
+  f.offsets.push_back(0);
+  for (int32_t s = 0; s < sequences; ++s) {
+    f.slots.push_back(s);
+    for (int32_t i = 0; i < tokens; ++i) f.tokens.push_back((7 * (s * tokens + i) + 3) % vocab);
+    f.offsets.push_back(f.offsets.back() + tokens);
+  }
+  f.last_only = true;
+  return f;
+}
 
 Timing summarise(std::vector<double> seconds) {
   if (seconds.empty()) throw Error("summarise: no timings");
@@ -112,12 +97,7 @@ Costs measure_costs(Model& model, const std::vector<LayerVariants>& library,
   costs.scenario = scenario;
   costs.threads = model.pool().size();
   costs.weight_dtype = dtype_name(model.manifest().runtime.weight_dtype);
-  for (const LayerVariants& lv : library) {
-    LayerCosts lc;
-    lc.attention.resize(lv.attention.size());
-    lc.ffn.resize(lv.ffn.size());
-    costs.layers.push_back(std::move(lc));
-  }
+  costs.layers = shaped_like<VariantCost>(library);
 
   // The groups: a variant name of a part and the layers that offer it.
   struct Group {
@@ -146,15 +126,9 @@ Costs measure_costs(Model& model, const std::vector<LayerVariants>& library,
   std::vector<ForwardBatch> prompt(nb), filler(nb), step(nb);
   for (size_t bi = 0; bi < nb; ++bi) {
     const int32_t b = scenario.batch_sizes[bi];
-    for (auto [batch, n, first] :
-         {std::tuple{&prompt[bi], scenario.prefill_len, 0}, std::tuple{&filler[bi], context, 0},
-          std::tuple{&step[bi], 1, context}}) {
-      const LaidOut o = lay_out(b, n, first, vocab);
-      batch->slots = o.slots;
-      batch->offsets = o.offsets;
-      batch->tokens = o.tokens;
-      batch->last_only = true;
-    }
+    prompt[bi] = generation_batch(b, scenario.prefill_len, vocab);
+    filler[bi] = generation_batch(b, context, vocab);
+    step[bi] = generation_batch(b, 1, vocab);  // at the context the slots' lengths are set to
   }
   std::vector<float> logits(static_cast<size_t>(max_b) * static_cast<size_t>(vocab));
   const auto reset_slots = [&] {

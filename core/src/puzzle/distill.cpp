@@ -159,13 +159,7 @@ double LibraryDistiller::evaluate(const std::vector<train::TrainBatch>& batches)
 std::vector<LayerLosses> LibraryDistiller::block_losses(
     const std::vector<train::TrainBatch>& batches) {
   Impl& im = *impl_;
-  std::vector<LayerLosses> out;
-  for (const LayerVariants& lv : im.library) {
-    LayerLosses l;
-    l.attention.assign(lv.attention.size(), std::numeric_limits<double>::quiet_NaN());
-    l.ffn.assign(lv.ffn.size(), std::numeric_limits<double>::quiet_NaN());
-    out.push_back(std::move(l));
-  }
+  std::vector<LayerLosses> out = shaped_like(im.library, std::numeric_limits<double>::quiet_NaN());
   const std::vector<std::vector<train::BlockStep>> steps = im.block_steps(batches);
   for (size_t g = 0; g < im.groups.size(); ++g)
     for (const train::BlockStep& s : steps[g]) {

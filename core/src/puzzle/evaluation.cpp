@@ -20,18 +20,6 @@ double perplexity_sum(const ts_host* host, const std::vector<float>& logits, int
                               targets.data(), train::kIgnoreIndex, nullptr, 1.0, &counted);
 }
 
-ForwardBatch sequences(int32_t b, int32_t n, int32_t vocab, int32_t salt) {
-  ForwardBatch f;
-  f.offsets.push_back(0);
-  for (int32_t s = 0; s < b; ++s) {
-    f.slots.push_back(s);
-    for (int32_t i = 0; i < n; ++i) f.tokens.push_back((7 * (s * n + i) + 3 + salt) % vocab);
-    f.offsets.push_back(f.offsets.back() + n);
-  }
-  f.last_only = true;
-  return f;
-}
-
 }  // namespace
 
 QualityFigures compare_quality(Model& parent, Model& child, const std::vector<EvalBatch>& batches) {
@@ -76,7 +64,7 @@ std::vector<SpeedFigures> compare_speed(Model& parent, Model& child, const Scena
                     std::to_string(m->capacity()) + " tokens; the scenario needs " +
                     std::to_string(b) + " of " +
                     std::to_string(scenario.prefill_len + scenario.decode_len));
-    const ForwardBatch prompt = sequences(b, scenario.prefill_len, vocab, 0);
+    const ForwardBatch prompt = generation_batch(b, scenario.prefill_len, vocab);
     std::vector<float> logits(static_cast<size_t>(b) * static_cast<size_t>(vocab));
     // One generation: the prefill, then decode_len steps feeding each sequence's argmax.
     const auto generate = [&](Model& m, double& prefill_s, double& decode_s) {
@@ -84,7 +72,7 @@ std::vector<SpeedFigures> compare_speed(Model& parent, Model& child, const Scena
       auto t0 = Clock::now();
       m.forward(prompt, logits.data(), nullptr);
       prefill_s = std::chrono::duration<double>(Clock::now() - t0).count();
-      ForwardBatch step = sequences(b, 1, vocab, 0);
+      ForwardBatch step = generation_batch(b, 1, vocab);
       t0 = Clock::now();
       for (int32_t i = 0; i < scenario.decode_len; ++i) {
         for (int32_t s = 0; s < b; ++s) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <tessera/engine/error.hpp>
+#include <tessera/puzzle/library.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -52,6 +53,58 @@ class JsonReader {
  private:
   std::string source_;
 };
+
+// [{"attention": [entry, ...], "ffn": [...]}, ...]: one entry per variant of the library, each
+// {"name": the variant's name} followed by what entry(layer, part, index) gives.
+template <typename Entry>
+ojson per_variant_json(const std::vector<LayerVariants>& library, Entry&& entry) {
+  ojson layers = ojson::array();
+  for (size_t l = 0; l < library.size(); ++l) {
+    ojson layer;
+    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      ojson list = ojson::array();
+      const std::vector<Variant>& variants = library[l].of(part);
+      for (size_t i = 0; i < variants.size(); ++i) {
+        ojson e = {{"name", variants[i].name}};
+        e.update(entry(l, part, i));
+        list.push_back(std::move(e));
+      }
+      layer[part == TS_KIND_ATTENTION ? "attention" : "ffn"] = std::move(list);
+    }
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+// Reads what per_variant_json wrote, checking that it lists the library's layers and variants
+// in order (`hint` ends the message of a layer count or a name that differs, and
+// `layers_hint` that of the layer count); read(layer, part, index, entry, json path) reads
+// each entry.
+template <typename Read>
+void read_per_variant(const JsonReader& r, const ojson& layers,
+                      const std::vector<LayerVariants>& library, const std::string& layers_hint,
+                      const std::string& name_hint, Read&& read) {
+  if (!layers.is_array() || layers.size() != library.size())
+    r.fail("layers", "must be an array of " + std::to_string(library.size()) +
+                         " layers, one per layer of the library " + layers_hint);
+  for (size_t l = 0; l < library.size(); ++l)
+    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
+      const std::string key = part == TS_KIND_ATTENTION ? "attention" : "ffn";
+      const std::string path = "layers[" + std::to_string(l) + "]." + key;
+      const ojson& list = r.member(layers[l], key, "layers[" + std::to_string(l) + "]");
+      const std::vector<Variant>& variants = library[l].of(part);
+      if (!list.is_array() || list.size() != variants.size())
+        r.fail(path, "must list the library's " + std::to_string(variants.size()) + " variants");
+      for (size_t i = 0; i < variants.size(); ++i) {
+        const std::string at = path + "[" + std::to_string(i) + "]";
+        const std::string name = r.string(list[i], "name", at);
+        if (name != variants[i].name)
+          r.fail(at + ".name", "is '" + name + "' but the library's variant there is '" +
+                                   variants[i].name + "'" + name_hint);
+        read(l, part, i, list[i], at);
+      }
+    }
+}
 
 // Parses an artefact and checks its format and version; `what` names the artefact for a
 // wrong format ("a block library"), `remedy` says what to do about another version.

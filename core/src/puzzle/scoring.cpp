@@ -25,12 +25,7 @@ int64_t argmax_row(const float* row, int64_t vocab) {
 
 ScoreState empty_scores(const std::vector<LayerVariants>& library) {
   ScoreState s;
-  for (const LayerVariants& lv : library) {
-    LayerScoreSums l;
-    l.attention.resize(lv.attention.size());
-    l.ffn.resize(lv.ffn.size());
-    s.layers.push_back(std::move(l));
-  }
+  s.layers = shaped_like<ScoreSums>(library);
   return s;
 }
 

@@ -1,16 +1,14 @@
 #include <tessera/engine/error.hpp>
 #include <tessera/puzzle/selection.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <sstream>
+
+#include "json_artefact.hpp"
 
 namespace tessera::puzzle {
 
 namespace {
-
-using ojson = nlohmann::ordered_json;
 
 size_t index_of(const std::vector<Variant>& list, const std::string& name, size_t layer,
                 const char* part) {
@@ -100,27 +98,14 @@ std::string selection_problem(const std::vector<LayerVariants>& library, const S
   if (k.memory_fraction > 0)
     budgets["memory_bytes"] = k.memory_fraction * static_cast<double>(parent.memory_bytes);
   doc["budgets"] = budgets;
-  ojson layers = ojson::array();
-  for (size_t l = 0; l < library.size(); ++l) {
-    ojson layer;
-    for (const ts_kind part : {TS_KIND_ATTENTION, TS_KIND_FFN}) {
-      ojson list = ojson::array();
-      const std::vector<Variant>& variants = library[l].of(part);
-      for (size_t i = 0; i < variants.size(); ++i) {
-        const VariantCost& c = costs.layers[l].of(part)[i];
-        list.push_back(
-            {{"name", variants[i].name},
-             {"score", mean_kl(scores, scores.layers[l].of(part)[i])},
-             {"costs",
-              {{"decode_s", c.decode[k.batch].seconds},
-               {"prefill_s", c.prefill[k.batch].seconds},
-               {"memory_bytes", static_cast<double>(memory_of(c, costs.scenario, b))}}}});
-      }
-      layer[part == TS_KIND_ATTENTION ? "attention" : "ffn"] = std::move(list);
-    }
-    layers.push_back(std::move(layer));
-  }
-  doc["layers"] = std::move(layers);
+  doc["layers"] = per_variant_json(library, [&](size_t l, ts_kind part, size_t i) {
+    const VariantCost& c = costs.layers[l].of(part)[i];
+    return ojson{{"score", mean_kl(scores, scores.layers[l].of(part)[i])},
+                 {"costs",
+                  {{"decode_s", c.decode[k.batch].seconds},
+                   {"prefill_s", c.prefill[k.batch].seconds},
+                   {"memory_bytes", static_cast<double>(memory_of(c, costs.scenario, b))}}}};
+  });
   if (k.max_common >= 0 && !k.earlier.empty()) {
     ojson earlier = ojson::array();
     for (const Choice& c : k.earlier) {

@@ -42,6 +42,10 @@ struct Timing {
   double noise = 0;    // (max - min) / (2 median)
 };
 
+// `sequences` sequences in slots 0..sequences-1 of `tokens` fixed tokens each, logits of the
+// last only: what the cost and evaluation stages time generation with.
+ForwardBatch generation_batch(int32_t sequences, int32_t tokens, int32_t vocab);
+
 // The median and noise of a set of timings (at least one).
 Timing summarise(std::vector<double> seconds);
 
@@ -52,13 +56,7 @@ struct VariantCost {
   int32_t measured_in = -1;             // the first layer of the group it was timed with
 };
 
-struct LayerCosts {
-  std::vector<VariantCost> attention, ffn;  // parallel to LayerVariants
-  std::vector<VariantCost>& of(ts_kind part) { return part == TS_KIND_ATTENTION ? attention : ffn; }
-  const std::vector<VariantCost>& of(ts_kind part) const {
-    return part == TS_KIND_ATTENTION ? attention : ffn;
-  }
-};
+using LayerCosts = PerPart<VariantCost>;  // parallel to LayerVariants
 
 struct Costs {
   Scenario scenario;

@@ -32,13 +32,7 @@ struct DistillGroup {
 std::vector<DistillGroup> distill_groups(const std::vector<LayerVariants>& library);
 
 // Held-out normalised MSE of every variant, per layer (NaN for variants that do not train).
-struct LayerLosses {
-  std::vector<double> attention, ffn;  // parallel to LayerVariants
-  std::vector<double>& of(ts_kind part) { return part == TS_KIND_ATTENTION ? attention : ffn; }
-  const std::vector<double>& of(ts_kind part) const {
-    return part == TS_KIND_ATTENTION ? attention : ffn;
-  }
-};
+using LayerLosses = PerPart<double>;  // parallel to LayerVariants
 
 class LibraryDistiller {
  public:

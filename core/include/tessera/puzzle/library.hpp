@@ -57,13 +57,30 @@ struct Variant {
   double fit_nmse = std::numeric_limits<double>::quiet_NaN();
 };
 
-struct LayerVariants {
-  std::vector<Variant> attention;
-  std::vector<Variant> ffn;
-  const std::vector<Variant>& of(ts_kind part) const {
+// One entry per variant of a layer, attention and FFN apart: the library's variants, and every
+// stage's figures for them, parallel to those.
+template <typename T>
+struct PerPart {
+  std::vector<T> attention, ffn;
+  std::vector<T>& of(ts_kind part) { return part == TS_KIND_ATTENTION ? attention : ffn; }
+  const std::vector<T>& of(ts_kind part) const {
     return part == TS_KIND_ATTENTION ? attention : ffn;
   }
 };
+
+using LayerVariants = PerPart<Variant>;
+
+// Per layer, one `fill` for each variant of the library.
+template <typename T>
+std::vector<PerPart<T>> shaped_like(const std::vector<PerPart<Variant>>& library,
+                                    const T& fill = {}) {
+  std::vector<PerPart<T>> out(library.size());
+  for (size_t l = 0; l < library.size(); ++l) {
+    out[l].attention.assign(library[l].attention.size(), fill);
+    out[l].ffn.assign(library[l].ffn.size(), fill);
+  }
+  return out;
+}
 
 // The catalogue, before any weight exists. A parent layer that is gqa + swiglu gets the full
 // list; for other kinds the parent's block is the only variant besides linear and noop, and a

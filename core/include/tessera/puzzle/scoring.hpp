@@ -25,13 +25,7 @@ struct ScoreSums {
   int64_t agreed = 0;  // tokens whose argmax is the parent's
 };
 
-struct LayerScoreSums {
-  std::vector<ScoreSums> attention, ffn;  // parallel to LayerVariants
-  std::vector<ScoreSums>& of(ts_kind part) { return part == TS_KIND_ATTENTION ? attention : ffn; }
-  const std::vector<ScoreSums>& of(ts_kind part) const {
-    return part == TS_KIND_ATTENTION ? attention : ffn;
-  }
-};
+using LayerScoreSums = PerPart<ScoreSums>;  // parallel to LayerVariants
 
 // What a scoring run has measured so far.
 struct ScoreState {
