@@ -12,8 +12,10 @@
 //   solve     the search (a search plugin: mip by default) under budgets from the costs, the
 //             providers compared beside it, the frontier and diverse solutions: solutions.json
 //   realize   the chosen child as a manifest folder (child/) and DeciLM safetensors (child-hf/)
-//   evaluate  parent and child side by side: held-out KL, agreement and perplexity, and
-//             prefill and decode speed of the scenario: evaluation.json
+//   global-distill
+//             the child trained whole against the parent (GKD): child-gkd/
+//   evaluate  parent and children side by side: held-out KL, agreement, perplexity and MMLU,
+//             and prefill and decode speed of the scenario (cmd_puzzle_evaluate.cpp)
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/search.hpp>
@@ -58,6 +60,7 @@
 #include "commands.hpp"
 #include "corpus_data.hpp"
 #include "model_folder.hpp"
+#include "puzzle_stage.hpp"
 #include "setup.hpp"
 #include "train_session.hpp"
 
@@ -67,23 +70,6 @@ namespace {
 namespace fs = std::filesystem;
 using puzzle::LayerVariants;
 using puzzle::Variant;
-
-struct PuzzleArgs {
-  std::string config;
-  bool force = false;
-  std::string solution;  // realize: the label of the solution (default: the main one)
-  std::vector<std::string> plugin_paths;
-};
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%.*f", decimals, value);
-  return buffer;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // One progress line, rewritten in place on a terminal; on a pipe a line at each quarter.
 class StageProgress {
@@ -127,38 +113,6 @@ class StageProgress {
   std::chrono::steady_clock::time_point start_;
   int64_t shown_ = 0, base_ = 0;
 };
-
-// Sequences [first, first + count) of a part (fewer when it has fewer), batch_size at a time.
-std::vector<Batch> part_batches(const PackedPart& part, int32_t batch_size, int64_t first,
-                                int64_t count) {
-  const int64_t end = std::min(part.sequences(), first + count);
-  std::vector<Batch> out;
-  for (int64_t s = first; s < end; s += batch_size)
-    out.push_back(batch_of(part, s, std::min<int64_t>(batch_size, end - s)));
-  return out;
-}
-
-// The sequences of seq_len tokens that cover `tokens`.
-int64_t sequences_for(int64_t tokens, int32_t seq_len) {
-  return (tokens + seq_len - 1) / seq_len;
-}
-
-train::TrainBatch inputs_of(const Batch& batch) {
-  train::TrainBatch t;
-  t.offsets.push_back(0);
-  for (int32_t i = 0; i < batch.size(); ++i) {
-    const auto in = batch.inputs(i);
-    t.tokens.insert(t.tokens.end(), in.begin(), in.end());
-    t.offsets.push_back(static_cast<int32_t>(t.tokens.size()));
-  }
-  return t;
-}
-
-std::vector<train::TrainBatch> inputs_of(std::span<const Batch> batches) {
-  std::vector<train::TrainBatch> out;
-  for (const Batch& b : batches) out.push_back(inputs_of(b));
-  return out;
-}
 
 std::string mean_min_max(const std::vector<double>& values, int decimals) {
   if (values.empty()) return "-";
@@ -303,60 +257,6 @@ int run_library(const PuzzleArgs& args) {
       << fixed(static_cast<double>(bytes) / 1048576.0, 1)
       << " MiB of f32 weights: the parent and every variant; library.json)\n";
   return 0;
-}
-
-// The library a later stage reads: its index and the folder as a model (the parent's manifest
-// over every variant's weights).
-struct OpenedLibrary {
-  puzzle::LibraryIndex index;
-  LoadedModel model;
-};
-
-// The library a stage reads: `folder`, or by default the one the later stages read (the
-// distilled library when [distill] has a budget).
-puzzle::LibraryIndex library_index_of(const puzzle::PuzzleConfig& config, fs::path folder = {}) {
-  if (folder.empty()) folder = config.stage_library();
-  const fs::path index = folder / "library.json";
-  std::error_code ec;
-  if (!fs::exists(index, ec)) {
-    const bool distilled = folder == config.distilled_folder();
-    throw Error(config.source.string() + ": no " +
-                (distilled ? "distilled block library" : "block library") + " in " +
-                folder.string() + "; build it first with `tessera puzzle " +
-                (distilled ? "distill " : "library ") + config.source.string() + "`");
-  }
-  return puzzle::read_library_index(index);
-}
-
-OpenedLibrary open_library(const puzzle::PuzzleConfig& config, puzzle::LibraryIndex index,
-                           fs::path folder = {}) {
-  if (folder.empty()) folder = config.stage_library();
-  OpenedLibrary o;
-  o.index = std::move(index);
-  o.model = open_model(folder);
-  if (o.model.manifest.model.num_layers != static_cast<int32_t>(o.index.layers.size()))
-    throw Error(folder.string() + ": the model has " +
-                std::to_string(o.model.manifest.model.num_layers) +
-                " layers but library.json lists " + std::to_string(o.index.layers.size()) +
-                "; build the library again with --force");
-  return o;
-}
-
-// The config's corpus read with the library's tokenizer.
-CorpusData stage_corpus(const puzzle::PuzzleConfig& config, const LoadedModel& model) {
-  if (!model.tokenizer)
-    throw Error(model.path.string() + " has no tokenizer (" + model.tokenizer_error +
-                "); the stages read text with the parent's tokenizer");
-  const int32_t separator =
-      check_train_config(config.data, model.manifest, *model.tokenizer, {}, nullptr);
-  return load_corpus_data(config.data.data, *model.tokenizer, separator, model.manifest.model);
-}
-
-std::string read_all(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
 }
 
 int run_distill(const PuzzleArgs& args) {
@@ -910,16 +810,16 @@ int run_solve(const PuzzleArgs& args) {
   return 0;
 }
 
-int run_realize(const PuzzleArgs& args) {
-  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
-  std::ostream& out = std::cout;
+}  // namespace
+
+fs::path realize_solution(const PuzzleArgs& args, const puzzle::PuzzleConfig& config,
+                          const std::string& label, bool force, std::ostream& out) {
   puzzle::LibraryIndex index = library_index_of(config);
   std::error_code ec;
   if (!fs::exists(config.solutions_path(), ec))
     throw Error(config.source.string() + ": no solutions.json in " + config.output.string() +
                 "; run `tessera puzzle solve " + config.source.string() + "` first");
   const puzzle::Solutions solutions = puzzle::read_solutions(config.solutions_path(), index.layers);
-  const std::string label = args.solution.empty() ? solutions.main : args.solution;
   const puzzle::SolveRecord* record = solutions.find(label);
   if (record == nullptr) {
     std::string labels;
@@ -931,10 +831,11 @@ int run_realize(const PuzzleArgs& args) {
   if (!record->feasible)
     throw Error("solution '" + label + "' found no child (" + record->reason +
                 "); change the budgets in [solve] and solve again with --force");
-  const fs::path folder = config.child_folder();
-  if (fs::exists(folder / "manifest.toml", ec) && !args.force) {
+  const bool main = label == solutions.main;
+  const fs::path folder = main ? config.child_folder() : config.output / ("child-" + label);
+  if (fs::exists(folder / "manifest.toml", ec) && !force) {
     out << "child      " << folder.string() << " is realised; --force realises it again\n";
-    return 0;
+    return folder;
   }
   OpenedLibrary lib = open_library(config, std::move(index));
   Manifest child_spec =
@@ -960,6 +861,7 @@ int run_realize(const PuzzleArgs& args) {
   out << "child      " << folder.string() << " (" << choice_text(record->choice) << "; "
       << grouped(plan.parameters()) << " parameters, "
       << fixed(static_cast<double>(bytes) / 1048576.0, 1) << " MiB)\n";
+  if (!main) return folder;
   HfWriteOptions hf;
   hf.always_decilm = true;
   hf.overwrite = true;
@@ -972,147 +874,23 @@ int run_realize(const PuzzleArgs& args) {
     out << "child-hf   not written: " << e.what()
         << "\n           (DeciLM expresses FFN widths that are multiples of 256; docs/puzzle.md)\n";
   }
-  return 0;
+  return folder;
 }
 
-int run_evaluate(const PuzzleArgs& args) {
-  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
-  std::ostream& out = std::cout;
-  puzzle::LibraryIndex index = library_index_of(config);
-  std::error_code ec;
-  const fs::path child_path = config.child_folder();
-  if (!fs::exists(child_path / "manifest.toml", ec))
-    throw Error(config.source.string() + ": no child in " + child_path.string() +
-                "; run `tessera puzzle realize " + config.source.string() + "` first");
-  const fs::path path = config.evaluation_path();
-  if (fs::exists(path, ec) && !args.force) {
-    out << "evaluation " << path.string() << " is done; --force evaluates again\n";
-    return 0;
-  }
-  std::string label = "?";
-  try {
-    std::ifstream about(child_path / "puzzle.json");
-    label = nlohmann::json::parse(about).at("solution").get<std::string>();
-  } catch (const std::exception&) {
-    label = "(unknown: " + (child_path / "puzzle.json").string() + " is missing or damaged)";
-  }
-  OpenedLibrary lib = open_library(config, std::move(index));
-  LoadedModel child = open_model(child_path);
-  const CorpusData corpus = stage_corpus(config, lib.model);
-  const DataSection& data = config.data.data;
-  out << "parent     " << config.stage_library().string() << "\nchild      " << child_path.string()
-      << " (solution " << label << ")\n";
-  out << corpus_text(data, corpus);
-  // Held-out sequences after those the scores read: the child was chosen on those.
-  const PackedPart& held_out = corpus.dataset->held_out();
-  const int64_t scored = sequences_for(config.score.tokens, data.seq_len);
-  const int64_t wanted = sequences_for(config.evaluate.tokens, data.seq_len);
-  const int64_t first = std::min(scored, held_out.sequences());
-  const int64_t count = std::min(wanted, held_out.sequences() - first);
-  if (count <= 0)
-    throw Error(config.source.string() + ": the held-out part has " +
-                std::to_string(held_out.sequences()) + " sequences of " +
-                std::to_string(data.seq_len) + " tokens and the scores read the first " +
-                std::to_string(scored) +
-                "; evaluation needs more held-out text (raise held_out_documents or "
-                "held_out_fraction)");
-  std::vector<puzzle::EvalBatch> batches;
-  for (const Batch& b : part_batches(held_out, data.batch_size, first, count)) {
-    puzzle::EvalBatch e{inputs_of(b), {}};
-    for (int32_t i = 0; i < b.size(); ++i) {
-      const auto target = b.targets(i);
-      e.targets.insert(e.targets.end(), target.begin(), target.end());
-    }
-    batches.push_back(std::move(e));
-  }
+namespace {
 
-  const puzzle::Scenario& scenario = config.cost.scenario;
-  Manifest parent_manifest = lib.model.manifest;
-  parent_manifest.runtime.weight_dtype = config.cost.weight_dtype;
-  Manifest child_manifest = child.manifest;
-  child_manifest.runtime.weight_dtype = config.cost.weight_dtype;
-  const int32_t threads =
-      config.cost.threads > 0 ? config.cost.threads : parent_manifest.runtime.threads;
-  const int32_t slots = std::max(
-      data.batch_size, *std::max_element(scenario.batch_sizes.begin(), scenario.batch_sizes.end()));
-  const int32_t capacity = std::max(data.seq_len, scenario.prefill_len + scenario.decode_len);
-  PluginRegistry registry;
-  load_plugins(registry, args.plugin_paths, &parent_manifest);
-  ThreadPool pool(threads);
-  Model parent(parent_manifest, registry, std::move(lib.model.weights), pool,
-               ModelOptions{slots, capacity});
-  Model child_model(child_manifest, registry, std::move(child.weights), pool,
-                    ModelOptions{slots, capacity});
-  int64_t tokens = 0;
-  for (const puzzle::EvalBatch& b : batches) tokens += static_cast<int64_t>(b.targets.size());
-  out << "quality    " << grouped(tokens) << " held-out tokens after the "
-      << grouped(scored * data.seq_len) << " the scores read; "
-      << dtype_name(config.cost.weight_dtype) << " weights\n";
-  const auto start = std::chrono::steady_clock::now();
-  const puzzle::QualityFigures q = puzzle::compare_quality(parent, child_model, batches);
-  out << "  KL(parent || child) " << fixed(q.kl, 4) << " per token, next-token agreement "
-      << fixed(100.0 * q.agreement, 1) << "%, perplexity parent " << fixed(q.parent_perplexity, 3)
-      << " child " << fixed(q.child_perplexity, 3) << " (" << fixed(seconds_since(start), 1)
-      << "s)\n";
-  out << "speed      prefill " << scenario.prefill_len << " tokens, decode " << scenario.decode_len
-      << " steps; " << pool.size() << " threads; parent and child alternate, median of "
-      << config.evaluate.repeats << "\n";
-  puzzle::Scenario timed = scenario;
-  timed.repeats = config.evaluate.repeats;
-  const std::vector<puzzle::SpeedFigures> speed = puzzle::compare_speed(parent, child_model, timed);
-  nlohmann::ordered_json j;
-  j["format"] = "tessera.puzzle.evaluation";
-  j["version"] = 1;
-  j["solution"] = label;
-  j["quality"] = {{"tokens", q.tokens},
-                  {"kl", q.kl},
-                  {"agreement", q.agreement},
-                  {"parent_perplexity", q.parent_perplexity},
-                  {"child_perplexity", q.child_perplexity}};
-  j["speed"] = nlohmann::ordered_json::array();
-  for (const puzzle::SpeedFigures& f : speed) {
-    const double prefill_tokens = static_cast<double>(f.batch) * scenario.prefill_len;
-    const double decode_tokens = static_cast<double>(f.batch) * scenario.decode_len;
-    out << "  batch " << f.batch << ": prefill parent "
-        << fixed(prefill_tokens / f.parent_prefill.seconds, 1) << " tok/s, child "
-        << fixed(prefill_tokens / f.child_prefill.seconds, 1) << " tok/s ("
-        << fixed(f.prefill_speedup(), 3) << "x); decode parent "
-        << fixed(decode_tokens / f.parent_decode.seconds, 2) << " tok/s, child "
-        << fixed(decode_tokens / f.child_decode.seconds, 2) << " tok/s ("
-        << fixed(f.decode_speedup(), 3) << "x; noise +-" << fixed(100.0 * f.parent_decode.noise, 0)
-        << "% / +-" << fixed(100.0 * f.child_decode.noise, 0) << "%)\n";
-    j["speed"].push_back({{"batch", f.batch},
-                          {"parent_prefill_s", f.parent_prefill.seconds},
-                          {"child_prefill_s", f.child_prefill.seconds},
-                          {"parent_decode_s", f.parent_decode.seconds},
-                          {"child_decode_s", f.child_decode.seconds},
-                          {"prefill_speedup", f.prefill_speedup()},
-                          {"decode_speedup", f.decode_speedup()}});
+int run_realize(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  const puzzle::LibraryIndex index = library_index_of(config);  // the library before the rest
+  std::string label = args.solution;
+  if (label.empty()) {
+    std::error_code ec;
+    if (!fs::exists(config.solutions_path(), ec))
+      throw Error(config.source.string() + ": no solutions.json in " + config.output.string() +
+                  "; run `tessera puzzle solve " + config.source.string() + "` first");
+    label = puzzle::read_solutions(config.solutions_path(), index.layers).main;
   }
-  // What the search predicted for this child, beside what was measured.
-  if (fs::exists(config.solutions_path(), ec)) {
-    const puzzle::Solutions solutions =
-        puzzle::read_solutions(config.solutions_path(), lib.index.layers);
-    if (const puzzle::SolveRecord* r = solutions.find(label); r != nullptr && r->feasible) {
-      const auto at =
-          std::find(scenario.batch_sizes.begin(), scenario.batch_sizes.end(), r->batch_size);
-      out << "predicted  by solve at batch " << r->batch_size << ": summed KL "
-          << fixed(r->predicted.kl, 4) << " (measured " << fixed(q.kl, 4) << "), decode "
-          << fixed(r->predicted.decode_speedup, 3) << "x";
-      if (at != scenario.batch_sizes.end())
-        out << " (measured "
-            << fixed(speed[static_cast<size_t>(at - scenario.batch_sizes.begin())].decode_speedup(),
-                     3)
-            << "x)";
-      out << ", prefill " << fixed(r->predicted.prefill_speedup, 3) << "x\n";
-      j["predicted"] = {{"batch", r->batch_size},
-                        {"kl", r->predicted.kl},
-                        {"decode_speedup", r->predicted.decode_speedup},
-                        {"prefill_speedup", r->predicted.prefill_speedup}};
-    }
-  }
-  puzzle::write_artefact(path, j.dump(1) + "\n");
-  out << "evaluation " << path.string() << "\n";
+  (void)realize_solution(args, config, label, args.force, std::cout);
   return 0;
 }
 
@@ -1148,9 +926,13 @@ constexpr Stage kStages[] = {
      "Solve again", run_solve},
     {"realize", "Write the chosen child as a manifest folder and as DeciLM safetensors",
      "Realise again", run_realize},
+    {"global-distill",
+     "Global distillation of the child against the parent: cosine on every layer's hidden "
+     "states plus KL on the logits ([global_distill] tokens); resumes from its last checkpoint",
+     "Distil again from the start", run_global_distill},
     {"evaluate",
-     "Parent and child side by side: held-out KL, agreement and perplexity, and the scenario's "
-     "prefill and decode speed",
+     "Parent and children side by side: held-out KL, agreement, perplexity and MMLU, and the "
+     "scenario's prefill and decode speed",
      "Evaluate again", run_evaluate},
 };
 
@@ -1196,7 +978,7 @@ Runner add_puzzle_command(CLI::App& app) {
   }
   commands.emplace_back(add("run",
                             "Every stage in order (library, distill, score, cost, solve, "
-                            "realize, evaluate), skipping those already done"),
+                            "realize, global-distill, evaluate), skipping those already done"),
                         run_all);
   return [args, commands] {
     for (const auto& [sub, run] : commands)

@@ -314,7 +314,9 @@ std::string TrainSession::memory_text() const {
   return train::format_memory_report(report);
 }
 
-fs::path TrainSession::write_model(const LoadedModel& source) const {
+fs::path TrainSession::write_model(
+    const LoadedModel& source, fs::path folder,
+    const std::vector<std::pair<std::string, std::string>>& extra_files) const {
   const State& s = *state_;
   LoadedModel trained;
   trained.format = source.format;
@@ -323,8 +325,8 @@ fs::path TrainSession::write_model(const LoadedModel& source) const {
   trained.tokenizer = source.tokenizer;
   trained.chat_template = source.chat_template;
   trained.architecture = source.architecture;
-  fs::path folder = s.config.run.output / "model";
-  write_manifest_folder(folder, trained, s.model->weights(), std::nullopt, true);
+  if (folder.empty()) folder = s.config.run.output / "model";
+  write_manifest_folder(folder, trained, s.model->weights(), std::nullopt, true, extra_files);
   return folder;
 }
 

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::cli {
@@ -37,8 +38,11 @@ class TrainSession {
   std::string trainable_text() const;
   // The trainer's memory report of the last micro-batch (empty before any step).
   std::string memory_text() const;
-  // Writes the model as trained into <output>/model (a manifest folder); returns its path.
-  std::filesystem::path write_model(const LoadedModel& source) const;
+  // Writes the model as trained into `folder` (default: <output>/model) as a manifest folder,
+  // with `extra_files` (name, contents) beside it; returns its path.
+  std::filesystem::path write_model(
+      const LoadedModel& source, std::filesystem::path folder = {},
+      const std::vector<std::pair<std::string, std::string>>& extra_files = {}) const;
 
  private:
   struct State;

@@ -956,11 +956,11 @@ PY
   grep -q "variants" "$work/p/child/manifest.toml" && fail "the child's manifest names library variants"
   "$TESSERA" puzzle evaluate "$work/puzzle.toml" >"$work/out10" 2>&1 || { cat "$work/out10"; fail "puzzle evaluate"; }
   cat "$work/out10"
-  expect_in "child      $work/p/child (solution main)" "$work/out10"
+  expect_in "child      $work/p/child (main)" "$work/out10"
   expect_in "KL(parent || child) " "$work/out10"
-  grep -qE '^  batch 2: prefill parent .* decode parent .*x; noise' "$work/out10" || fail "no speed at batch 2"
+  grep -qE '^  main, batch 2: prefill parent .* decode parent .*x; noise' "$work/out10" || fail "no speed at batch 2"
   grep -q '"format": "tessera.puzzle.evaluation"' "$work/p/evaluation.json" || fail "no evaluation.json"
-  expect_in "predicted  by solve at batch 1: summed KL" "$work/out10"
+  expect_in "  main predicted by solve at batch 1: summed KL" "$work/out10"
   # distill: straight, and stopped after a checkpoint then resumed: the same library, bit for bit.
   for out in d1 d2; do
     sed "s/^output = \"p\"/output = \"$out\"/" "$work/puzzle.toml" >"$work/$out.toml"
@@ -992,9 +992,64 @@ PY
   # The later stages read the distilled library.
   "$TESSERA" puzzle score "$work/d1.toml" >"$work/out16" 2>&1 || { cat "$work/out16"; fail "score on the distilled library"; }
   expect_in "library    $work/d1/library-distilled (2 layers)" "$work/out16"
+  # global-distill, and evaluate's other children and MMLU, on a child that a memory budget makes
+  # smaller than the parent (bytes, unlike this model's timings, are exact): stopped after a
+  # checkpoint and resumed, GKD gives the straight run's child bit for bit, and that child is
+  # closer to the parent than the realised one.
+  {
+    echo '{"question": "Which colour is the fox?", "answer_a": "brown", "answer_b": "blue", "answer_c": "green", "answer_d": "red", "correct_answer": "A", "topic": "foxes"}'
+    echo '{"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "answer_c": "answer_c", "answer_d": "answer_d", "correct_answer": "answer", "topic": "foxes"}'
+    echo '{"question": "What does the fox jump over?", "answer_a": "a cat", "answer_b": "the lazy dog", "answer_c": "a wall", "answer_d": "the moon", "correct_answer": "B", "topic": "foxes"}'
+    echo '{"question": "How many documents?", "answer_a": "1", "answer_b": "2", "answer_c": "12", "answer_d": "40", "correct_answer": "C", "topic": "counting"}'
+  } >"$work/mmlu.jsonl"
+  for out in g1 g2; do
+    mkdir -p "$work/$out" && cp -r "$work/p/library" "$work/p/scores.json" "$work/p/costs.json" "$work/$out/"
+    sed "s/^output = \"p\"/output = \"$out\"/; s/^decode_speedup = 1.0/decode_speedup = 0\nmemory_fraction = 0.7/" "$work/puzzle.toml" >"$work/$out.toml"
+    printf '\n[global_distill]\ntokens = 5120\nlr = 0.002\ncheckpoint_every = 4\neval_every = 10\n\n[evaluate]\nchildren = ["greedy"]\nmmlu = "mmlu.jsonl"\n' >>"$work/$out.toml"
+  done
+  if "$TESSERA" puzzle global-distill "$work/g1.toml" >"$work/eout" 2>"$work/err"; then fail "global-distill ran without a child"; fi
+  expect_in "no child in $work/g1/child; run \`tessera puzzle realize" "$work/err"
+  for out in g1 g2; do
+    "$TESSERA" puzzle solve "$work/$out.toml" >"$work/out17" 2>&1 || { cat "$work/out17"; fail "solve under a memory budget"; }
+    "$TESSERA" puzzle realize "$work/$out.toml" >"$work/out17" 2>&1 || { cat "$work/out17"; fail "realize under a memory budget"; }
+  done
+  "$TESSERA" puzzle global-distill "$work/g1.toml" >"$work/out18" 2>&1 || { cat "$work/out18"; fail "puzzle global-distill"; }
+  cat "$work/out18"
+  expect_in "gkd        20 steps of 256 tokens (5,120 in all), kl 1, cosine 1, lr 0.002" "$work/out18"
+  expect_in "step 20/20" "$work/out18"
+  for f in child-gkd/manifest.toml child-gkd/puzzle.json global-distill/log.jsonl global-distill/report.html; do
+    [ -s "$work/g1/$f" ] || fail "global-distill wrote no $f"
+  done
+  "$TESSERA" puzzle global-distill "$work/g1.toml" >"$work/out19" 2>&1 || fail "second global-distill"
+  expect_in "is trained; --force trains it again" "$work/out19"
+  if TESSERA_TEST_STOP_AFTER_STEP=8 "$TESSERA" puzzle global-distill "$work/g2.toml" >"$work/out20" 2>&1; then fail "the stop seam did not stop GKD"; fi
+  expect_in "stopped after step 8" "$work/out20"
+  [ -e "$work/g2/child-gkd" ] && fail "a stopped global distillation wrote its child"
+  "$TESSERA" puzzle global-distill "$work/g2.toml" >"$work/out21" 2>&1 || { cat "$work/out21"; fail "resumed global-distill"; }
+  expect_in "start      resumed from $work/g2/global-distill/checkpoints/step-8 after step 8" "$work/out21"
+  cmp "$work/g1/child-gkd/model.safetensors" "$work/g2/child-gkd/model.safetensors" ||
+    fail "stopped and resumed, the GKD child differs from the straight run's"
+  "$TESSERA" puzzle evaluate "$work/g1.toml" >"$work/out22" 2>&1 || { cat "$work/out22"; fail "evaluate with children"; }
+  cat "$work/out22"
+  expect_in "child      $work/g1/child-greedy (" "$work/out22"
+  expect_in "mmlu       $work/mmlu.jsonl: 3 of 3 questions (the first 10 of each subject)" "$work/out22"
+  expect_in "  parent  MMLU " "$work/out22"
+  grep -qE '^  main\+gkd, batch 1: prefill parent' "$work/out22" || fail "no speed of the GKD child"
+  python3 - "$work/g1/evaluation.json" <<'PY' || fail "unexpected evaluation.json"
+import json, sys
+e = json.load(open(sys.argv[1]))
+assert e["format"] == "tessera.puzzle.evaluation" and e["version"] == 2, e
+labels = [c["label"] for c in e["children"]]
+assert labels == ["main", "greedy", "main+gkd"], labels
+assert e["parent"]["mmlu"]["questions"] == 3, e["parent"]
+kl = {c["label"]: c["quality"]["kl"] for c in e["children"]}
+assert kl["main"] > 0 and kl["main+gkd"] < kl["main"], kl
+for c in e["children"]:
+    assert c["mmlu"]["questions"] == 3 and [s["batch"] for s in c["speed"]] == [1, 2], c
+PY
   # run: every stage is done, so each says so.
   "$TESSERA" puzzle run "$work/puzzle.toml" >"$work/out11" 2>&1 || { cat "$work/out11"; fail "puzzle run"; }
-  for stage in library score cost solve realize evaluate; do expect_in "<== $stage: " "$work/out11"; done
+  for stage in library score cost solve realize global-distill evaluate; do expect_in "<== $stage: " "$work/out11"; done
   expect_in "is already built (library.json)" "$work/out11"
   expect_in "evaluation $work/p/evaluation.json is done" "$work/out11"
   expect_in "the pipeline ran in" "$work/out11"

@@ -359,5 +359,75 @@ threads = 2
   }
 }
 
+TEST(PuzzleConfig, GlobalDistillAndEvaluateSections) {
+  const std::string head = "[puzzle]\nparent = \"p\"\noutput = \"o\"\n[data]\npath = \"c\"\n";
+  const PuzzleConfig c = parse_puzzle_config(head + R"([global_distill]
+tokens = 20480
+lr = 2e-4
+warmup_steps = 3
+kl = 0.5
+cosine = 2
+checkpoint_every = 5
+eval_every = 10
+eval_batches = 3
+[evaluate]
+tokens = 1024
+repeats = 5
+children = ["greedy", "diverse-1"]
+mmlu = "data/mmlu.jsonl"
+mmlu_per_subject = 0
+)",
+                                             "puzzle.toml", "/base");
+  const GlobalDistillSection& g = c.global_distill;
+  EXPECT_EQ(g.tokens, 20480);
+  EXPECT_DOUBLE_EQ(g.lr, 2e-4);
+  EXPECT_EQ(g.warmup_steps, 3);
+  EXPECT_DOUBLE_EQ(g.kl, 0.5);
+  EXPECT_DOUBLE_EQ(g.cosine, 2.0);
+  EXPECT_EQ(g.checkpoint_every, 5);
+  EXPECT_EQ(g.eval_every, 10);
+  EXPECT_EQ(g.eval_batches, 3);
+  EXPECT_EQ(c.evaluate.tokens, 1024);
+  EXPECT_EQ(c.evaluate.repeats, 5);
+  EXPECT_EQ(c.evaluate.children, (std::vector<std::string>{"greedy", "diverse-1"}));
+  EXPECT_EQ(c.evaluate.mmlu, "/base/data/mmlu.jsonl");
+  EXPECT_EQ(c.evaluate.mmlu_per_subject, 0);
+  EXPECT_EQ(c.distilled_child_folder(), "/base/o/child-gkd");
+  const PuzzleConfig d = parse_puzzle_config(head, "puzzle.toml", "/base");
+  EXPECT_EQ(d.global_distill.tokens, 0);
+  EXPECT_TRUE(d.evaluate.children.empty());
+  EXPECT_TRUE(d.evaluate.mmlu.empty());
+  EXPECT_EQ(d.evaluate.mmlu_per_subject, 10);
+
+  struct Case {
+    std::string extra;
+    int line, column;
+    const char* expected;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"[global_distill]\ntokens = -1\n", 7, 10,
+            "'tokens' in [global_distill] is -1; expected an integer >= 0"},
+           {"[global_distill]\nlr = 2\n", 7, 6, "'lr' in [global_distill] is 2"},
+           {"[global_distill]\nkl = -1\n", 7, 6, "expected a weight >= 0"},
+           {"[global_distill]\nkl = 0\ncosine = 0\n", 6, 1, "the loss would be 0"},
+           {"[global_distill]\ntemperature = 2\n", 7, 1,
+            "unknown key 'temperature' in [global_distill]"},
+           {"[evaluate]\nchildren = \"greedy\"\n", 7, 12,
+            "'children' in [evaluate] must be an array of solution labels"},
+           {"[evaluate]\nchildren = [\"\"]\n", 7, 13, "expected non-empty solution labels"},
+           {"[evaluate]\nmmlu_per_subject = -1\n", 7, 20, "'mmlu_per_subject' in [evaluate]"},
+           {"[evaluate]\nmmlu = 3\n", 7, 8, "'mmlu' in [evaluate]"},
+       }) {
+    try {
+      parse_puzzle_config(head + k.extra, "puzzle.toml", "/base");
+      ADD_FAILURE() << k.extra << ": no error";
+    } catch (const ManifestError& e) {
+      EXPECT_EQ(e.line, k.line) << e.what();
+      EXPECT_EQ(e.column, k.column) << e.what();
+      EXPECT_NE(std::string(e.what()).find(k.expected), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera::puzzle

@@ -129,18 +129,18 @@ void parse_cost(const Reader& r, const toml::table& root, PuzzleConfig& config) 
 }
 
 std::vector<std::string> string_list(const Reader& r, const toml::table& t, std::string_view key,
-                                     const std::string& where) {
+                                     const std::string& where, const std::string& what) {
   const toml::node* node = t.get(key);
   const toml::array* list = node->as_array();
   if (list == nullptr)
-    r.fail(node->source(), key_in(key, where) + " must be an array of provider names, got " +
+    r.fail(node->source(), key_in(key, where) + " must be an array of " + what + ", got " +
                                type_description(*node));
   std::vector<std::string> out;
   for (const toml::node& item : *list) {
     const auto* text = item.as_string();
     if (text == nullptr || text->get().empty())
       r.fail(item.source(), key_in(key, where) + " holds " + std::string(type_description(item)) +
-                                "; expected non-empty provider names");
+                                "; expected non-empty " + what);
     out.push_back(text->get());
   }
   return out;
@@ -159,7 +159,7 @@ void parse_solve(const Reader& r, const toml::table& root, PuzzleConfig& config)
     s.provider = *p;
   }
   s.plugin = get_string(r, *t, "plugin", where).value_or(s.plugin);
-  if (t->contains("compare")) s.compare = string_list(r, *t, "compare", where);
+  if (t->contains("compare")) s.compare = string_list(r, *t, "compare", where, "provider names");
   s.batch_size = get_int32(r, *t, "batch_size", where, 1, 4096).value_or(s.batch_size);
   const auto ratio = [&](std::string_view key, double& value, bool zero_ok, const char* expected) {
     if (const std::optional<double> v = get_number(r, *t, key, where)) {
@@ -212,19 +212,71 @@ void parse_distill(const Reader& r, const toml::table& root, PuzzleConfig& confi
   d.eval_batches = get_int32(r, *t, "eval_batches", where, 1, 100000).value_or(d.eval_batches);
 }
 
-void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& config,
+                    const fs::path& base_dir) {
   const std::string where = "[evaluate]";
   const toml::table* t = get_table(r, root, "evaluate", "the document", " ([evaluate])");
   if (t == nullptr) return;
-  check_keys(r, *t, where, {"tokens", "repeats"});
+  check_keys(r, *t, where, {"tokens", "repeats", "children", "mmlu", "mmlu_per_subject"});
+  EvaluateSection& e = config.evaluate;
   if (const std::optional<int64_t> n = get_int(r, *t, "tokens", where)) {
     if (*n < 1)
       r.fail(t->get("tokens")->source(),
              key_in("tokens", where) + " is " + std::to_string(*n) + "; expected an integer >= 1");
-    config.evaluate.tokens = *n;
+    e.tokens = *n;
   }
-  config.evaluate.repeats =
-      get_int32(r, *t, "repeats", where, 1, 1000).value_or(config.evaluate.repeats);
+  e.repeats = get_int32(r, *t, "repeats", where, 1, 1000).value_or(e.repeats);
+  if (t->contains("children"))
+    e.children = string_list(r, *t, "children", where, "solution labels");
+  if (const std::optional<std::string> path = get_string(r, *t, "mmlu", where);
+      path && !path->empty())
+    e.mmlu = config_path(base_dir, *path);
+  e.mmlu_per_subject =
+      get_int32(r, *t, "mmlu_per_subject", where, 0, 1000000).value_or(e.mmlu_per_subject);
+}
+
+void parse_global_distill(const Reader& r, const toml::table& root, PuzzleConfig& config) {
+  const std::string where = "[global_distill]";
+  const toml::table* t =
+      get_table(r, root, "global_distill", "the document", " ([global_distill])");
+  if (t == nullptr) return;
+  check_keys(r, *t, where,
+             {"tokens", "lr", "warmup_steps", "kl", "cosine", "checkpoint_every", "eval_every",
+              "eval_batches"});
+  GlobalDistillSection& g = config.global_distill;
+  const auto count = [&](std::string_view key, int64_t& value) {
+    if (const std::optional<int64_t> n = get_int(r, *t, key, where)) {
+      if (*n < 0)
+        r.fail(t->get(key)->source(),
+               key_in(key, where) + " is " + std::to_string(*n) + "; expected an integer >= 0");
+      value = *n;
+    }
+  };
+  count("tokens", g.tokens);
+  count("warmup_steps", g.warmup_steps);
+  count("checkpoint_every", g.checkpoint_every);
+  count("eval_every", g.eval_every);
+  if (const std::optional<double> lr = get_number(r, *t, "lr", where)) {
+    if (!(std::isfinite(*lr) && *lr > 0.0 && *lr < 1.0))
+      r.fail(t->get("lr")->source(),
+             key_in("lr", where) + " is " + number_text(*lr) + "; expected a number in (0, 1)");
+    g.lr = *lr;
+  }
+  const auto weight = [&](std::string_view key, double& value) {
+    if (const std::optional<double> w = get_number(r, *t, key, where)) {
+      if (!(std::isfinite(*w) && *w >= 0.0))
+        r.fail(t->get(key)->source(),
+               key_in(key, where) + " is " + number_text(*w) + "; expected a weight >= 0");
+      value = *w;
+    }
+  };
+  weight("kl", g.kl);
+  weight("cosine", g.cosine);
+  if (g.kl == 0.0 && g.cosine == 0.0)
+    r.fail(t->source(), where +
+                            " has kl = 0 and cosine = 0: the loss would be 0; give either a "
+                            "weight above 0");
+  g.eval_batches = get_int32(r, *t, "eval_batches", where, 1, 100000).value_or(g.eval_batches);
 }
 
 }  // namespace
@@ -234,7 +286,8 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
   const toml::table root = parse_document(text, source_name);
   const Reader r(source_name);
   check_keys(r, root, "the top level",
-             {"puzzle", "data", "library", "distill", "score", "cost", "solve", "evaluate"});
+             {"puzzle", "data", "library", "distill", "score", "cost", "solve", "global_distill",
+              "evaluate"});
   PuzzleConfig config;
   config.source = source_name;
   const toml::table* p = get_table(r, root, "puzzle", "the document", " ([puzzle])");
@@ -254,7 +307,8 @@ PuzzleConfig parse_puzzle_config(std::string_view text, const std::string& sourc
   parse_score(r, root, config);
   parse_cost(r, root, config);
   parse_solve(r, root, config);
-  parse_evaluate(r, root, config);
+  parse_global_distill(r, root, config);
+  parse_evaluate(r, root, config, base_dir);
   const std::vector<int32_t>& sizes = config.cost.scenario.batch_sizes;
   if (std::find(sizes.begin(), sizes.end(), config.solve.batch_size) == sizes.end()) {
     const toml::table* t = root["solve"].as_table();

@@ -10,7 +10,9 @@
 //   [cost]     the scenario the costs are measured for (prefill and decode lengths, batch
 //              sizes, repeats) and the weight dtype and threads the child will run with
 //   [solve]    the search: provider, budgets (speedups, memory), the frontier, diversity
-//   [evaluate] held-out tokens and timed repeats of the side-by-side evaluation
+//   [global_distill] the token budget and weights of the child's global distillation (GKD)
+//   [evaluate] held-out tokens and timed repeats of the side-by-side evaluation, the other
+//              solutions evaluated beside the main one, MMLU
 //
 // The conventions are the manifest's: errors are ManifestErrors at file:line:column, unknown
 // keys are refused with a did-you-mean, paths are taken from the config's folder ("~/" from
@@ -65,9 +67,24 @@ struct SolveSection {
   double diversity = 0.8;        // each at most this share of the 2 x layers choices in common
 };
 
+struct GlobalDistillSection {
+  int64_t tokens = 0;  // parent tokens of GKD (train part); 0: the child stays as realised
+  double lr = 1e-4;    // AdamW's peak rate, cosine decay to 10 % after the warm-up
+  int64_t warmup_steps = 0;
+  double kl = 1.0;                // weight of KL(parent || child) over the logits
+  double cosine = 1.0;            // weight of 1 - cos(child, parent) on every layer's hidden states
+  int64_t checkpoint_every = 10;  // steps between checkpoints (resume); 0: only after the last
+  int64_t eval_every = 0;         // steps between held-out measurements; 0: before and after
+  int32_t eval_batches = 2;       // held-out batches per measurement
+};
+
 struct EvaluateSection {
   int64_t tokens = 2048;  // held-out tokens after those the scores read
   int32_t repeats = 3;    // generations timed per model and batch size (median kept)
+  // Solutions realised (child-LABEL/) and evaluated beside the main child, in the same run.
+  std::vector<std::string> children;
+  std::filesystem::path mmlu;     // MMLU's jsonl (scripts/fetch-mmlu.sh); empty: no MMLU
+  int32_t mmlu_per_subject = 10;  // the first N questions of each subject (0: every question)
 };
 
 struct PuzzleConfig {
@@ -80,6 +97,7 @@ struct PuzzleConfig {
   ScoreSection score;
   CostSection cost;
   SolveSection solve;
+  GlobalDistillSection global_distill;
   EvaluateSection evaluate;
 
   std::filesystem::path library_folder() const { return output / "library"; }
@@ -93,6 +111,8 @@ struct PuzzleConfig {
   std::filesystem::path solutions_path() const { return output / "solutions.json"; }
   std::filesystem::path child_folder() const { return output / "child"; }
   std::filesystem::path child_hf_folder() const { return output / "child-hf"; }
+  // The main child after global distillation ([global_distill] tokens > 0).
+  std::filesystem::path distilled_child_folder() const { return output / "child-gkd"; }
   std::filesystem::path evaluation_path() const { return output / "evaluation.json"; }
 };
 
