@@ -1,6 +1,7 @@
 // tessera puzzle evaluate: the parent and its children side by side in one run (docs/puzzle.md,
 // stage 8). The children: the main solution's (child/), the solutions [evaluate] children
-// names (realised into child-LABEL/ when missing) and, after global distillation, child-gkd/.
+// names (realised into child-LABEL/ when missing), after global distillation child-gkd/, and
+// the folders [evaluate.folders] names (children made elsewhere, another run's say).
 // Each is measured against the same parent in the same process: held-out KL, agreement and
 // perplexity; MMLU when [evaluate] mmlu names the questions; the scenario's prefill and decode
 // speed, parent and child alternating. Writes evaluation.json (version 2).
@@ -76,6 +77,19 @@ std::vector<ChildToEvaluate> children_of(const PuzzleArgs& args,
                   "` first");
     out.push_back({main + "+gkd", main, gkd});
   }
+  // Children made elsewhere: no solution of this run predicted them.
+  for (const auto& [label, folder] : config.evaluate.folders) {
+    if (!fs::exists(folder / "manifest.toml", ec))
+      throw Error(config.source.string() + ": [evaluate.folders] " + label + " is " +
+                  folder.string() + ", which holds no model (manifest.toml)");
+    out.push_back({label, "", folder});
+  }
+  for (size_t i = 0; i < out.size(); ++i)
+    for (size_t k = 0; k < i; ++k)
+      if (out[i].label == out[k].label)
+        throw Error(config.source.string() + ": two children are labelled '" + out[i].label +
+                    "' (" + out[k].folder.string() + " and " + out[i].folder.string() +
+                    "); rename the one in [evaluate.folders]");
   return out;
 }
 
@@ -105,17 +119,19 @@ int run_evaluate(const PuzzleArgs& args) {
   out << corpus_text(data, corpus);
   // Held-out sequences after those the scores read: the children were chosen on those.
   const PackedPart& held_out = corpus.dataset->held_out();
-  const int64_t scored = sequences_for(config.score.tokens, data.seq_len);
+  const int64_t skipped =
+      config.evaluate.skip_tokens >= 0 ? config.evaluate.skip_tokens : config.score.tokens;
+  const int64_t scored = sequences_for(skipped, data.seq_len);
   const int64_t wanted = sequences_for(config.evaluate.tokens, data.seq_len);
   const int64_t first = std::min(scored, held_out.sequences());
   const int64_t count = std::min(wanted, held_out.sequences() - first);
   if (count <= 0)
     throw Error(config.source.string() + ": the held-out part has " +
                 std::to_string(held_out.sequences()) + " sequences of " +
-                std::to_string(data.seq_len) + " tokens and the scores read the first " +
+                std::to_string(data.seq_len) + " tokens and the evaluation skips the first " +
                 std::to_string(scored) +
-                "; evaluation needs more held-out text (raise held_out_documents or "
-                "held_out_fraction)");
+                " (those the scores read, or [evaluate] skip_tokens); it needs more held-out "
+                "text (raise held_out_documents or held_out_fraction)");
   std::vector<puzzle::EvalBatch> batches;
   for (const Batch& b : part_batches(held_out, data.batch_size, first, count)) {
     puzzle::EvalBatch e{inputs_of(b), {}};
@@ -179,8 +195,9 @@ int run_evaluate(const PuzzleArgs& args) {
   int64_t tokens = 0;
   for (const puzzle::EvalBatch& b : batches) tokens += static_cast<int64_t>(b.targets.size());
   j["tokens"] = tokens;
-  out << "quality    " << grouped(tokens) << " held-out tokens after the "
-      << grouped(scored * data.seq_len) << " the scores read; "
+  out << "quality    " << grouped(tokens) << " held-out tokens after the first "
+      << grouped(scored * data.seq_len)
+      << (config.evaluate.skip_tokens >= 0 ? " ([evaluate] skip_tokens); " : " (the scores'); ")
       << dtype_name(config.cost.weight_dtype) << " weights\n";
   nlohmann::ordered_json parent_json;
   if (mmlu) {
@@ -196,9 +213,11 @@ int run_evaluate(const PuzzleArgs& args) {
     Model& child = *models[i];
     nlohmann::ordered_json cj;
     cj["label"] = c.label;
-    cj["folder"] = fs::relative(c.folder, config.output, ec).string();
-    cj["solution"] = c.solution;
-    const puzzle::SolveRecord* record = solutions ? solutions->find(c.solution) : nullptr;
+    const fs::path relative = fs::relative(c.folder, config.output, ec);
+    cj["folder"] = (ec || relative.empty() ? c.folder : relative).string();
+    if (!c.solution.empty()) cj["solution"] = c.solution;
+    const puzzle::SolveRecord* record =
+        solutions && !c.solution.empty() ? solutions->find(c.solution) : nullptr;
     if (record != nullptr) cj["provider"] = record->provider;
     auto start = std::chrono::steady_clock::now();
     const puzzle::QualityFigures q = puzzle::compare_quality(parent, child, batches);
@@ -251,7 +270,8 @@ int run_evaluate(const PuzzleArgs& args) {
                              {"decode_speedup", f.decode_speedup()}});
     }
     // What the search predicted for this child, beside what was measured.
-    const puzzle::SolveRecord* r = solutions ? solutions->find(c.solution) : nullptr;
+    const puzzle::SolveRecord* r =
+        solutions && !c.solution.empty() ? solutions->find(c.solution) : nullptr;
     if (r != nullptr && r->feasible) {
       const auto at =
           std::find(scenario.batch_sizes.begin(), scenario.batch_sizes.end(), r->batch_size);

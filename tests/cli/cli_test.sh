@@ -1005,7 +1005,7 @@ PY
   for out in g1 g2; do
     mkdir -p "$work/$out" && cp -r "$work/p/library" "$work/p/scores.json" "$work/p/costs.json" "$work/$out/"
     sed "s/^output = \"p\"/output = \"$out\"/; s/^decode_speedup = 1.0/decode_speedup = 0\nmemory_fraction = 0.7/" "$work/puzzle.toml" >"$work/$out.toml"
-    printf '\n[global_distill]\ntokens = 5120\nlr = 0.002\ncheckpoint_every = 4\neval_every = 10\n\n[evaluate]\nchildren = ["greedy"]\nmmlu = "mmlu.jsonl"\n' >>"$work/$out.toml"
+    printf '\n[global_distill]\ntokens = 5120\nlr = 0.002\ncheckpoint_every = 4\neval_every = 10\n\n[evaluate]\nchildren = ["greedy"]\nmmlu = "mmlu.jsonl"\nskip_tokens = 512\n[evaluate.folders]\nfrom-p = "p/child"\n' >>"$work/$out.toml"
   done
   if "$TESSERA" puzzle global-distill "$work/g1.toml" >"$work/eout" 2>"$work/err"; then fail "global-distill ran without a child"; fi
   expect_in "no child in $work/g1/child; run \`tessera puzzle realize" "$work/err"
@@ -1034,13 +1034,16 @@ PY
   expect_in "child      $work/g1/child-greedy (" "$work/out22"
   expect_in "mmlu       $work/mmlu.jsonl: 3 of 3 questions (the first 10 of each subject)" "$work/out22"
   expect_in "  parent  MMLU " "$work/out22"
+  expect_in "child      $work/p/child (from-p)" "$work/out22"
+  expect_in "held-out tokens after the first 512 ([evaluate] skip_tokens)" "$work/out22"
   grep -qE '^  main\+gkd, batch 1: prefill parent' "$work/out22" || fail "no speed of the GKD child"
   python3 - "$work/g1/evaluation.json" <<'PY' || fail "unexpected evaluation.json"
 import json, sys
 e = json.load(open(sys.argv[1]))
 assert e["format"] == "tessera.puzzle.evaluation" and e["version"] == 2, e
 labels = [c["label"] for c in e["children"]]
-assert labels == ["main", "greedy", "main+gkd"], labels
+assert labels == ["main", "greedy", "main+gkd", "from-p"], labels
+assert "predicted" not in e["children"][3] and "predicted" in e["children"][0], e["children"]
 assert e["parent"]["mmlu"]["questions"] == 3, e["parent"]
 kl = {c["label"]: c["quality"]["kl"] for c in e["children"]}
 assert kl["main"] > 0 and kl["main+gkd"] < kl["main"], kl

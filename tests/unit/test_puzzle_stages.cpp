@@ -376,6 +376,10 @@ repeats = 5
 children = ["greedy", "diverse-1"]
 mmlu = "data/mmlu.jsonl"
 mmlu_per_subject = 0
+skip_tokens = 4096
+[evaluate.folders]
+init-only = "../other/child"
+"with gkd" = "/abs/child-gkd"
 )",
                                              "puzzle.toml", "/base");
   const GlobalDistillSection& g = c.global_distill;
@@ -392,6 +396,12 @@ mmlu_per_subject = 0
   EXPECT_EQ(c.evaluate.children, (std::vector<std::string>{"greedy", "diverse-1"}));
   EXPECT_EQ(c.evaluate.mmlu, "/base/data/mmlu.jsonl");
   EXPECT_EQ(c.evaluate.mmlu_per_subject, 0);
+  EXPECT_EQ(c.evaluate.skip_tokens, 4096);
+  ASSERT_EQ(c.evaluate.folders.size(), 2u);
+  EXPECT_EQ(c.evaluate.folders[0].first, "init-only");
+  EXPECT_EQ(c.evaluate.folders[0].second, "/other/child");
+  EXPECT_EQ(c.evaluate.folders[1].first, "with gkd");
+  EXPECT_EQ(c.evaluate.folders[1].second, "/abs/child-gkd");
   EXPECT_EQ(c.distilled_child_folder(), "/base/o/child-gkd");
   const PuzzleConfig d = parse_puzzle_config(head, "puzzle.toml", "/base");
   EXPECT_EQ(d.global_distill.tokens, 0);
@@ -417,6 +427,10 @@ mmlu_per_subject = 0
            {"[evaluate]\nchildren = [\"\"]\n", 7, 13, "expected non-empty solution labels"},
            {"[evaluate]\nmmlu_per_subject = -1\n", 7, 20, "'mmlu_per_subject' in [evaluate]"},
            {"[evaluate]\nmmlu = 3\n", 7, 8, "'mmlu' in [evaluate]"},
+           {"[evaluate]\nskip_tokens = -2\n", 7, 15, "'skip_tokens' in [evaluate] is -2"},
+           {"[evaluate.folders]\nx = 3\n", 7, 5, "'x' in [evaluate.folders] is an integer"},
+           {"[evaluate]\nchildren = [\"greedy\"]\n[evaluate.folders]\ngreedy = \"g\"\n", 9, 1,
+            "[evaluate.folders] names 'greedy', which [evaluate] children names too"},
        }) {
     try {
       parse_puzzle_config(head + k.extra, "puzzle.toml", "/base");

@@ -217,7 +217,9 @@ void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& conf
   const std::string where = "[evaluate]";
   const toml::table* t = get_table(r, root, "evaluate", "the document", " ([evaluate])");
   if (t == nullptr) return;
-  check_keys(r, *t, where, {"tokens", "repeats", "children", "mmlu", "mmlu_per_subject"});
+  check_keys(
+      r, *t, where,
+      {"tokens", "repeats", "children", "mmlu", "mmlu_per_subject", "folders", "skip_tokens"});
   EvaluateSection& e = config.evaluate;
   if (const std::optional<int64_t> n = get_int(r, *t, "tokens", where)) {
     if (*n < 1)
@@ -233,6 +235,30 @@ void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& conf
     e.mmlu = config_path(base_dir, *path);
   e.mmlu_per_subject =
       get_int32(r, *t, "mmlu_per_subject", where, 0, 1000000).value_or(e.mmlu_per_subject);
+  if (const std::optional<int64_t> n = get_int(r, *t, "skip_tokens", where)) {
+    if (*n < 0)
+      r.fail(t->get("skip_tokens")->source(), key_in("skip_tokens", where) + " is " +
+                                                  std::to_string(*n) +
+                                                  "; expected an integer >= 0");
+    e.skip_tokens = *n;
+  }
+  if (const toml::table* folders =
+          get_table(r, *t, "folders", where, " of label = \"folder\" (children made elsewhere)")) {
+    for (const auto& [key, node] : *folders) {
+      const std::string label(key.str());
+      const auto* text = node.as_string();
+      if (text == nullptr || text->get().empty())
+        r.fail(node.source(), key_in(label, "[evaluate.folders]") + " is " +
+                                  std::string(type_description(node)) +
+                                  "; expected a model folder's path");
+      for (const std::string& taken : e.children)
+        if (taken == label)
+          r.fail(key.source(), "[evaluate.folders] names '" + label +
+                                   "', which [evaluate] children names too; give it another "
+                                   "label");
+      e.folders.emplace_back(label, config_path(base_dir, text->get()));
+    }
+  }
 }
 
 void parse_global_distill(const Reader& r, const toml::table& root, PuzzleConfig& config) {

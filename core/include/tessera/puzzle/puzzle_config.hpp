@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace tessera::puzzle {
 
@@ -83,6 +84,10 @@ struct EvaluateSection {
   int32_t repeats = 3;    // generations timed per model and batch size (median kept)
   // Solutions realised (child-LABEL/) and evaluated beside the main child, in the same run.
   std::vector<std::string> children;
+  // Children made elsewhere (another run's child/, say), evaluated beside these on the same text
+  // ([evaluate.folders]: label = "folder"), in the order written.
+  std::vector<std::pair<std::string, std::filesystem::path>> folders;
+  int64_t skip_tokens = -1;       // held-out tokens before the evaluation's; -1: [score] tokens
   std::filesystem::path mmlu;     // MMLU's jsonl (scripts/fetch-mmlu.sh); empty: no MMLU
   int32_t mmlu_per_subject = 10;  // the first N questions of each subject (0: every question)
 };
