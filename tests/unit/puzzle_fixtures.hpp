@@ -105,8 +105,8 @@ struct Built {
   WeightStore weights;
 };
 
-inline Built build(WeightStore weights, const LibraryOptions& options = {}) {
-  const Manifest manifest = parent_manifest();
+inline Built build(WeightStore weights, const LibraryOptions& options = {},
+                   const Manifest& manifest = parent_manifest()) {
   Built b;
   b.library = plan_variants(manifest, options);
   auto parent = model_of(manifest, weights);

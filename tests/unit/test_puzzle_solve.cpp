@@ -5,11 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <tessera/engine/search.hpp>
+#include <tessera/formats/hf_writer.hpp>
+#include <tessera/formats/model_source.hpp>
 #include <tessera/puzzle/realize.hpp>
 #include <tessera/puzzle/selection.hpp>
 #include <tessera/puzzle/solution_file.hpp>
 
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "puzzle_fixtures.hpp"
 
@@ -18,6 +24,7 @@ namespace {
 
 using test::error_of;
 using namespace test_fixtures;
+namespace fs = std::filesystem;
 
 // Costs without a clock: a block's time grows with its parameters, its memory is its f32
 // weights and its KV heads.
@@ -245,6 +252,63 @@ TEST(PuzzleRealize, TheChildRunsAsTheParentWithItsBlocksSwappedUnderPlainNames) 
   WeightStore missing;
   EXPECT_NE(error_of([&] { realize_child(plan, missing); }).find("the library has no tensor"),
             std::string::npos);
+}
+
+// DeciLM writes FFN widths as ffn_mult, which rounds to multiples of 256: a parent of width 512
+// and a library of 512 and 256 gives a child that the DeciLM export expresses. Read back, that
+// folder is the realised child.
+TEST(PuzzleRealize, TheDeciLmExportReadsBackAsTheChild) {
+  const Manifest parent = parse_manifest(R"([model]
+name = "decilm-parent"
+hidden_size = 32
+num_layers = 3
+num_heads = 4
+head_dim = 8
+num_kv_heads = 4
+intermediate_size = 512
+vocab_size = 41
+rms_norm_eps = 1e-5
+max_seq_len = 32
+
+[weights]
+format = "random"
+seed = 23
+
+[runtime]
+weight_dtype = "f32"
+
+[[layers]]
+range = "0-2"
+attention = { kind = "gqa" }
+ffn = { kind = "swiglu" }
+)",
+                                         "decilm-parent.toml", ".");
+  LibraryOptions options;
+  options.ffn_fractions = {1.0, 0.5};
+  options.ffn_width_multiple = 256;
+  const WeightStore weights = Model(parent, plugins(), WeightStore{}, test_pool()).weights();
+  Built b = build(weights, options, parent);
+  const Choice choice = {{"gqa_kv2", "swiglu_256"}, {"linear", "linear"}, {"noop", "swiglu_512"}};
+  const Manifest spec = child_manifest(parent, b.library, choice);
+  const WeightPlan plan = plan_weights(spec, plugins());
+  const RealizedChild child = realize_child(plan, b.weights);
+
+  const fs::path folder =
+      fs::temp_directory_path() / ("tessera-realize-decilm-" + std::to_string(::getpid()));
+  fs::remove_all(folder);
+  HfWriteOptions hf;
+  hf.always_decilm = true;
+  const HfWriteResult written = write_hf_model(folder, plan, b.weights, hf);
+  EXPECT_EQ(written.architecture, "DeciLMForCausalLM");
+  const LoadedModel read = open_model(folder);
+  fs::remove_all(folder);
+  ASSERT_EQ(read.manifest.layers.size(), 3u);
+  auto from_hf = model_of(read.manifest, read.weights);
+  auto realised = model_of(child.manifest, child.weights);
+  const std::vector<float> want = logits_of(*realised, kPrompt);
+  const std::vector<float> got = logits_of(*from_hf, kPrompt);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5f) << i;
 }
 
 }  // namespace
