@@ -9,6 +9,8 @@ packages=(
   libboost-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libbenchmark-dev clang-format clang-tidy
   coinor-libcbc-dev
+  # The Puzzle report's test renders it in a headless browser (with a font for its text).
+  chromium fonts-dejavu-core
 )
 
 missing=()

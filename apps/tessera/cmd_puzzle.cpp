@@ -16,6 +16,8 @@
 //             the child trained whole against the parent (GKD): child-gkd/
 //   evaluate  parent and children side by side: held-out KL, agreement, perplexity and MMLU,
 //             and prefill and decode speed of the scenario (cmd_puzzle_evaluate.cpp)
+//   report    one self-contained HTML page of whatever the output folder holds (the frontier,
+//             the main child's layers, every table; puzzle/report.hpp): report.html
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/search.hpp>
@@ -33,6 +35,7 @@
 #include <tessera/puzzle/library_index.hpp>
 #include <tessera/puzzle/puzzle_config.hpp>
 #include <tessera/puzzle/realize.hpp>
+#include <tessera/puzzle/report.hpp>
 #include <tessera/puzzle/score_file.hpp>
 #include <tessera/puzzle/scoring.hpp>
 #include <tessera/puzzle/selection.hpp>
@@ -832,7 +835,7 @@ fs::path realize_solution(const PuzzleArgs& args, const puzzle::PuzzleConfig& co
     throw Error("solution '" + label + "' found no child (" + record->reason +
                 "); change the budgets in [solve] and solve again with --force");
   const bool main = label == solutions.main;
-  const fs::path folder = main ? config.child_folder() : config.output / ("child-" + label);
+  fs::path folder = main ? config.child_folder() : config.output / ("child-" + label);
   if (fs::exists(folder / "manifest.toml", ec) && !force) {
     out << "child      " << folder.string() << " is realised; --force realises it again\n";
     return folder;
@@ -894,6 +897,17 @@ int run_realize(const PuzzleArgs& args) {
   return 0;
 }
 
+// Always written again: it only reads the other artefacts, and says which stages have not run.
+int run_report(const PuzzleArgs& args) {
+  const puzzle::PuzzleConfig config = puzzle::load_puzzle_config(args.config);
+  std::error_code ec;
+  fs::create_directories(config.output, ec);
+  const fs::path path = puzzle::report_path(config);
+  puzzle::write_artefact(path, puzzle::puzzle_report_html(puzzle::read_report_inputs(config)));
+  std::cout << "report     " << path.string() << "\n";
+  return 0;
+}
+
 // Every stage in order; each skips when its artefact is there (--force applies to none of
 // them: remove an artefact, or run its stage with --force, to redo it).
 // The stages in the order `run` chains them, with what `tessera puzzle --help` says of each.
@@ -934,6 +948,10 @@ constexpr Stage kStages[] = {
      "Parent and children side by side: held-out KL, agreement, perplexity and MMLU, and the "
      "scenario's prefill and decode speed",
      "Evaluate again", run_evaluate},
+    {"report",
+     "Write report.html: the accuracy/throughput frontier, the main child's layers and every "
+     "stage's tables, from whatever the output folder holds",
+     "(none: the report is always written again)", run_report},
 };
 
 // Every stage in order; each skips when its artefact is there (--force applies to none of
@@ -977,8 +995,8 @@ Runner add_puzzle_command(CLI::App& app) {
     commands.emplace_back(sub, stage.run);
   }
   commands.emplace_back(add("run",
-                            "Every stage in order (library, distill, score, cost, solve, "
-                            "realize, global-distill, evaluate), skipping those already done"),
+                            "Every stage in order (library, distill, score, cost, solve, realize, "
+                            "global-distill, evaluate, report), skipping those already done"),
                         run_all);
   return [args, commands] {
     for (const auto& [sub, run] : commands)

@@ -1,9 +1,9 @@
 // The loss plot (SVG by hand) and the report page; the SVG's structure is in loss_plot.hpp.
 #include <tessera/train/loss_plot.hpp>
+#include <tessera/train/plot_axis.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <sstream>
 
@@ -13,41 +13,10 @@ namespace {
 
 constexpr const char* kPalette[] = {"#1f6feb", "#d1242f", "#2da44e", "#8250df", "#bf8700"};
 
-std::string fixed1(double v) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.1f", v);
-  return buffer;
-}
-
-std::string tick_text(double v) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.6g", v == 0.0 ? 0.0 : v);  // no "-0"
-  return buffer;
-}
-
 std::string loss_value_text(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   return tick_text(v);
-}
-
-// 1, 2 or 5 times a power of ten, about range / target.
-double nice_step(double range, double target) {
-  const double raw = range / target;
-  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
-  const double norm = raw / magnitude;
-  const double nice = norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0;
-  return nice * magnitude;
-}
-
-std::vector<double> linear_ticks(double lo, double hi, double target = 5.0) {
-  std::vector<double> ticks;
-  if (!(hi > lo)) return ticks;
-  const double step = nice_step(hi - lo, target);
-  for (double k = std::ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k += 1.0) {
-    ticks.push_back(k * step);
-  }
-  return ticks;
 }
 
 // Ticks for a log axis spanning [10^lo, 10^hi]: 1-2-5 per decade, only the decades when there
@@ -170,7 +139,7 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
       << "\">\n";
   svg << "<title>" << xml_escape(options.title) << "</title>\n";
   svg << "<rect width=\"" << width << "\" height=\"" << height << "\" fill=\"#ffffff\"/>\n";
-  svg << "<text class=\"title\" x=\"" << fixed1(left) << "\" y=\"22\" font-size=\"15\">"
+  svg << "<text class=\"title\" x=\"" << svg_number(left) << "\" y=\"22\" font-size=\"15\">"
       << xml_escape(options.title) << (log ? " (log scale)" : "") << "</text>\n";
 
   // Grid, ticks and labels.
@@ -178,34 +147,35 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
   const std::vector<double> y_ticks = log ? log_ticks(t_lo, t_hi) : linear_ticks(t_lo, t_hi);
   for (const double v : y_ticks) {
     const double y = py(transform(v));
-    svg << "<line x1=\"" << fixed1(left) << "\" y1=\"" << fixed1(y) << "\" x2=\""
-        << fixed1(left + plot_w) << "\" y2=\"" << fixed1(y) << "\"/>\n";
+    svg << "<line x1=\"" << svg_number(left) << "\" y1=\"" << svg_number(y) << "\" x2=\""
+        << svg_number(left + plot_w) << "\" y2=\"" << svg_number(y) << "\"/>\n";
   }
   std::vector<double> x_ticks = linear_ticks(x_lo, x_hi, 6.0);
   for (const double v : x_ticks) {
     const double x = px(v);
-    svg << "<line x1=\"" << fixed1(x) << "\" y1=\"" << fixed1(top) << "\" x2=\"" << fixed1(x)
-        << "\" y2=\"" << fixed1(top + plot_h) << "\"/>\n";
+    svg << "<line x1=\"" << svg_number(x) << "\" y1=\"" << svg_number(top) << "\" x2=\""
+        << svg_number(x) << "\" y2=\"" << svg_number(top + plot_h) << "\"/>\n";
   }
-  svg << "<rect x=\"" << fixed1(left) << "\" y=\"" << fixed1(top) << "\" width=\"" << fixed1(plot_w)
-      << "\" height=\"" << fixed1(plot_h) << "\" fill=\"none\" stroke=\"#57606a\"/>\n";
+  svg << "<rect x=\"" << svg_number(left) << "\" y=\"" << svg_number(top) << "\" width=\""
+      << svg_number(plot_w) << "\" height=\"" << svg_number(plot_h)
+      << "\" fill=\"none\" stroke=\"#57606a\"/>\n";
   svg << "</g>\n<g class=\"labels\" fill=\"#24292f\">\n";
   for (const double v : y_ticks) {
-    svg << "<text x=\"" << fixed1(left - 6) << "\" y=\"" << fixed1(py(transform(v)) + 4)
+    svg << "<text x=\"" << svg_number(left - 6) << "\" y=\"" << svg_number(py(transform(v)) + 4)
         << "\" text-anchor=\"end\">" << tick_text(v) << "</text>\n";
   }
   for (const double v : x_ticks) {
-    svg << "<text x=\"" << fixed1(px(v)) << "\" y=\"" << fixed1(top + plot_h + 16)
+    svg << "<text x=\"" << svg_number(px(v)) << "\" y=\"" << svg_number(top + plot_h + 16)
         << "\" text-anchor=\"middle\">" << tick_text(v) << "</text>\n";
   }
-  svg << "<text x=\"" << fixed1(left + plot_w / 2) << "\" y=\"" << fixed1(height - 12)
+  svg << "<text x=\"" << svg_number(left + plot_w / 2) << "\" y=\"" << svg_number(height - 12)
       << "\" text-anchor=\"middle\">" << xml_escape(options.x_label) << "</text>\n";
-  svg << "<text x=\"16\" y=\"" << fixed1(top + plot_h / 2) << "\" text-anchor=\"middle\" "
-      << "transform=\"rotate(-90 16 " << fixed1(top + plot_h / 2) << ")\">"
+  svg << "<text x=\"16\" y=\"" << svg_number(top + plot_h / 2) << "\" text-anchor=\"middle\" "
+      << "transform=\"rotate(-90 16 " << svg_number(top + plot_h / 2) << ")\">"
       << xml_escape(options.y_label) << "</text>\n";
   if (drawn == 0) {
-    svg << "<text class=\"note\" x=\"" << fixed1(left + plot_w / 2) << "\" y=\""
-        << fixed1(top + plot_h / 2) << "\" text-anchor=\"middle\">no "
+    svg << "<text class=\"note\" x=\"" << svg_number(left + plot_w / 2) << "\" y=\""
+        << svg_number(top + plot_h / 2) << "\" text-anchor=\"middle\">no "
         << (log ? "positive finite" : "finite") << " loss to draw</text>\n";
   }
   svg << "</g>\n";
@@ -221,13 +191,13 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
     std::vector<std::pair<double, double>> run;
     auto flush = [&] {
       if (run.size() == 1) {
-        body << "<circle class=\"lone\" cx=\"" << fixed1(run[0].first) << "\" cy=\""
-             << fixed1(run[0].second) << "\" r=\"2.5\" fill=\"" << color << "\"/>\n";
+        body << "<circle class=\"lone\" cx=\"" << svg_number(run[0].first) << "\" cy=\""
+             << svg_number(run[0].second) << "\" r=\"2.5\" fill=\"" << color << "\"/>\n";
       } else if (run.size() > 1) {
         body << "<polyline class=\"line\" fill=\"none\" stroke=\"" << color
              << "\" stroke-width=\"1.5\" stroke-linejoin=\"round\" points=\"";
         for (size_t i = 0; i < run.size(); ++i) {
-          body << (i ? " " : "") << fixed1(run[i].first) << "," << fixed1(run[i].second);
+          body << (i ? " " : "") << svg_number(run[i].first) << "," << svg_number(run[i].second);
         }
         body << "\"/>\n";
       }
@@ -240,8 +210,8 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
         ++finite;
         run.emplace_back(px(x), py(transform(y)));
         if (curve.markers) {
-          markers << "<circle class=\"marker\" cx=\"" << fixed1(px(x)) << "\" cy=\""
-                  << fixed1(py(transform(y))) << "\" r=\"3\" fill=\"" << color << "\"/>\n";
+          markers << "<circle class=\"marker\" cx=\"" << svg_number(px(x)) << "\" cy=\""
+                  << svg_number(py(transform(y))) << "\" r=\"3\" fill=\"" << color << "\"/>\n";
         }
         continue;
       }
@@ -251,10 +221,11 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
       const double cx = px(x);
       const double cy = low ? top + plot_h - 6.0 : top + 6.0;
       body << "<path class=\"nonfinite\" stroke=\"" << color
-           << "\" stroke-width=\"2\" fill=\"none\" d=\"M" << fixed1(cx - 4) << " " << fixed1(cy - 4)
-           << " L" << fixed1(cx + 4) << " " << fixed1(cy + 4) << " M" << fixed1(cx - 4) << " "
-           << fixed1(cy + 4) << " L" << fixed1(cx + 4) << " " << fixed1(cy - 4) << "\"><title>step "
-           << tick_text(x) << ": loss " << loss_value_text(y) << "</title></path>\n";
+           << "\" stroke-width=\"2\" fill=\"none\" d=\"M" << svg_number(cx - 4) << " "
+           << svg_number(cy - 4) << " L" << svg_number(cx + 4) << " " << svg_number(cy + 4) << " M"
+           << svg_number(cx - 4) << " " << svg_number(cy + 4) << " L" << svg_number(cx + 4) << " "
+           << svg_number(cy - 4) << "\"><title>step " << tick_text(x) << ": loss "
+           << loss_value_text(y) << "</title></path>\n";
     }
     flush();
     svg << "<g class=\"curve\" data-name=\"" << xml_escape(curve.name) << "\" data-points=\""
@@ -280,13 +251,15 @@ std::string loss_plot_svg(const std::vector<LossCurve>& curves, const PlotOption
   svg << "<g class=\"legend\" fill=\"#24292f\">\n";
   for (const Entry& e : entries) {
     if (e.color.empty()) {
-      svg << "<path stroke=\"#57606a\" stroke-width=\"2\" d=\"M" << fixed1(x + 4) << " 18 L"
-          << fixed1(x + 12) << " 26 M" << fixed1(x + 4) << " 26 L" << fixed1(x + 12) << " 18\"/>\n";
+      svg << "<path stroke=\"#57606a\" stroke-width=\"2\" d=\"M" << svg_number(x + 4) << " 18 L"
+          << svg_number(x + 12) << " 26 M" << svg_number(x + 4) << " 26 L" << svg_number(x + 12)
+          << " 18\"/>\n";
     } else {
-      svg << "<line x1=\"" << fixed1(x) << "\" y1=\"22\" x2=\"" << fixed1(x + 16)
+      svg << "<line x1=\"" << svg_number(x) << "\" y1=\"22\" x2=\"" << svg_number(x + 16)
           << "\" y2=\"22\" stroke=\"" << e.color << "\" stroke-width=\"2\"/>\n";
     }
-    svg << "<text x=\"" << fixed1(x + 20) << "\" y=\"26\">" << xml_escape(e.label) << "</text>\n";
+    svg << "<text x=\"" << svg_number(x + 20) << "\" y=\"26\">" << xml_escape(e.label)
+        << "</text>\n";
     x += 28.0 + 7.0 * static_cast<double>(e.label.size());
   }
   svg << "</g>\n</svg>\n";
