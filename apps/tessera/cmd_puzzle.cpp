@@ -25,7 +25,6 @@
 #include <tessera/engine/weight_plan.hpp>
 #include <tessera/formats/hf_writer.hpp>
 #include <tessera/formats/model_source.hpp>
-#include <tessera/puzzle/artefact.hpp>
 #include <tessera/puzzle/calibration.hpp>
 #include <tessera/puzzle/cost_file.hpp>
 #include <tessera/puzzle/costs.hpp>
@@ -40,6 +39,7 @@
 #include <tessera/puzzle/scoring.hpp>
 #include <tessera/puzzle/selection.hpp>
 #include <tessera/puzzle/solution_file.hpp>
+#include <tessera/tools/atomic_file.hpp>
 #include <tessera/train/progress.hpp>
 #include <tessera/train/train_run.hpp>
 
@@ -363,7 +363,7 @@ int run_distill(const PuzzleArgs& args) {
           f.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
         j.push_back({{"attention", a}, {"ffn", f}});
       }
-      puzzle::write_artefact(before_file, j.dump() + "\n");
+      write_file_atomically(before_file, j.dump() + "\n");
     }
   }
 
@@ -381,8 +381,8 @@ int run_distill(const PuzzleArgs& args) {
   hooks.checkpoint = [&](int64_t step, const CursorState& cursor) {
     const fs::path at = checkpoints / ("step-" + std::to_string(step));
     distiller.save(at);
-    puzzle::write_artefact(at / "cursor.txt", cursor.to_text() + "\n");
-    puzzle::write_artefact(latest, "step-" + std::to_string(step) + "\n");
+    write_file_atomically(at / "cursor.txt", cursor.to_text() + "\n");
+    write_file_atomically(latest, "step-" + std::to_string(step) + "\n");
     // Test seam: an interruption right after a checkpoint, as a kill there would leave it.
     if (const char* stop = std::getenv("TESSERA_TEST_STOP_AFTER_STEP");
         stop != nullptr && std::to_string(step) == stop)
@@ -577,12 +577,12 @@ int run_score(const PuzzleArgs& args) {
       });
       scores.state.seconds += seconds_since(start);
       scores.complete = b + 1 == batches.size();
-      puzzle::write_artefact(path, puzzle::scores_json(scores, library));
+      write_file_atomically(path, puzzle::scores_json(scores, library));
     }
   }
   if (batches.empty()) {
     scores.complete = true;
-    puzzle::write_artefact(path, puzzle::scores_json(scores, library));
+    write_file_atomically(path, puzzle::scores_json(scores, library));
   }
   out << "scored     " << grouped(scores.state.tokens) << " tokens in "
       << fixed(scores.state.seconds, 1) << "s\n";
@@ -664,7 +664,7 @@ int run_cost(const PuzzleArgs& args) {
         << ms(costs.fixed_prefill[bi]) << ", decode step " << ms(costs.fixed_decode[bi]) << "\n";
   }
   fs::create_directories(config.output, ec);
-  puzzle::write_artefact(path, puzzle::costs_json(costs, library));
+  write_file_atomically(path, puzzle::costs_json(costs, library));
   out << "costs      " << path.string() << "\n";
   return 0;
 }
@@ -743,12 +743,12 @@ int run_solve(const PuzzleArgs& args) {
     const std::string problem =
         puzzle::selection_problem(library, scores.state, costs, k,
                                   "tessera puzzle solve " + label + ": " + config.source.string());
-    puzzle::write_artefact(docs / (label + ".problem.json"), problem);
+    write_file_atomically(docs / (label + ".problem.json"), problem);
     const std::unique_ptr<Search> search = make_search(registry, provider, plugin, {}, nullptr);
     const auto start = std::chrono::steady_clock::now();
     const std::string answer = search->solve(problem);
     rec.seconds = seconds_since(start);
-    puzzle::write_artefact(docs / (label + ".solution.json"), answer);
+    write_file_atomically(docs / (label + ".solution.json"), answer);
     const puzzle::Selection sel = puzzle::parse_selection(answer, library);
     rec.feasible = sel.feasible;
     rec.reason = sel.reason;
@@ -785,7 +785,7 @@ int run_solve(const PuzzleArgs& args) {
       k.earlier.push_back(r.choice);
     }
   }
-  puzzle::write_artefact(path, puzzle::solutions_json(solutions));
+  write_file_atomically(path, puzzle::solutions_json(solutions));
 
   out << "budgets    at batch " << solve.batch_size << ": decode "
       << (solve.decode_speedup > 0 ? fixed(solve.decode_speedup, 2) + "x the parent" : "free")
@@ -903,7 +903,7 @@ int run_report(const PuzzleArgs& args) {
   std::error_code ec;
   fs::create_directories(config.output, ec);
   const fs::path path = puzzle::report_path(config);
-  puzzle::write_artefact(path, puzzle::puzzle_report_html(puzzle::read_report_inputs(config)));
+  write_file_atomically(path, puzzle::puzzle_report_html(puzzle::read_report_inputs(config)));
   std::cout << "report     " << path.string() << "\n";
   return 0;
 }

@@ -10,10 +10,10 @@
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/formats/model_source.hpp>
-#include <tessera/puzzle/artefact.hpp>
 #include <tessera/puzzle/evaluation.hpp>
 #include <tessera/puzzle/multiple_choice.hpp>
 #include <tessera/puzzle/solution_file.hpp>
+#include <tessera/tools/atomic_file.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -291,7 +291,7 @@ int run_evaluate(const PuzzleArgs& args) {
                          {"prefill_speedup", r->predicted.prefill_speedup}};
     }
   }
-  puzzle::write_artefact(path, j.dump(1) + "\n");
+  write_file_atomically(path, j.dump(1) + "\n");
   out << "evaluation " << path.string() << "\n";
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <tessera/engine/model.hpp>
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/thread_pool.hpp>
+#include <tessera/tools/atomic_file.hpp>
 #include <tessera/train/objective.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -97,20 +98,6 @@ int64_t targets(std::span<const Batch> batches) {
   return n;
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  const fs::path partial = fs::path(path).concat(".partial");
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error("cannot write " + partial.string());
-  }
-  std::error_code ec;
-  fs::rename(partial, path, ec);
-  if (ec)
-    throw Error("cannot move " + partial.string() + " to " + path.string() + ": " + ec.message());
-}
-
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path.string());
@@ -176,8 +163,8 @@ struct TrainSession::State {
     const std::string name = "step-" + std::to_string(step);
     const fs::path folder = root / name;
     trainer->save(folder);
-    write_file(folder / "cursor.txt", cursor.to_text() + "\n");
-    write_file(root / "latest", name + "\n");
+    write_file_atomically(folder / "cursor.txt", cursor.to_text() + "\n");
+    write_file_atomically(root / "latest", name + "\n");
     // Keep the newest few: step-N folders by N, the one just written included.
     std::vector<std::pair<int64_t, fs::path>> found;
     for (const auto& entry : fs::directory_iterator(root)) {

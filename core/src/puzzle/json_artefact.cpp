@@ -1,5 +1,4 @@
 #include <tessera/engine/input_file.hpp>
-#include <tessera/puzzle/artefact.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -37,28 +36,6 @@ std::string read_artefact(const std::filesystem::path& path, const std::string& 
   std::ostringstream text;
   text << file.rdbuf();
   return text.str();
-}
-
-void write_artefact(const std::filesystem::path& path, const std::string& text) {
-  std::filesystem::path partial = path;
-  partial += ".partial";
-  {
-    std::ofstream file(partial, std::ios::binary | std::ios::trunc);
-    if (!file) throw Error(partial.string() + ": cannot create: " + std::strerror(errno));
-    file.write(text.data(), static_cast<std::streamsize>(text.size()));
-    file.flush();
-    if (!file) {
-      std::error_code ignored;
-      std::filesystem::remove(partial, ignored);
-      throw Error(partial.string() + ": cannot write " + std::to_string(text.size()) +
-                  " bytes: " + std::strerror(errno));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(partial, path, ec);
-  if (ec)
-    throw Error(path.string() + ": cannot replace it with " + partial.string() + ": " +
-                ec.message());
 }
 
 }  // namespace tessera::puzzle

@@ -1,5 +1,6 @@
 // The loop around the trainer's callables: batches in, progress, log and report out.
 #include <tessera/engine/error.hpp>
+#include <tessera/tools/atomic_file.hpp>
 #include <tessera/train/progress.hpp>
 #include <tessera/train/train_run.hpp>
 
@@ -22,18 +23,6 @@ std::string figure(double value, const char* format = "%.4f") {
   char buffer[64];
   std::snprintf(buffer, sizeof(buffer), format, value);
   return buffer;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  const fs::path partial = fs::path(path).concat(".partial");
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw Error("cannot write " + partial.string());
-  }
-  std::error_code ec;
-  fs::rename(partial, path, ec);
-  if (ec) throw Error("cannot move " + partial.string() + " to " + path.string());
 }
 
 }  // namespace
@@ -177,8 +166,8 @@ fs::path write_run_report(const TrainConfig& config, const fs::path& log,
   const fs::path folder = config.run.output;
   std::error_code ec;
   fs::create_directories(folder, ec);
-  write_text(folder / "loss.svg", linear_svg);
-  write_text(folder / "loss-log.svg", log_svg);
+  write_file_atomically(folder / "loss.svg", linear_svg);
+  write_file_atomically(folder / "loss-log.svg", log_svg);
   ReportPage page;
   page.title = "Training run " + folder.filename().string();
   page.figures = figures;
@@ -186,7 +175,7 @@ fs::path write_run_report(const TrainConfig& config, const fs::path& log,
   page.config_name = config.source.filename().string();
   page.config_text = config.text;
   fs::path report = folder / "report.html";
-  write_text(report, report_html(page));
+  write_file_atomically(report, report_html(page));
   return report;
 }
 
