@@ -285,21 +285,9 @@ int run_distill(const PuzzleArgs& args) {
 
   // The run as the trainer's loop sees it: steps of one micro-batch, held-out measurements,
   // checkpoints and a report in <output>/distill.
-  TrainConfig tc;
-  tc.source = config.source;
-  tc.text = read_all(config.source);
-  tc.run.objective = TrainObjective::kDistillBlocks;
-  tc.run.output = config.output / "distill";
+  const TrainConfig tc =
+      distill_train_config(config, d, TrainObjective::kDistillBlocks, config.output / "distill");
   const int64_t per_step = static_cast<int64_t>(data.batch_size) * data.seq_len;
-  tc.run.steps = std::max<int64_t>(1, (d.tokens + per_step - 1) / per_step);
-  tc.run.checkpoint_every = d.checkpoint_every;
-  tc.data = data;
-  tc.data.eval_every = d.eval_every;
-  tc.data.eval_batches = d.eval_batches;
-  tc.optimizer.lr = d.lr;
-  tc.optimizer.weight_decay = 0.0;
-  tc.optimizer.warmup_steps = d.warmup_steps;
-  tc.optimizer.grad_accumulation = 1;
 
   train::TrainerConfig trainer;
   trainer.adamw.lr = d.lr;

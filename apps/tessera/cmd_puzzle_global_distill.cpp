@@ -42,22 +42,11 @@ int run_global_distill(const PuzzleArgs& args) {
                 "; run `tessera puzzle realize " + config.source.string() + "` first");
 
   const DataSection& data = config.data.data;
-  TrainConfig tc;
-  tc.source = config.source;
-  tc.text = read_all(config.source);
-  tc.run.objective = TrainObjective::kDistill;
-  tc.run.output = config.output / "global-distill";
+  TrainConfig tc =
+      distill_train_config(config, g, TrainObjective::kDistill, config.output / "global-distill");
   const int64_t per_step = static_cast<int64_t>(data.batch_size) * data.seq_len;
-  tc.run.steps = std::max<int64_t>(1, (g.tokens + per_step - 1) / per_step);
-  tc.run.checkpoint_every = g.checkpoint_every;
   tc.model = child_folder;
   tc.parent = config.parent;
-  tc.data = data;
-  tc.data.eval_every = g.eval_every;
-  tc.data.eval_batches = g.eval_batches;
-  tc.optimizer.lr = g.lr;
-  tc.optimizer.weight_decay = 0.0;  // the child starts close to the parent: keep it there
-  tc.optimizer.warmup_steps = g.warmup_steps;
   tc.distill.kl = g.kl;
   tc.distill.cosine = g.cosine;
   // A run with a checkpoint resumes from it; one without (stopped before its first) starts

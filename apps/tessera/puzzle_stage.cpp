@@ -97,4 +97,25 @@ std::string read_all(const fs::path& path) {
   return text.str();
 }
 
+TrainConfig distill_train_config(const puzzle::PuzzleConfig& config, const puzzle::DistillRun& run,
+                                 TrainObjective objective, const fs::path& output) {
+  const DataSection& data = config.data.data;
+  TrainConfig tc;
+  tc.source = config.source;
+  tc.text = read_all(config.source);
+  tc.run.objective = objective;
+  tc.run.output = output;
+  const int64_t per_step = static_cast<int64_t>(data.batch_size) * data.seq_len;
+  tc.run.steps = std::max<int64_t>(1, (run.tokens + per_step - 1) / per_step);
+  tc.run.checkpoint_every = run.checkpoint_every;
+  tc.data = data;
+  tc.data.eval_every = run.eval_every;
+  tc.data.eval_batches = run.eval_batches;
+  tc.optimizer.lr = run.lr;
+  tc.optimizer.weight_decay = 0.0;
+  tc.optimizer.warmup_steps = run.warmup_steps;
+  tc.optimizer.grad_accumulation = 1;
+  return tc;
+}
+
 }  // namespace tessera::cli

@@ -57,6 +57,13 @@ CorpusData stage_corpus(const puzzle::PuzzleConfig& config, const LoadedModel& m
 
 std::string read_all(const std::filesystem::path& path);
 
+// A distillation stage's run as `tessera train`'s loop sees it: [data] batches of the train
+// part, run.tokens / (batch_size x seq_len) steps, the run's schedule, held-out measurements
+// and checkpoints, AdamW without weight decay (the student starts near the parent); its log,
+// checkpoints and report go to `output`.
+TrainConfig distill_train_config(const puzzle::PuzzleConfig& config, const puzzle::DistillRun& run,
+                                 TrainObjective objective, const std::filesystem::path& output);
+
 // Realises solution `label` of solutions.json as a manifest folder (and, for the main
 // solution, DeciLM safetensors in child-hf/) unless it is there and `force` is false; returns
 // the folder: child/ for the main solution, child-LABEL/ for another.

@@ -8,12 +8,7 @@ namespace tessera::puzzle {
 
 DistillSummary parse_distill_json(const std::string& text, const std::string& source) {
   const JsonReader r(source);
-  ojson j;
-  try {
-    j = ojson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    r.fail("the document", std::string("is not valid JSON: ") + e.what());
-  }
+  const ojson j = parse_json(r, text);
   DistillSummary s;
   s.steps = r.integer(j, "steps", "the document");
   s.tokens = r.integer(j, "tokens", "the document");

@@ -67,12 +67,7 @@ const MeasuredSpeed* EvaluatedChild::speed_at(int32_t batch) const {
 
 Evaluation parse_evaluation_json(const std::string& text, const std::string& source) {
   const JsonReader r(source);
-  ojson j;
-  try {
-    j = ojson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    r.fail("the document", std::string("is not valid JSON: ") + e.what());
-  }
+  const ojson j = parse_json(r, text);
   if (!j.is_object()) r.fail("the document", "must be an object");
   if (r.string(j, "format", "the document") != kFormat)
     r.fail("format", std::string("must be \"") + kFormat + "\" (is this an evaluation?)");

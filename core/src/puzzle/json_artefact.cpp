@@ -10,14 +10,19 @@
 
 namespace tessera::puzzle {
 
-ojson parse_artefact(const JsonReader& r, const std::string& text, const std::string& format,
-                     int64_t version, const std::string& what, const std::string& remedy) {
+ojson parse_json(const JsonReader& r, const std::string& text) {
   ojson j;
   try {
     j = ojson::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     r.fail("the document", std::string("is not valid JSON: ") + e.what());
   }
+  return j;
+}
+
+ojson parse_artefact(const JsonReader& r, const std::string& text, const std::string& format,
+                     int64_t version, const std::string& what, const std::string& remedy) {
+  ojson j = parse_json(r, text);
   if (!j.is_object()) r.fail("the document", "must be an object");
   if (r.string(j, "format", "the document") != format)
     r.fail("format", "must be \"" + format + "\" (is this " + what + "?)");

@@ -106,6 +106,9 @@ void read_per_variant(const JsonReader& r, const ojson& layers,
     }
 }
 
+// Parses JSON text; invalid JSON fails through `r` ("the document is not valid JSON: ...").
+ojson parse_json(const JsonReader& r, const std::string& text);
+
 // Parses an artefact and checks its format and version; `what` names the artefact for a
 // wrong format ("a block library"), `remedy` says what to do about another version.
 ojson parse_artefact(const JsonReader& r, const std::string& text, const std::string& format,

@@ -184,32 +184,37 @@ void parse_solve(const Reader& r, const toml::table& root, PuzzleConfig& config)
   s.solutions = get_int32(r, *t, "solutions", where, 1, 100).value_or(s.solutions);
 }
 
+// The keys every distillation stage shares (DistillRun).
+void parse_distill_run(const Reader& r, const toml::table& t, const std::string& where,
+                       DistillRun& run) {
+  const auto count = [&](std::string_view key, int64_t& value) {
+    if (const std::optional<int64_t> n = get_int(r, t, key, where)) {
+      if (*n < 0)
+        r.fail(t.get(key)->source(),
+               key_in(key, where) + " is " + std::to_string(*n) + "; expected an integer >= 0");
+      value = *n;
+    }
+  };
+  count("tokens", run.tokens);
+  count("warmup_steps", run.warmup_steps);
+  count("checkpoint_every", run.checkpoint_every);
+  count("eval_every", run.eval_every);
+  if (const std::optional<double> lr = get_number(r, t, "lr", where)) {
+    if (!(std::isfinite(*lr) && *lr > 0.0 && *lr < 1.0))
+      r.fail(t.get("lr")->source(),
+             key_in("lr", where) + " is " + number_text(*lr) + "; expected a number in (0, 1)");
+    run.lr = *lr;
+  }
+  run.eval_batches = get_int32(r, t, "eval_batches", where, 1, 100000).value_or(run.eval_batches);
+}
+
 void parse_distill(const Reader& r, const toml::table& root, PuzzleConfig& config) {
   const std::string where = "[distill]";
   const toml::table* t = get_table(r, root, "distill", "the document", " ([distill])");
   if (t == nullptr) return;
   check_keys(r, *t, where,
              {"tokens", "lr", "warmup_steps", "checkpoint_every", "eval_every", "eval_batches"});
-  DistillSection& d = config.distill;
-  const auto count = [&](std::string_view key, int64_t& value) {
-    if (const std::optional<int64_t> n = get_int(r, *t, key, where)) {
-      if (*n < 0)
-        r.fail(t->get(key)->source(),
-               key_in(key, where) + " is " + std::to_string(*n) + "; expected an integer >= 0");
-      value = *n;
-    }
-  };
-  count("tokens", d.tokens);
-  count("warmup_steps", d.warmup_steps);
-  count("checkpoint_every", d.checkpoint_every);
-  count("eval_every", d.eval_every);
-  if (const std::optional<double> lr = get_number(r, *t, "lr", where)) {
-    if (!(std::isfinite(*lr) && *lr > 0.0 && *lr < 1.0))
-      r.fail(t->get("lr")->source(),
-             key_in("lr", where) + " is " + number_text(*lr) + "; expected a number in (0, 1)");
-    d.lr = *lr;
-  }
-  d.eval_batches = get_int32(r, *t, "eval_batches", where, 1, 100000).value_or(d.eval_batches);
+  parse_distill_run(r, *t, where, config.distill);
 }
 
 void parse_evaluate(const Reader& r, const toml::table& root, PuzzleConfig& config,
@@ -270,24 +275,7 @@ void parse_global_distill(const Reader& r, const toml::table& root, PuzzleConfig
              {"tokens", "lr", "warmup_steps", "kl", "cosine", "checkpoint_every", "eval_every",
               "eval_batches"});
   GlobalDistillSection& g = config.global_distill;
-  const auto count = [&](std::string_view key, int64_t& value) {
-    if (const std::optional<int64_t> n = get_int(r, *t, key, where)) {
-      if (*n < 0)
-        r.fail(t->get(key)->source(),
-               key_in(key, where) + " is " + std::to_string(*n) + "; expected an integer >= 0");
-      value = *n;
-    }
-  };
-  count("tokens", g.tokens);
-  count("warmup_steps", g.warmup_steps);
-  count("checkpoint_every", g.checkpoint_every);
-  count("eval_every", g.eval_every);
-  if (const std::optional<double> lr = get_number(r, *t, "lr", where)) {
-    if (!(std::isfinite(*lr) && *lr > 0.0 && *lr < 1.0))
-      r.fail(t->get("lr")->source(),
-             key_in("lr", where) + " is " + number_text(*lr) + "; expected a number in (0, 1)");
-    g.lr = *lr;
-  }
+  parse_distill_run(r, *t, where, g);
   const auto weight = [&](std::string_view key, double& value) {
     if (const std::optional<double> w = get_number(r, *t, key, where)) {
       if (!(std::isfinite(*w) && *w >= 0.0))
@@ -302,7 +290,6 @@ void parse_global_distill(const Reader& r, const toml::table& root, PuzzleConfig
     r.fail(t->source(), where +
                             " has kl = 0 and cosine = 0: the loss would be 0; give either a "
                             "weight above 0");
-  g.eval_batches = get_int32(r, *t, "eval_batches", where, 1, 100000).value_or(g.eval_batches);
 }
 
 }  // namespace

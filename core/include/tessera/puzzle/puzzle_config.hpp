@@ -36,14 +36,18 @@ struct LibrarySection {
   int64_t calibration_tokens = 8192;  // parent tokens the initialisers read (train part)
 };
 
-struct DistillSection {
-  int64_t tokens = 0;  // parent tokens of BLD (train part); 0: the library stays as made
+// A distillation stage's training run (BLD's and GKD's): its budget and schedule.
+struct DistillRun {
+  int64_t tokens = 0;  // parent tokens (train part); 0: the stage does nothing
   double lr = 1e-3;    // AdamW's peak rate, cosine decay to 10 % after the warm-up
   int64_t warmup_steps = 0;
   int64_t checkpoint_every = 10;  // steps between checkpoints (resume); 0: only after the last
   int64_t eval_every = 0;         // steps between held-out measurements; 0: before and after
   int32_t eval_batches = 2;       // held-out batches per measurement
 };
+
+// BLD; tokens 0: the library stays as made.
+struct DistillSection : DistillRun {};
 
 struct ScoreSection {
   int64_t tokens = 2048;  // held-out tokens every variant is scored on (start of the part)
@@ -68,15 +72,11 @@ struct SolveSection {
   double diversity = 0.8;        // each at most this share of the 2 x layers choices in common
 };
 
-struct GlobalDistillSection {
-  int64_t tokens = 0;  // parent tokens of GKD (train part); 0: the child stays as realised
-  double lr = 1e-4;    // AdamW's peak rate, cosine decay to 10 % after the warm-up
-  int64_t warmup_steps = 0;
-  double kl = 1.0;                // weight of KL(parent || child) over the logits
-  double cosine = 1.0;            // weight of 1 - cos(child, parent) on every layer's hidden states
-  int64_t checkpoint_every = 10;  // steps between checkpoints (resume); 0: only after the last
-  int64_t eval_every = 0;         // steps between held-out measurements; 0: before and after
-  int32_t eval_batches = 2;       // held-out batches per measurement
+// GKD; tokens 0: the child stays as realised.
+struct GlobalDistillSection : DistillRun {
+  GlobalDistillSection() { lr = 1e-4; }
+  double kl = 1.0;      // weight of KL(parent || child) over the logits
+  double cosine = 1.0;  // weight of 1 - cos(child, parent) on every layer's hidden states
 };
 
 struct EvaluateSection {
