@@ -80,7 +80,7 @@ int run_generate(const GenerateArgs& args) {
                 "' has a context of " + std::to_string(context) +
                 " tokens (max_seq_len), which leaves no room to generate");
   }
-  const GenerateOptions options = generate_options(manifest, args.run, args.max_tokens);
+  GenerateOptions options = generate_options(manifest, args.run, args.max_tokens);
 
   PluginRegistry registry;
   load_plugins(registry, args.run.plugin_paths, &manifest);
@@ -89,6 +89,8 @@ int run_generate(const GenerateArgs& args) {
       std::min<int32_t>(context, static_cast<int32_t>(prompt.size()) + args.max_tokens);
   Model model(manifest, registry, std::move(loaded.weights), pool,
               ModelOptions{1, capacity, nullptr});
+  const std::unique_ptr<DecoderWeights> decoder_weights =
+      attach_decoder_weights(args.run, model, options);
   Generator generator(model, registry);
 
   GenerateResult result;
@@ -110,7 +112,11 @@ int run_generate(const GenerateArgs& args) {
         result.decode_seconds > 0 && n_decoded > 0 ? n_decoded / result.decode_seconds : 0;
     std::cerr << "prompt " << prompt.size() << " tokens, " << prefill_tps << " tok/s; generated "
               << result.tokens.size() << " tokens, " << decode_tps << " tok/s"
-              << (result.stopped_on_eos ? " (end token)" : "") << "\n";
+              << (result.stopped_on_eos ? " (end token)" : "");
+    if (result.decode_steps > 0 && result.tokens.size() > static_cast<size_t>(result.decode_steps))
+      std::cerr << "; " << static_cast<double>(result.tokens.size()) / result.decode_steps
+                << " tokens per decoder step";
+    std::cerr << "\n";
   }
   return 0;
 }

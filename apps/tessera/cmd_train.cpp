@@ -128,7 +128,7 @@ int run_train(const TrainArgs& args) {
 
   // Distillation may read the text with the parent's tokenizer: a child drawn from its parent
   // (random weights, pruned blocks) has the parent's vocabulary but often no tokenizer files.
-  const bool distills = config.run.objective != TrainObjective::kLm;
+  const bool distills = has_parent(config.run.objective);
   LoadedModel model = open_config_model(config, "model.path", config.model, !distills);
   std::optional<LoadedModel> parent;
   if (distills) {
@@ -194,6 +194,11 @@ int run_train(const TrainArgs& args) {
         << (b.kind.empty() ? "" : " kind " + b.kind)
         << (b.prefix.empty() ? "" : " prefix " + b.prefix) << "\n";
   }
+  if (config.run.objective == TrainObjective::kMedusa) {
+    out << "medusa     " << config.medusa.heads << " heads of " << config.medusa.layers
+        << " ResBlock(s), loss weight " << number(config.medusa.decay)
+        << "^k, targets: the base model's own distribution (self-distillation)\n";
+  }
   if (config.run.objective == TrainObjective::kDistill) {
     out << "distill    kl " << number(config.distill.kl) << ", cosine "
         << number(config.distill.cosine) << ", temperature " << number(config.distill.temperature)
@@ -218,7 +223,13 @@ int run_train(const TrainArgs& args) {
   const RunOutcome outcome = run_training(config, dataset, session.hooks(), start, output);
   const std::string memory = session.memory_text();
   if (!memory.empty()) out << memory << (memory.back() == '\n' ? "" : "\n");
-  out << "model      " << session.write_model(source).string() << " (the trained weights)\n";
+  if (session.trains_medusa()) {
+    out << session.medusa_text();
+    out << "heads      " << session.write_medusa_heads().string()
+        << " (tessera generate --decoder medusa --decoder-weights DIR)\n";
+  } else {
+    out << "model      " << session.write_model(source).string() << " (the trained weights)\n";
+  }
   out << "report     " << outcome.report.string() << "\n";
   return 0;
 }

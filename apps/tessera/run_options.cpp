@@ -5,6 +5,8 @@
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/thread_pool.hpp>
 
+#include <cerrno>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -39,6 +41,11 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
   cmd.add_flag("-q,--quiet", o.quiet, "No statistics on stderr");
+  cmd.add_option("--decoder-weights", o.decoder_weights,
+                 "The decoder's own weights: a folder of .safetensors (and config.json) or one "
+                 "file, e.g. Medusa heads");
+  cmd.add_option("--decoder-param", o.decoder_params,
+                 "A decoder parameter KEY=VALUE (repeatable), e.g. tree=chain-3");
 }
 
 LoadedModel open_model_for_run(const std::string& path, const RunOptions& o) {
@@ -80,7 +87,35 @@ GenerateOptions generate_options(const Manifest& manifest, const RunOptions& o,
   if (o.top_k) options.decoder.params.set("top_k", *o.top_k);
   if (o.top_p) options.decoder.params.set("top_p", *o.top_p);
   if (o.seed) options.decoder.params.set("seed", *o.seed);
+  for (const std::string& kv : o.decoder_params) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error("--decoder-param '" + kv + "': expected KEY=VALUE");
+    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    // An integer, else a number, else the text itself.
+    char* end = nullptr;
+    errno = 0;
+    const long long i = std::strtoll(value.c_str(), &end, 10);
+    if (!value.empty() && *end == '\0' && errno == 0) {
+      options.decoder.params.set(key, static_cast<int64_t>(i));
+      continue;
+    }
+    const double d = std::strtod(value.c_str(), &end);
+    if (!value.empty() && *end == '\0')
+      options.decoder.params.set(key, d);
+    else
+      options.decoder.params.set(key, value);
+  }
   return options;
+}
+
+std::unique_ptr<DecoderWeights> attach_decoder_weights(const RunOptions& run, const Model& model,
+                                                       GenerateOptions& options) {
+  if (run.decoder_weights.empty()) return nullptr;
+  auto weights = std::make_unique<DecoderWeights>(run.decoder_weights, options.decoder.kind,
+                                                  options.decoder.params, &model.lm_head());
+  options.decoder_weights = weights->c_weights();
+  return weights;
 }
 
 std::string no_tokenizer_message(const std::string& path, const LoadedModel& model,

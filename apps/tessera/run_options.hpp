@@ -3,11 +3,13 @@
 #pragma once
 
 #include <tessera/engine/generator.hpp>
+#include <tessera/formats/decoder_weights.hpp>
 #include <tessera/formats/model_source.hpp>
 
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +27,8 @@ struct RunOptions {
   std::string device;
   std::string kv_dtype;  // empty: the manifest's
   bool quiet = false;
+  std::string decoder_weights;              // --decoder-weights: e.g. Medusa heads
+  std::vector<std::string> decoder_params;  // --decoder-param KEY=VALUE
 };
 
 // Registers --decoder, --temperature, --top-k, --top-p, --seed, --threads, --device,
@@ -38,9 +42,15 @@ void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype);
 // open_model(path) with --device, --threads and --kv-dtype applied to its manifest.
 LoadedModel open_model_for_run(const std::string& path, const RunOptions& options);
 
-// The manifest's decoder, or --decoder, with the sampling flags as its parameters.
+// The manifest's decoder, or --decoder, with the sampling flags and --decoder-param as its
+// parameters.
 GenerateOptions generate_options(const Manifest& manifest, const RunOptions& options,
                                  int32_t max_new_tokens);
+
+// --decoder-weights read for `model` and attached to `options` (whose parameters get the
+// weights' config); NULL when the flag is not given. Keep it alive while generating.
+std::unique_ptr<DecoderWeights> attach_decoder_weights(const RunOptions& run, const Model& model,
+                                                       GenerateOptions& options);
 
 // "model 'PATH' has no tokenizer: WHY; WHAT" for a model without a usable tokenizer.
 std::string no_tokenizer_message(const std::string& path, const LoadedModel& model,

@@ -5,6 +5,7 @@
 #include <tessera/engine/plugin_registry.hpp>
 #include <tessera/engine/thread_pool.hpp>
 #include <tessera/tools/atomic_file.hpp>
+#include <tessera/train/medusa_trainer.hpp>
 #include <tessera/train/objective.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -135,7 +136,9 @@ struct TrainSession::State {
   std::unique_ptr<Model> parent;
   std::unique_ptr<Model> model;
   std::unique_ptr<train::Trainer> trainer;
-  std::vector<BlockRef> blocks;  // distill-blocks
+  std::unique_ptr<train::MedusaTrainer> medusa;  // objective medusa, in place of the trainer
+  std::optional<train::MedusaEval> medusa_eval;  // the last held-out measurement
+  std::vector<BlockRef> blocks;                  // distill-blocks
   int64_t parameters = 0;
 
   explicit State(const TrainConfig& c) : config(c) {}
@@ -162,7 +165,10 @@ struct TrainSession::State {
     fs::create_directories(root);
     const std::string name = "step-" + std::to_string(step);
     const fs::path folder = root / name;
-    trainer->save(folder);
+    if (medusa)
+      medusa->save(folder);
+    else
+      trainer->save(folder);
     write_file_atomically(folder / "cursor.txt", cursor.to_text() + "\n");
     write_file_atomically(root / "latest", name + "\n");
     // Keep the newest few: step-N folders by N, the one just written included.
@@ -188,7 +194,7 @@ TrainSession::TrainSession(const TrainConfig& config, LoadedModel& model, Loaded
                            const std::vector<std::string>& plugin_paths)
     : state_(std::make_unique<State>(config)) {
   State& s = *state_;
-  const bool distills = config.run.objective != TrainObjective::kLm;
+  const bool distills = has_parent(config.run.objective);
   if (distills && parent == nullptr) throw Error("the distill objectives need a parent model");
   if (parent != nullptr)
     for (const auto& p : parent->manifest.runtime.plugin_paths) s.registry.add_search_path(p);
@@ -200,6 +206,22 @@ TrainSession::TrainSession(const TrainConfig& config, LoadedModel& model, Loaded
     // The parent runs inference over whole micro-batches: a slot per sequence.
     s.parent = std::make_unique<Model>(parent->manifest, s.registry, std::move(parent->weights),
                                        *s.pool, ModelOptions{config.data.batch_size, seq_len});
+  }
+  if (config.run.objective == TrainObjective::kMedusa) {
+    // The base model only runs forward, over whole micro-batches, with its weights as loaded.
+    s.model = std::make_unique<Model>(model.manifest, s.registry, std::move(model.weights), *s.pool,
+                                      ModelOptions{config.data.batch_size, seq_len});
+    train::TrainerConfig tc = trainer_config(config);
+    train::MedusaTrainConfig mc;
+    mc.heads = config.medusa.heads;
+    mc.layers = config.medusa.layers;
+    mc.decay = config.medusa.decay;
+    mc.adamw = tc.adamw;
+    mc.schedule = tc.schedule;
+    mc.clip_norm = tc.clip_norm;
+    s.medusa = std::make_unique<train::MedusaTrainer>(*s.model, mc);
+    s.parameters = s.medusa->parameters();
+    return;
   }
   Manifest manifest = model.manifest;
   manifest.runtime.weight_dtype = TS_F32;  // the masters are the model's own tensors
@@ -220,6 +242,8 @@ TrainSession::TrainSession(const TrainConfig& config, LoadedModel& model, Loaded
       objective = std::make_unique<train::DistillObjective>(*s.parent, dc);
       break;
     }
+    case TrainObjective::kMedusa:
+      break;  // handled above
     case TrainObjective::kDistillBlocks:
       s.blocks = block_refs(config);
       tc.train_blocks = s.blocks;
@@ -236,7 +260,16 @@ TrainSession::~TrainSession() = default;
 TrainerHooks TrainSession::hooks() {
   State* s = state_.get();
   TrainerHooks hooks;
-  if (!s->blocks.empty()) {
+  if (s->medusa) {
+    hooks.step = [s](int64_t, std::span<const Batch> batches) {
+      const train::StepStats stats = s->medusa->step(train_batches(batches));
+      return TrainStep{stats.loss, stats.lr, stats.grad_norm, stats.count};
+    };
+    hooks.evaluate = [s](std::span<const Batch> batches) {
+      s->medusa_eval = s->medusa->evaluate(train_batches(batches));
+      return HeldOutLoss{s->medusa_eval->loss, targets(batches)};
+    };
+  } else if (!s->blocks.empty()) {
     hooks.step = [s](int64_t, std::span<const Batch> batches) {
       const train::StepStats stats = s->trainer->step_blocks(s->block_steps(batches));
       return TrainStep{stats.loss, stats.lr, stats.grad_norm, stats.tokens};
@@ -277,8 +310,13 @@ RunStart TrainSession::start(std::string* note) {
     throw Error("the checkpoint " + folder.string() +
                 " has no cursor.txt (where the data goes on)");
   const CursorState cursor = CursorState::from_text(trimmed(read_file(cursor_file)));
-  s.trainer->load(folder);
-  start.step = s.trainer->steps();
+  if (s.medusa) {
+    s.medusa->load(folder);
+    start.step = s.medusa->steps();
+  } else {
+    s.trainer->load(folder);
+    start.step = s.trainer->steps();
+  }
   start.cursor = cursor;
   if (note != nullptr)
     *note = "resumed from " + folder.string() + " after step " + std::to_string(start.step);
@@ -290,12 +328,45 @@ std::string TrainSession::trainable_text() const {
   int64_t total = 0;
   for (const auto& [name, tensor] : s.model->weights().all()) total += tensor.numel();
   std::ostringstream out;
+  if (s.medusa) {
+    out << s.medusa->names().size() << " tensors of " << s.medusa->config().heads
+        << " Medusa heads, " << s.parameters << " parameters (the base model's " << total
+        << " stay frozen; the heads share its lm head)";
+    return out.str();
+  }
   out << s.trainer->trainable().size() << " tensors, " << s.parameters << " parameters (of "
       << total << ")";
   return out.str();
 }
 
+std::string TrainSession::medusa_text() const {
+  const State& s = *state_;
+  if (!s.medusa_eval) return {};
+  const train::MedusaEval& e = *s.medusa_eval;
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(3);
+  for (size_t k = 0; k < e.positions.size(); ++k)
+    out << "head " << k << "     (token +" << k + 2 << ") top-1 "
+        << e.top(static_cast<int32_t>(k), 1) << ", top-5 " << e.top(static_cast<int32_t>(k), 5)
+        << ", top-10 " << e.top(static_cast<int32_t>(k), 10) << " of the base model's choice; KL "
+        << e.head_loss[k] << " over " << e.positions[k] << " held-out positions\n";
+  return out.str();
+}
+
+fs::path TrainSession::write_medusa_heads(fs::path folder) const {
+  const State& s = *state_;
+  if (folder.empty()) folder = s.config.run.output / "medusa";
+  s.medusa->write_heads(folder, s.medusa_eval ? &*s.medusa_eval : nullptr);
+  return folder;
+}
+
+bool TrainSession::trains_medusa() const {
+  return state_->medusa != nullptr;
+}
+
 std::string TrainSession::memory_text() const {
+  if (!state_->trainer) return {};
   const train::MemoryReport report = state_->trainer->memory();
   if (report.layers.empty()) return {};
   return train::format_memory_report(report);

@@ -38,6 +38,12 @@ class TrainSession {
   std::string trainable_text() const;
   // The trainer's memory report of the last micro-batch (empty before any step).
   std::string memory_text() const;
+  // Objective medusa: the heads' held-out accuracies (a line per head; empty before a
+  // measurement), and the heads written for the decoder into `folder` (default
+  // <output>/medusa).
+  bool trains_medusa() const;
+  std::string medusa_text() const;
+  std::filesystem::path write_medusa_heads(std::filesystem::path folder = {}) const;
   // Writes the model as trained into `folder` (default: <output>/model) as a manifest folder,
   // with `extra_files` (name, contents) beside it; returns its path.
   std::filesystem::path write_model(

@@ -17,7 +17,7 @@ void Decoder::step(const ts_decode_host& host, ts_decode_step& step) {
 
 std::unique_ptr<Decoder> make_decoder(const PluginRegistry& registry, const BlockSpec& spec,
                                       const ParamList& params, int32_t vocab, int32_t hidden,
-                                      const ts_host* host) {
+                                      const ts_host* host, const ts_weights* weights) {
   const std::string kind = spec.kind.empty() ? "greedy" : spec.kind;
   ProviderRef provider;
   try {
@@ -30,7 +30,7 @@ std::unique_ptr<Decoder> make_decoder(const PluginRegistry& registry, const Bloc
   config.vocab = vocab;
   config.hidden = hidden;
   config.params = params.c_params();
-  config.weights = nullptr;
+  config.weights = weights;
   config.host = host;
   std::string label = "decoder " + kind + " (" + provider.plugin_name() + ")";
   return std::make_unique<Decoder>(std::move(provider), config, std::move(label));

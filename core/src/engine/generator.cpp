@@ -211,8 +211,9 @@ std::vector<GenerateResult> Generator::generate_batch(
   if (params.find("hidden_size") == nullptr) params.set("hidden_size", int64_t{model_.hidden()});
   std::vector<int64_t> eos;
   if (const ParamValue* v = params.find("eos_token_ids")) eos = int_list(*v, "eos_token_ids");
-  const std::unique_ptr<Decoder> decoder = make_decoder(
-      registry_, options.decoder, params, model_.vocab(), model_.hidden(), model_.pool().host());
+  const std::unique_ptr<Decoder> decoder =
+      make_decoder(registry_, options.decoder, params, model_.vocab(), model_.hidden(),
+                   model_.pool().host(), options.decoder_weights);
 
   std::vector<GenerateResult> results(n);
   if (options.max_new_tokens == 0) return results;
@@ -293,6 +294,7 @@ std::vector<GenerateResult> Generator::generate_batch(
       if (count == 0 && step_finished[k] == 0)
         throw Error("generate: the decoder emitted no token for slot " +
                     std::to_string(slot_of[i]) + " and did not finish it");
+      if (count > 0) ++results[i].decode_steps;
       for (int32_t t = 0; t < count; ++t) {
         const int32_t token = step_tokens[k * kStepCapacity + static_cast<size_t>(t)];
         results[i].tokens.push_back(token);

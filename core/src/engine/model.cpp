@@ -612,6 +612,10 @@ void Model::reset(int32_t slot) {
   kv_.set_length(slot, 0);
 }
 
+const Tensor& Model::lm_head() const {
+  return impl_->lm_head;
+}
+
 void Model::compact_kv(int32_t slot, int32_t first_row, const int32_t* keep, int32_t n_keep) {
   if (slot < 0 || slot >= kv_.slots())
     throw Error("compact_kv: slot " + std::to_string(slot) + " out of range [0, " +

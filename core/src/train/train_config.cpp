@@ -126,9 +126,10 @@ void parse_run(const ConfigReader& c, const toml::table& root, TrainConfig& conf
   check_keys(r, *t, where, {"objective", "output", "seed", "steps", "checkpoint_every", "resume"});
   RunSection& run = config.run;
   if (const std::optional<std::string> objective =
-          get_choice(r, *t, "objective", where, {"lm", "distill-blocks", "distill"})) {
+          get_choice(r, *t, "objective", where, {"lm", "distill-blocks", "distill", "medusa"})) {
     run.objective = *objective == "lm"               ? TrainObjective::kLm
                     : *objective == "distill-blocks" ? TrainObjective::kDistillBlocks
+                    : *objective == "medusa"         ? TrainObjective::kMedusa
                                                      : TrainObjective::kDistill;
   }
   const std::optional<fs::path> output =
@@ -466,6 +467,11 @@ void parse_extras(const ConfigReader& c, const toml::table& root, TrainConfig& c
              "[freeze] does not apply to objective = \"distill-blocks\": only the [[blocks]] "
              "entries are trained");
     }
+    if (objective == TrainObjective::kMedusa) {
+      r.fail(t->source(),
+             "[freeze] does not apply to objective = \"medusa\": the [model] is frozen and only "
+             "the heads train");
+    }
     check_keys(r, *t, "[freeze]", {"patterns"});
     if (t->contains("patterns")) {
       config.freeze =
@@ -474,6 +480,30 @@ void parse_extras(const ConfigReader& c, const toml::table& root, TrainConfig& c
   }
 
   parse_blocks(c, root, config);
+
+  const toml::table* medusa = get_table(r, root, "medusa", "the document",
+                                        " ([medusa] heads = 4, layers = 1, decay = 0.8)");
+  if (medusa != nullptr) {
+    if (objective != TrainObjective::kMedusa) {
+      r.fail(medusa->source(),
+             "[medusa] applies only to objective = \"medusa\", not " + objective_text);
+    }
+    const std::string where = "[medusa]";
+    check_keys(r, *medusa, where, {"heads", "layers", "decay"});
+    MedusaSection& m = config.medusa;
+    if (const auto v = c.int_at_least(*medusa, "heads", where, 1)) {
+      if (*v > 16)
+        r.fail(medusa->source(), "[medusa] heads is " + std::to_string(*v) + ", expected 1 to 16");
+      m.heads = static_cast<int32_t>(*v);
+    }
+    if (const auto v = c.int_at_least(*medusa, "layers", where, 1)) {
+      if (*v > 8)
+        r.fail(medusa->source(), "[medusa] layers is " + std::to_string(*v) + ", expected 1 to 8");
+      m.layers = static_cast<int32_t>(*v);
+    }
+    m.decay = c.number(*medusa, "decay", where, 0.0, 1.0, false, true, "a weight in (0, 1]")
+                  .value_or(m.decay);
+  }
 
   const toml::table* distill = get_table(r, root, "distill", "the document",
                                          " ([distill] kl = 1.0, cosine = 0.0, temperature = 1.0)");
@@ -517,6 +547,8 @@ std::string_view to_string(TrainObjective objective) {
       return "distill-blocks";
     case TrainObjective::kDistill:
       return "distill";
+    case TrainObjective::kMedusa:
+      return "medusa";
     default:
       return "lm";
   }
@@ -555,9 +587,9 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
                                const fs::path& base_dir) {
   const toml::table root = toml_fields::parse_document(text, source_name);
   const Reader r(source_name);
-  check_keys(
-      r, root, "the top level",
-      {"run", "model", "parent", "data", "optimizer", "recompute", "freeze", "blocks", "distill"});
+  check_keys(r, root, "the top level",
+             {"run", "model", "parent", "data", "optimizer", "recompute", "freeze", "blocks",
+              "distill", "medusa"});
   TrainConfig config;
   config.source = source_name;
   config.text = std::string(text);
@@ -567,7 +599,7 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
   }
   parse_run(c, root, config, base_dir);
   config.model = parse_model_path(c, root, "model", base_dir, "the model to train");
-  const bool distills = config.run.objective != TrainObjective::kLm;
+  const bool distills = has_parent(config.run.objective);
   if (distills) {
     if (!root.contains("parent")) {
       r.fail(root.get("run")->source(),
@@ -577,8 +609,9 @@ TrainConfig parse_train_config(std::string_view text, const std::string& source_
     config.parent = parse_model_path(c, root, "parent", base_dir, "the teacher model");
   } else if (const toml::node* parent = root.get("parent")) {
     r.fail(parent->source(),
-           "[parent] applies only to objective = \"distill-blocks\" or \"distill\"; objective "
-           "\"lm\" trains the model on the corpus alone");
+           "[parent] applies only to objective = \"distill-blocks\" or \"distill\"; objective \"" +
+               std::string(to_string(config.run.objective)) +
+               "\" learns from the corpus and the [model] alone");
   }
   parse_data(c, root, config, base_dir);
   parse_optimizer(c, root, config);

@@ -29,10 +29,10 @@ class Decoder {
 
 // The decoder `spec` names (kind, optional plugin, parameters) for a model of `vocab`
 // tokens and `hidden` features. `params` are the decoder's parameters with what the
-// model adds (eos_token_ids, ...). Throws PluginError naming the decoder when no plugin
-// provides it.
+// model adds (eos_token_ids, ...); `weights` the decoder's own (NULL: none). Throws
+// PluginError naming the decoder when no plugin provides it.
 std::unique_ptr<Decoder> make_decoder(const PluginRegistry& registry, const BlockSpec& spec,
                                       const ParamList& params, int32_t vocab, int32_t hidden,
-                                      const ts_host* host);
+                                      const ts_host* host, const ts_weights* weights = nullptr);
 
 }  // namespace tessera

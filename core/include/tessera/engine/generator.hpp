@@ -15,7 +15,10 @@ namespace tessera {
 
 struct GenerateOptions {
   int32_t max_new_tokens = 64;
-  BlockSpec decoder;  // kind "greedy" / "sampling"; params temperature, top_k, top_p, seed
+  BlockSpec decoder;  // kind "greedy" / "sampling" / "medusa"; params temperature, top_k, ...
+  // The decoder's own weights (Medusa heads: formats/decoder_weights.hpp); NULL: none.
+  // Must outlive the generate call.
+  const ts_weights* decoder_weights = nullptr;
 };
 
 struct GenerateResult {
@@ -23,6 +26,7 @@ struct GenerateResult {
   bool stopped_on_eos = false;
   double prefill_seconds = 0;
   double decode_seconds = 0;
+  int32_t decode_steps = 0;  // decoder steps that emitted this sequence's tokens
 };
 
 // One sequence of generate_batch: the slot it runs in, how many of the tokens that slot's

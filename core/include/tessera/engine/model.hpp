@@ -56,6 +56,8 @@ class Model {
   Block& ffn(int32_t layer);
   KvCache& kv_cache() { return kv_; }
   const WeightStore& weights() const { return weights_; }
+  // The lm head [vocab, hidden] (the embedding when tied), as forward() reads it.
+  const Tensor& lm_head() const;
   ThreadPool& pool() { return pool_; }
 
   // Runs the batch through every layer, appends its K/V rows and advances each

@@ -1,6 +1,6 @@
 // Training configs: the TOML file `tessera train` reads (docs/training.md has every key).
 //
-//   [run]        objective ("lm" | "distill-blocks" | "distill"), output, seed, steps,
+//   [run]        objective ("lm" | "distill-blocks" | "distill" | "medusa"), output, seed, steps,
 //                checkpoint_every, resume
 //   [model]      path: the model to train (anything open_model takes)
 //   [parent]     path: the teacher, for the distill objectives
@@ -10,6 +10,7 @@
 //   [freeze]     patterns: weights that stay fixed (lm and distill)
 //   [[blocks]]   distill-blocks: the blocks to train (layers, part, kind, prefix)
 //   [distill]    distill: the loss weights (cosine, kl) and temperature
+//   [medusa]     medusa: heads, layers and the per-head loss decay (the [model] stays frozen)
 //
 // The conventions are the manifest's (docs/manifest.md): every error is a ManifestError at
 // file:line:column, unknown keys are refused with a did-you-mean, types are strict, relative
@@ -30,14 +31,19 @@
 
 namespace tessera {
 
-enum class TrainObjective { kLm, kDistillBlocks, kDistill };
+enum class TrainObjective { kLm, kDistillBlocks, kDistill, kMedusa };
+// Whether the objective learns from a [parent] model (distill-blocks, distill).
+inline bool has_parent(TrainObjective o) {
+  return o == TrainObjective::kDistillBlocks || o == TrainObjective::kDistill;
+}
 // The values of ts_recompute (abi.h).
 enum class RecomputePolicy { kNone = 0, kCore = 1, kAll = 2 };
 enum class LrSchedule { kCosine, kLinear, kConstant };
 
-std::string_view to_string(TrainObjective objective);  // "lm", "distill-blocks", "distill"
-std::string_view to_string(RecomputePolicy policy);    // "none", "core", "all"
-std::string_view to_string(LrSchedule schedule);       // "cosine", "linear", "constant"
+std::string_view to_string(
+    TrainObjective objective);                       // "lm", "distill-blocks", "distill", "medusa"
+std::string_view to_string(RecomputePolicy policy);  // "none", "core", "all"
+std::string_view to_string(LrSchedule schedule);     // "cosine", "linear", "constant"
 
 struct RunSection {
   TrainObjective objective = TrainObjective::kLm;
@@ -95,6 +101,13 @@ struct DistillSection {
   double temperature = 1.0;
 };
 
+// [medusa]: heads trained on the frozen [model] (objective "medusa").
+struct MedusaSection {
+  int32_t heads = 4;
+  int32_t layers = 1;  // ResBlocks per head
+  double decay = 0.8;  // head k's loss weight is decay^k
+};
+
 struct TrainConfig {
   std::filesystem::path source;  // the file read (the source name when parsed from text)
   std::string text;              // the config as written, for the report
@@ -107,6 +120,7 @@ struct TrainConfig {
   std::vector<std::string> freeze;  // weight-name patterns (corpus.hpp's glob_match)
   std::vector<TrainBlocks> blocks;  // distill-blocks only
   DistillSection distill;           // distill only
+  MedusaSection medusa;             // medusa only
 
   // Where a key was written ("data.seq_len"), for errors found later; the key's table, or
   // line 1, when the key was left out.

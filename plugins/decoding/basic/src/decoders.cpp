@@ -12,7 +12,7 @@
 #include <tessera/plugin.hpp>
 #include <vector>
 
-#include "token_choice.hpp"
+#include <tessera/decoding/token_choice.hpp>
 
 namespace tessera::decoding {
 namespace {
