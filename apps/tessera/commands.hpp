@@ -22,5 +22,6 @@ Runner add_bench_command(CLI::App& app);
 Runner add_search_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
 Runner add_puzzle_command(CLI::App& app);
+Runner add_medusa_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -64,6 +64,11 @@ bool check_interface(const PluginRegistry& registry, const PluginInfo& plugin,
 // A decoder over synthetic logits (conformance_decoder.cpp).
 void check_decoder(const ProviderRef& provider, const ConformanceOptions& options,
                    ConformanceReport& report);
+// Whether a decoder reads Medusa heads (it refuses to be made without weights and is made with
+// them); such decoders run check_medusa_decoder, on a random model (conformance_speculative.cpp).
+bool takes_medusa_heads(const ProviderRef& provider);
+void check_medusa_decoder(const PluginRegistry& registry, const ProviderRef& provider,
+                          const ConformanceOptions& options, ConformanceReport& report);
 // A communicator against a single-process reference at 1 to 4 ranks, one thread per rank,
 // made with the parameters world, rank and group (conformance_parallel.cpp).
 void check_parallel(const ProviderRef& provider, const ConformanceOptions& options,

@@ -21,7 +21,12 @@ bool check_interface(const PluginRegistry& registry, const PluginInfo& plugin,
   }
   const ProviderRef ref = registry.find(static_cast<ts_kind>(kind), provider.name,
                                         static_cast<ts_device>(provider.device), plugin.name);
-  if (kind == TS_KIND_DECODER) check_decoder(ref, options, report);
+  if (kind == TS_KIND_DECODER) {
+    if (takes_medusa_heads(ref))
+      check_medusa_decoder(registry, ref, options, report);
+    else
+      check_decoder(ref, options, report);
+  }
   if (kind == TS_KIND_PARALLEL) check_parallel(ref, options, report);
   if (kind == TS_KIND_SEARCH) check_search(ref, options, report);
   return true;

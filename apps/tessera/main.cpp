@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add(tessera::cli::add_search_command);
   add(tessera::cli::add_train_command);
   add(tessera::cli::add_puzzle_command);
+  add(tessera::cli::add_medusa_command);
 
   try {
     app.parse(argc, argv);

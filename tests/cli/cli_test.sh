@@ -30,7 +30,7 @@ plugin_check_attention_cpu | plugin_check_ffn_cpu)
   expect_in "recompute policies give identical gradients" "$work/out"
   cat "$work/out"
   ;;
-plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_exact | \
+plugin_check_decoding_basic | plugin_check_decoding_medusa | plugin_check_parallel_local | plugin_check_search_exact | \
   plugin_check_search_mip | plugin_check_search_greedy | plugin_check_search_lagrangian)
   # Decoders, communicators and search providers have suites of their own.
   lib=${1#plugin_check_}; lib=${lib//_/-}
@@ -42,6 +42,10 @@ plugin_check_decoding_basic | plugin_check_parallel_local | plugin_check_search_
   grep -q '^FAIL' "$work/out" && { cat "$work/out"; fail "a case failed"; }
   grep -Eq '^[1-9][0-9]* passed, 0 failed' "$work/out" || { cat "$work/out"; fail "no passing cases"; }
   case "$lib" in
+  decoding-medusa)
+    expect_in "PASS  decoder medusa with greedy acceptance emits greedy decoding's tokens" "$work/out"
+    expect_in "PASS  decoder medusa decodes a batch as each sequence alone" "$work/out"
+    ;;
   decoding-basic)
     expect_in "PASS  decoder greedy equals argmax, ties to the lowest index" "$work/out"
     expect_in "PASS  decoder sampling draws follow softmax(logits / temperature)" "$work/out"
@@ -1084,7 +1088,7 @@ PY
   if "$TESSERA" puzzle realize "$work/puzzle.toml" --solution frontier-2 --force >"$work/eout" 2>"$work/err"; then fail "realize of an infeasible solution"; fi
   expect_in "solution 'frontier-2' found no child (decode_s: the least reachable total is 1" "$work/err"
   ;;
-train_dry_run | train_errors | train_runs | train_distill)
+train_dry_run | train_errors | train_runs | train_distill | train_medusa)
   # tessera train on the tiny GGUF model (a tokenizer, max_seq_len 256) and generated text;
   # the token cache goes to the test's own folder.
   export TESSERA_CACHE="$work/cache"
@@ -1233,6 +1237,79 @@ TOML
     first=$(evals "$work/gkd/log.jsonl" | head -1); last=$(evals "$work/gkd/log.jsonl" | tail -1)
     awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "GKD held-out loss $first -> $last"
     "$TESSERA" generate "$work/gkd/model" --tokens 1,2,3 -n 4 >"$work/gen" 2>&1 || { cat "$work/gen"; fail "generate on the distilled child"; }
+    exit 0
+  fi
+  if [ "$1" = train_medusa ]; then
+    # Medusa heads on the frozen tiny model: trained, resumed from a checkpoint, written where
+    # the decoder reads them; the tree chosen for this machine; greedy against Medusa.
+    cat >"$work/medusa.toml" <<TOML
+[run]
+objective = "medusa"
+output = "medusa-run"
+steps = 30
+checkpoint_every = 15
+[model]
+path = "llama.gguf"
+[data]
+path = "corpus"
+seq_len = 32
+batch_size = 4
+held_out_documents = 3
+eval_every = 15
+[optimizer]
+lr = 1e-2
+[medusa]
+heads = 3
+TOML
+    "$TESSERA" train "$work/medusa.toml" >"$work/out" 2>&1 || { cat "$work/out"; fail "medusa training failed"; }
+    cat "$work/out"
+    expect_in "objective medusa" "$work/out"
+    expect_in "trains     6 tensors of 3 Medusa heads" "$work/out"
+    expect_in "head 0     (token +2) top-1 " "$work/out"
+    expect_in "heads      $work/medusa-run/medusa" "$work/out"
+    evals() { grep '"type":"eval"' "$1" | sed 's/.*"loss":\([^,]*\).*/\1/'; }
+    first=$(evals "$work/medusa-run/log.jsonl" | head -1); last=$(evals "$work/medusa-run/log.jsonl" | tail -1)
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.9 * a) }' || fail "medusa held-out loss $first -> $last"
+    [ -f "$work/medusa-run/medusa/medusa_lm_head.safetensors" ] || fail "no heads file"
+    expect_in '"medusa_top_k_accuracy"' "$work/medusa-run/medusa/config.json"
+    # The run cut back to its step-15 checkpoint and resumed: the same heads, bit for bit.
+    cp -r "$work/medusa-run" "$work/medusa-resumed"
+    rm -r "$work/medusa-resumed/checkpoints/step-30" "$work/medusa-resumed/medusa"
+    echo step-15 >"$work/medusa-resumed/checkpoints/latest"
+    sed 's/^output = "medusa-run"/output = "medusa-resumed"\nresume = true/' "$work/medusa.toml" >"$work/m30.toml"
+    "$TESSERA" train "$work/m30.toml" >"$work/out" 2>&1 || { cat "$work/out"; fail "resumed run"; }
+    expect_in "start      resumed from $work/medusa-resumed/checkpoints/step-15 after step 15" "$work/out"
+    cmp "$work/medusa-run/medusa/medusa_lm_head.safetensors" "$work/medusa-resumed/medusa/medusa_lm_head.safetensors" ||
+      fail "the resumed heads differ from the straight run's"
+    heads="$work/medusa-run/medusa"
+    "$TESSERA" medusa tree "$work/llama.gguf" --heads "$heads" --max-tokens 12 --repeats 2 --write >"$work/tree" 2>&1 ||
+      { cat "$work/tree"; fail "medusa tree"; }
+    cat "$work/tree"
+    expect_in "chosen     " "$work/tree"
+    expect_in "predicted  " "$work/tree"
+    expect_in '"medusa_choices"' "$heads/config.json"
+    "$TESSERA" medusa bench "$work/llama.gguf" --heads "$heads" -n 24 --prompts 3 --batch 2 --tree chain-2 >"$work/bench" 2>&1 ||
+      { cat "$work/bench"; fail "medusa bench"; }
+    cat "$work/bench"
+    expect_in "3 of 3 identical" "$work/bench"
+    expect_in "2 of 2 as alone, 2 of 2 as greedy in the batch" "$work/bench"
+    "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 -n 20 -q >"$work/g" 2>&1 || fail "greedy"
+    "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 -n 20 -q --decoder medusa --decoder-weights "$heads" \
+      --decoder-param tree=chain-2 >"$work/m" 2>&1 || { cat "$work/m"; fail "generate --decoder medusa"; }
+    diff "$work/g" "$work/m" || fail "medusa's tokens differ from greedy's"
+    if "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 --decoder medusa >"$work/m" 2>&1; then fail "medusa without heads ran"; fi
+    expect_in "--decoder-weights" "$work/m"
+    if "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 --decoder medusa --decoder-weights "$heads" --decoder-param tree=chain-5 >"$work/m" 2>&1; then
+      fail "a tree deeper than the heads ran"; fi
+    expect_in "is 5 deep, but there are only 3 heads" "$work/m"
+    if "$TESSERA" generate "$work/llama.gguf" --tokens 1,2,3 --decoder medusa --decoder-weights "$heads" --decoder-param x >"$work/m" 2>&1; then
+      fail "a malformed --decoder-param ran"; fi
+    expect_in "--decoder-param 'x': expected KEY=VALUE" "$work/m"
+    config "held_out_documents = 3
+[medusa]
+heads = 2" "$work/c.toml"
+    if "$TESSERA" train "$work/c.toml" --dry-run >"$work/m" 2>&1; then fail "[medusa] with objective lm ran"; fi
+    expect_in '[medusa] applies only to objective = "medusa", not "lm"' "$work/m"
     exit 0
   fi
   check_error() {  # expected-substring, config file

@@ -1,6 +1,7 @@
 // MedusaTree: paths in, nodes in depth order, masks of ancestors, the built-in trees, and every
 // malformed text refused with where it is wrong.
 #include <tessera/decoding/medusa_tree.hpp>
+#include <tessera/decoding/medusa_tree_choice.hpp>
 
 #include <gtest/gtest.h>
 
@@ -81,6 +82,39 @@ TEST(MedusaTree, MalformedTreesAreRefusedSayingWhere) {
   EXPECT_NE(error_of("chain-").find("expected chain-N"), std::string::npos);
   EXPECT_NE(error_of("mc_sim").find("expected '['"), std::string::npos);
   EXPECT_NE(error_of("[[12345]]").find("expected ']' at character 7"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera::decoding
+
+namespace tessera::decoding {
+namespace {
+
+TEST(MedusaTreeChoice, NodesComeBestFirstAndTheFastestTreeWins) {
+  // Head 0 is right half the time at rank 0, a quarter at rank 1; head 1 a fifth at rank 0.
+  const std::vector<std::vector<double>> acc = {{0.5, 0.25, 0.1}, {0.2, 0.1}};
+  const auto paths = medusa_best_paths(acc, 5);
+  ASSERT_EQ(paths.size(), 5u);
+  EXPECT_EQ(paths[0].first, (std::vector<int32_t>{0}));
+  EXPECT_DOUBLE_EQ(paths[0].second, 0.5);
+  EXPECT_EQ(paths[1].first, (std::vector<int32_t>{1}));
+  EXPECT_EQ(paths[2].first, (std::vector<int32_t>{0, 0}));  // 0.1, tied with [2]: [0, 0] < [2]
+  EXPECT_DOUBLE_EQ(paths[2].second, 0.1);
+  EXPECT_EQ(paths[3].first, (std::vector<int32_t>{2}));
+  // Free verification: the biggest tree; verification as dear as a step per token: none.
+  const MedusaTreeChoice flat = choose_medusa_tree(acc, std::vector<double>(6, 1.0));
+  EXPECT_EQ(flat.tree.size(), 6);
+  EXPECT_NEAR(flat.expected, 1 + 0.5 + 0.25 + 0.1 + 0.1 + 0.05, 1e-12);
+  EXPECT_NEAR(flat.speedup, flat.expected, 1e-12);
+  const MedusaTreeChoice dear = choose_medusa_tree(acc, {1.0, 2.0, 3.0, 4.0});
+  EXPECT_EQ(dear.tree.size(), 1);
+  EXPECT_DOUBLE_EQ(dear.speedup, 1.0);
+  // Two tokens cost 1.2 steps: 1.5 / 1.2 = 1.25x beats 1.75 / 1.6 and the rest.
+  const MedusaTreeChoice mid = choose_medusa_tree(acc, {1.0, 1.2, 1.6, 2.0});
+  EXPECT_EQ(mid.tree.text(), "[[0]]");
+  EXPECT_NEAR(mid.speedup, 1.25, 1e-12);
+  EXPECT_THROW(choose_medusa_tree(acc, {}), std::invalid_argument);
+  EXPECT_THROW(choose_medusa_tree(acc, {1.0, 0.0}), std::invalid_argument);
 }
 
 }  // namespace
