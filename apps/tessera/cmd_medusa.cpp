@@ -131,6 +131,7 @@ int run_tree(const MedusaArgs& args) {
   // A context of distinct tokens, then each tree size timed `repeats` times (its rows dropped
   // after each pass), interleaved so that drift spreads over every size.
   std::vector<int32_t> context;
+  context.reserve(static_cast<size_t>(args.context));
   for (int32_t i = 0; i < args.context; ++i) context.push_back((1 + i * 37) % model.vocab());
   model.reset(0);
   ForwardBatch prefill;

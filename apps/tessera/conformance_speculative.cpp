@@ -243,6 +243,7 @@ void check_medusa_decoder(const PluginRegistry& checked, const ProviderRef& prov
 
   report.cases.push_back(case_of(label + " decodes a batch as each sequence alone", [&] {
     std::vector<SequenceRequest> requests;
+    requests.reserve(4);
     for (int32_t i = 0; i < 4; ++i) requests.push_back({i, 0, prompts[static_cast<size_t>(i)]});
     const auto together = decode(requests, trees.back(), 24, {});
     for (size_t i = 0; i < requests.size(); ++i) {

@@ -55,7 +55,7 @@ struct MedusaTrainer::Impl {
   std::vector<std::vector<float>> xs, pres;  // per layer: inputs x_j and pre-activations
   std::vector<float> logits, grad_x, grad_a;
 
-  Impl(Model& m, MedusaTrainConfig c) : base(m), config(std::move(c)) {
+  Impl(Model& m, const MedusaTrainConfig& c) : base(m), config(c) {
     if (config.heads < 1 || config.layers < 1)
       throw Error("medusa training: " + std::to_string(config.heads) + " heads of " +
                   std::to_string(config.layers) + " layers; expected at least 1 of each");
@@ -84,10 +84,13 @@ struct MedusaTrainer::Impl {
   }
 
   Param& weight(int32_t k, int32_t j) {
-    return params[static_cast<size_t>(2 * (k * config.layers + j))];
+    return params[2 * (static_cast<size_t>(k) * static_cast<size_t>(config.layers) +
+                       static_cast<size_t>(j))];
   }
   Param& bias(int32_t k, int32_t j) {
-    return params[static_cast<size_t>(2 * (k * config.layers + j) + 1)];
+    return params[2 * (static_cast<size_t>(k) * static_cast<size_t>(config.layers) +
+                       static_cast<size_t>(j)) +
+                  1];
   }
 
   void run_base(const TrainBatch& batch) {
@@ -279,8 +282,8 @@ struct MedusaTrainer::Impl {
   }
 };
 
-MedusaTrainer::MedusaTrainer(Model& base, MedusaTrainConfig config)
-    : impl_(std::make_unique<Impl>(base, std::move(config))) {}
+MedusaTrainer::MedusaTrainer(Model& base, const MedusaTrainConfig& config)
+    : impl_(std::make_unique<Impl>(base, config)) {}
 MedusaTrainer::~MedusaTrainer() = default;
 
 const MedusaTrainConfig& MedusaTrainer::config() const {

@@ -54,7 +54,7 @@ class MedusaTrainer {
   // The base model is only run forward; its slots must hold a micro-batch's sequences and its
   // capacity the longest. The heads start as the paper's: W = 0 (each head predicts what the
   // base lm head does), b = 0.
-  MedusaTrainer(Model& base, MedusaTrainConfig config);
+  MedusaTrainer(Model& base, const MedusaTrainConfig& config);
   ~MedusaTrainer();
   MedusaTrainer(const MedusaTrainer&) = delete;
   MedusaTrainer& operator=(const MedusaTrainer&) = delete;

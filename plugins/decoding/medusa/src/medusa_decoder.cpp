@@ -475,7 +475,7 @@ class MedusaDecoder {
       return;
     }
     Seed& seed = seeds_[f.slot];
-    const auto last = static_cast<size_t>(f.offset + path.back());
+    const auto last = static_cast<size_t>(f.offset) + static_cast<size_t>(path.back());
     seed.logits.assign(row_logits(path.back()), row_logits(path.back()) + vocab_);
     seed.hidden.assign(
         pass_hidden_.begin() + static_cast<std::ptrdiff_t>(last * static_cast<size_t>(hidden_)),
