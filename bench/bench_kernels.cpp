@@ -123,6 +123,17 @@ void BM_Gemm(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(tessera::dtype_name(dtype));
 }
+// A few rows (a verified Medusa tree, a batch of decodes): the multi-row GEMV up to
+// kMaxGemvRows (16) with AVX-512, the GEMM beyond; the time per row against BM_Gemv's one.
+BENCHMARK(BM_Gemm)
+    ->Args({2, 1536, 576, TS_BF16})
+    ->Args({4, 1536, 576, TS_BF16})
+    ->Args({8, 1536, 576, TS_BF16})
+    ->Args({16, 1536, 576, TS_BF16})
+    ->Args({17, 1536, 576, TS_BF16})
+    ->Args({8, 49152, 576, TS_BF16})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_Gemm)
     ->Args({512, 1536, 576, TS_F32})
     ->Args({512, 576, 1536, TS_F32})

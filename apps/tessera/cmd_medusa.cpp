@@ -139,6 +139,7 @@ int run_tree(const MedusaArgs& args) {
   prefill.offsets = {0, static_cast<int32_t>(context.size())};
   prefill.tokens = context;
   prefill.last_only = true;
+  prefill.row_invariant = args.run.exact;
   std::vector<float> logits(static_cast<size_t>(max_tokens) * static_cast<size_t>(model.vocab()));
   std::vector<float> hidden(static_cast<size_t>(max_tokens) * static_cast<size_t>(model.hidden()));
   model.forward(prefill, logits.data(), hidden.data());
@@ -163,6 +164,7 @@ int run_tree(const MedusaArgs& args) {
         b.positions.push_back(args.context + j);
       }
       b.tree_masks = {mask.data()};
+      b.row_invariant = args.run.exact;
       const auto t0 = std::chrono::steady_clock::now();
       model.forward(b, logits.data(), hidden.data());
       const double s = seconds_since(t0);
@@ -296,12 +298,20 @@ int run_bench(const MedusaArgs& args) {
   auto l = load(args, batch, static_cast<int32_t>(longest) + args.new_tokens + 1);
   Model& model = *l->engine;
 
+  // The baseline: greedy, or with --temperature the sampling decoder (Medusa then accepts
+  // typically, with its own draws: the tokens differ, the speed is what is compared).
+  const bool sampled = args.run.temperature.has_value();
   GenerateOptions greedy = generate_options(l->model.manifest, args.run, args.new_tokens);
   greedy.decoder = BlockSpec{};
-  greedy.decoder.kind = "greedy";
+  greedy.decoder.kind = sampled ? "sampling" : "greedy";
+  if (sampled) {
+    greedy.decoder.params.set("temperature", *args.run.temperature);
+    greedy.decoder.params.set("seed", args.run.seed.value_or(1));
+  }
   greedy.decoder.params.set("eos_token_ids", std::vector<int64_t>{});  // every run the full length
   RunOptions medusa_run = args.run;
   medusa_run.decoder = "medusa";
+  if (sampled) medusa_run.seed = args.run.seed.value_or(1);
   medusa_run.decoder_weights = args.heads;
   GenerateOptions medusa = generate_options(l->model.manifest, medusa_run, args.new_tokens);
   medusa.decoder.params.set("eos_token_ids", std::vector<int64_t>{});
@@ -319,7 +329,15 @@ int run_bench(const MedusaArgs& args) {
   int32_t identical = 0;
   std::vector<std::vector<int32_t>> medusa_tokens;
   std::cout << "tree       " << tree_text << "\n";
-  std::cout << "prompt  greedy tok/s  medusa tok/s  speed-up  tokens/step  same tokens\n";
+  std::cout << "passes     "
+            << (args.run.exact ? "row-invariant (--exact): Medusa equals greedy by construction"
+                               : "fastest kernels (Medusa's tree pass may round differently)")
+            << "\n";
+  if (sampled)
+    std::cout << "sampling   temperature " << *args.run.temperature
+              << ": the sampling decoder against Medusa's typical acceptance\n";
+  std::cout << "prompt  " << (sampled ? "sample" : "greedy")
+            << " tok/s  medusa tok/s  speed-up  tokens/step  same tokens\n";
   for (size_t i = 0; i < prompts.size(); ++i) {
     const GenerateResult g = generator.generate(prompts[i], greedy);
     const GenerateResult m = generator.generate(prompts[i], medusa);
@@ -341,7 +359,10 @@ int run_bench(const MedusaArgs& args) {
               << n_g / g.decode_seconds << std::setw(14) << n_m / m.decode_seconds << std::setw(9)
               << std::setprecision(2) << (n_m / m.decode_seconds) / (n_g / g.decode_seconds) << "x"
               << std::setw(13) << static_cast<double>(m.tokens.size()) / m.decode_steps << "  "
-              << (same ? "yes" : "no, from token " + std::to_string(parted)) << "\n";
+              << (sampled ? std::string("(own draws)")
+                  : same  ? std::string("yes")
+                          : "no, from token " + std::to_string(parted))
+              << "\n";
   }
   const double g_rate = static_cast<double>(g_tokens) / g_seconds;
   const double m_rate = static_cast<double>(m_tokens) / m_seconds;
@@ -350,7 +371,11 @@ int run_bench(const MedusaArgs& args) {
             << std::setw(13)
             << static_cast<double>(m_tokens + static_cast<int64_t>(prompts.size())) /
                    static_cast<double>(m_steps)
-            << "  " << identical << " of " << prompts.size() << " identical\n";
+            << "  "
+            << (sampled ? std::string("(own draws)")
+                        : std::to_string(identical) + " of " + std::to_string(prompts.size()) +
+                              " identical")
+            << "\n";
 
   if (batch > 1) {
     // The first `batch` prompts at once, in both decoders, against each alone.
@@ -403,6 +428,7 @@ Runner add_medusa_command(CLI::App& app) {
   tree->add_option("--context", args->context, "Tokens cached before the timed trees")
       ->check(CLI::Range(1, 4096));
   tree->add_flag("--write", args->write, "Store the tree as the heads' medusa_choices");
+  tree->add_flag("--exact", args->run.exact, "Time row-invariant passes (generate --exact)");
   auto* bench = cmd->add_subcommand("bench", "Greedy against Medusa, side by side");
   common(bench);
   bench->add_option("-n,--new-tokens", args->new_tokens, "Tokens per prompt")
@@ -412,6 +438,13 @@ Runner add_medusa_command(CLI::App& app) {
   bench->add_option("--batch", args->batch, "Also run this many prompts at once (1: not)")
       ->check(CLI::Range(1, 64));
   bench->add_option("--tree", args->tree, "A tree instead of the heads' medusa_choices");
+  bench->add_flag("--exact", args->run.exact,
+                  "Row-invariant passes for both decoders (Medusa then equals greedy exactly)");
+  bench
+      ->add_option("--temperature", args->run.temperature,
+                   "Sample at this temperature: the sampling decoder against typical acceptance")
+      ->check(CLI::Range(1e-6, 100.0));
+  bench->add_option("--seed", args->run.seed, "Sampling seed (with --temperature)");
   return [args, tree, bench] {
     if (tree->parsed()) return run_tree(*args);
     if (bench->parsed()) return run_bench(*args);

@@ -181,7 +181,8 @@ CaseResult check_gqa(const ProviderRef& provider, const GqaCase& c, double tol, 
                      slots.data(),
                      offsets.data(),
                      positions.data(),
-                     mask ? masks.data() : nullptr};
+                     mask ? masks.data() : nullptr,
+                     0u};
       ts_kv_layer kvl = cache.layer_view(0);
       const ts_tensor xv = x.view();
       ts_tensor yv = y.view();
@@ -248,8 +249,8 @@ void forward_one_sequence(Block& block, const Tensor& x, Tensor& y) {
   const auto tokens = static_cast<int32_t>(x.dim(0));
   std::vector<int32_t> slots{0}, offsets{0, tokens}, positions(static_cast<size_t>(tokens));
   for (int32_t i = 0; i < tokens; ++i) positions[static_cast<size_t>(i)] = i;
-  const ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                       positions.data(), nullptr};
+  const ts_batch batch{sizeof(ts_batch), 1,       tokens, slots.data(), offsets.data(),
+                       positions.data(), nullptr, 0u};
   const ts_tensor xv = x.view();
   ts_tensor yv = y.view();
   const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};

@@ -110,7 +110,8 @@ struct Sequences {
                      nullptr,
                      offsets.data(),
                      positions.data(),
-                     any ? mask_ptrs.data() : nullptr};
+                     any ? mask_ptrs.data() : nullptr,
+                     0u};
   }
   Sequences(const Sequences&) = delete;
   Sequences& operator=(const Sequences&) = delete;

@@ -173,7 +173,8 @@ CaseResult check_gqa(DeviceContext& ctx, const ts_provider& p, const GqaCase& c,
                            slots.data(),
                            offsets.data(),
                            positions.data(),
-                           mask ? masks.data() : nullptr};
+                           mask ? masks.data() : nullptr,
+                           0u};
       ts_kv_layer kvl = cache.layer_view(0);
       const std::vector<float> got = run_on_device(ctx, *block, x, batch, &kvl);
       std::vector<float> want(static_cast<size_t>(total) * c.hidden);
@@ -246,8 +247,8 @@ ts_batch one_sequence(int32_t tokens, std::vector<int32_t>& slots, std::vector<i
   offsets = {0, tokens};
   positions.resize(static_cast<size_t>(tokens));
   for (int32_t i = 0; i < tokens; ++i) positions[static_cast<size_t>(i)] = i;
-  return ts_batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                  positions.data(), nullptr};
+  return ts_batch{sizeof(ts_batch), 1,       tokens, slots.data(), offsets.data(),
+                  positions.data(), nullptr, 0u};
 }
 
 CaseResult check_dense(DeviceContext& ctx, const ts_provider& p, int32_t hidden, int32_t inter,

@@ -141,7 +141,8 @@ std::vector<float> run(Block& block, KvCache* cache, const Tensor& x,
                        slots.data(),
                        offsets.data(),
                        positions.data(),
-                       chain_mask != nullptr ? masks.data() : nullptr};
+                       chain_mask != nullptr ? masks.data() : nullptr,
+                       0u};
   ts_kv_layer kv{};
   if (cache != nullptr) kv = cache->layer_view(0);
   const ts_tensor xv = xin.view();

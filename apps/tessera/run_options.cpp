@@ -46,6 +46,9 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
                  "file, e.g. Medusa heads");
   cmd.add_option("--decoder-param", o.decoder_params,
                  "A decoder parameter KEY=VALUE (repeatable), e.g. tree=chain-3");
+  cmd.add_flag("--exact", o.exact,
+               "Row-invariant passes: a token's logits do not depend on the rest of its pass, so "
+               "Medusa gives exactly greedy's tokens and a batch each sequence alone (slower)");
 }
 
 LoadedModel open_model_for_run(const std::string& path, const RunOptions& o) {
@@ -62,6 +65,7 @@ GenerateOptions generate_options(const Manifest& manifest, const RunOptions& o,
                                  int32_t max_new_tokens) {
   GenerateOptions options;
   options.max_new_tokens = max_new_tokens;
+  options.row_invariant = o.exact;
   options.decoder = manifest.runtime.decoder;
   if (!o.decoder.empty()) {
     options.decoder = BlockSpec{};

@@ -29,6 +29,7 @@ struct RunOptions {
   bool quiet = false;
   std::string decoder_weights;              // --decoder-weights: e.g. Medusa heads
   std::vector<std::string> decoder_params;  // --decoder-param KEY=VALUE
+  bool exact = false;                       // --exact: row-invariant passes
 };
 
 // Registers --decoder, --temperature, --top-k, --top-p, --seed, --threads, --device,

@@ -217,8 +217,8 @@ TEST_P(DeviceGqa, LongPrefillThenDecodeMatchesCpuReference) {
       for (int32_t i = 0; i < n_new[size_t(s)]; ++i) positions.push_back(caches[0]->length(s) + i);
     const int32_t total = offsets[2];
     const std::vector<float> x = random_bf16_values(size_t(total) * hidden, seed++);
-    const ts_batch batch{sizeof(ts_batch), 2,      total, slots.data(), offsets.data(),
-                         positions.data(), nullptr};
+    const ts_batch batch{sizeof(ts_batch), 2,       total, slots.data(), offsets.data(),
+                         positions.data(), nullptr, 0u};
     std::vector<float> want(x.size());
     for (int32_t s = 0; s < 2; ++s)
       reference::gqa_attention(shape, w, x.data() + size_t(offsets[size_t(s)]) * hidden,
@@ -260,8 +260,8 @@ TEST_F(DeviceBlocks, SwigluLinearAndNoopMatchCpuReference) {
   Block& noop = make(TS_KIND_FFN, "noop", hidden, params);
   EXPECT_TRUE(noop.identity());
   std::vector<int32_t> slots{0}, offsets{0, n}, positions(n, 0);
-  const ts_batch batch{sizeof(ts_batch), 1,      n, slots.data(), offsets.data(),
-                       positions.data(), nullptr};
+  const ts_batch batch{sizeof(ts_batch), 1,       n, slots.data(), offsets.data(),
+                       positions.data(), nullptr, 0u};
   const std::vector<float> x = random_bf16_values(size_t(n) * hidden, 15);
   std::vector<float> want(x.size());
   reference::swiglu(x.data(), gate, up, down, n, hidden, inter, want.data());

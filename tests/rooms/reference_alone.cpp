@@ -70,8 +70,8 @@ int main() {
     Tensor x({tokens, hidden}, TS_F32), y({tokens, hidden}, TS_F32);
     for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
     const std::vector<int32_t> slots{0}, offsets{0, tokens}, positions{0, 1, 2, 3, 4};
-    ts_batch batch{sizeof(ts_batch), 1,      tokens, slots.data(), offsets.data(),
-                   positions.data(), nullptr};
+    ts_batch batch{sizeof(ts_batch), 1,       tokens, slots.data(), offsets.data(),
+                   positions.data(), nullptr, 0u};
     const ts_tensor xv = x.view();
     ts_tensor yv = y.view();
     const ts_block_io io{sizeof(ts_block_io), &xv, &yv, &batch, nullptr};

@@ -848,7 +848,8 @@ TEST(CpuBlockErrors, BadBatchesAreRefusedWithTheFacts) {
   std::vector<float> x(3 * 32, 0.5f), out(3 * 32);
   ts_tensor xt = block.matrix(x.data(), 3), yt = block.matrix(out.data(), 3);
   std::vector<int32_t> slots{0, 2}, offsets{0, 2, 1}, positions{0, 1, 2};
-  ts_batch batch{sizeof(ts_batch), 2, 3, slots.data(), offsets.data(), positions.data(), nullptr};
+  ts_batch batch{sizeof(ts_batch), 2,       3, slots.data(), offsets.data(),
+                 positions.data(), nullptr, 0u};
   ts_kv_layer kv = block.kv_view();
   ts_block_io io{sizeof(ts_block_io), &xt, &yt, &batch, &kv};
   EXPECT_EQ(block.forward_io(io, &error), TS_ERROR);

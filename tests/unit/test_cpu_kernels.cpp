@@ -190,6 +190,50 @@ TEST(CpuKernels, ManyProductsInOneRegionEqualEachAlone) {
   }
 }
 
+// Products of a few rows (the multi-row GEMV with AVX-512) and RowReduction::each_row (any
+// number of rows) give every row of y the bits the one-row product of that row gives, with
+// or without threads; the rest of the matrix and the thread count change nothing.
+TEST(CpuKernels, FewRowAndEachRowProductsGiveEveryRowItsOneRowBits) {
+  tessera::ThreadPool pool(2);
+  using tessera::cpu::RowReduction;
+  for (const Isa isa : isas_to_test())
+    for (const ts_dtype dtype : {TS_F32, TS_BF16, TS_F16}) {
+      const IsaScope scope(isa);
+      for (const int64_t n : {1, 6, 17, 130, 301})
+        for (const int64_t k : {7, 37, 50, 385, 800}) {
+          const int64_t ldx = k + 3, ldy = n + 5;
+          const Weight w = make_weight(dtype, n, k, k + 2, static_cast<uint64_t>(n * 31 + k));
+          const std::vector<float> x = normal_floats(static_cast<size_t>(40 * ldx), 9);
+          std::vector<float> alone(static_cast<size_t>(40 * ldy), NAN);
+          for (int64_t i = 0; i < 40; ++i)
+            tessera::cpu::matmul_nt(nullptr, x.data() + i * ldx, 1, ldx, w.view,
+                                    alone.data() + i * ldy, ldy);
+          for (const RowReduction rows : {RowReduction::fastest, RowReduction::each_row})
+            for (const int64_t m : {2, 3, 4, 5, 8, 9, 16, 17, 40}) {
+              const bool invariant =
+                  rows == RowReduction::each_row || (isa == Isa::avx512 && m <= 16);
+              if (!invariant) continue;
+              const std::string what = std::string(tessera::cpu::isa_name(isa)) + " " +
+                                       tessera::dtype_name(dtype) + " m " + std::to_string(m) +
+                                       " n " + std::to_string(n) + " k " + std::to_string(k) +
+                                       (rows == RowReduction::each_row ? " each_row" : " fastest");
+              for (const tessera::ThreadPool* p :
+                   {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
+                std::vector<float> y(static_cast<size_t>(m * ldy), NAN);
+                tessera::cpu::matmul_nt(p ? p->host() : nullptr, x.data(), m, ldx, w.view, y.data(),
+                                        ldy, rows);
+                for (int64_t i = 0; i < m; ++i)
+                  ASSERT_EQ(std::memcmp(y.data() + i * ldy, alone.data() + i * ldy,
+                                        static_cast<size_t>(n) * sizeof(float)),
+                            0)
+                      << what << ": row " << i;
+                if (m <= 5) expect_matches_reference(x, m, ldx, w.view, y, ldy, what);
+              }
+            }
+        }
+    }
+}
+
 TEST(CpuKernels, ParallelClaimsCoverEveryUnitOnceInStepsOnEveryThread) {
   tessera::ThreadPool pool(2);
   for (const tessera::ThreadPool* p : {&pool, static_cast<tessera::ThreadPool*>(nullptr)}) {
@@ -371,6 +415,70 @@ TEST(CpuKernels, SplitKvChunksMergeToTheReference) {
   std::vector<float> out(8, NAN);
   tessera::cpu::combine_partials(none, outs.data(), 8, 2, 8, out.data());
   for (const float o : out) EXPECT_EQ(o, 0.0f);
+}
+
+// Row-invariant attention: near the reference, and a token's bits do not depend on what else
+// the pass holds: the same visible rows laid out as one new causal token after its cached
+// rows, or as a node deep in a tree of other tokens, give the same output, across the
+// 64-row chunk bound and for every cache dtype.
+TEST(CpuKernels, RowInvariantAttentionGivesATreeNodeTheBitsOfItsPathDecodedAlone) {
+  const int64_t hd = 64;
+  // A tree of 6 new tokens: parents -1, 0, 0, 1, 3, 2. Node 4 sees 0, 1, 3 and itself.
+  const std::vector<int32_t> parent = {-1, 0, 0, 1, 3, 2};
+  const int64_t n_new = 6;
+  std::vector<uint8_t> mask(static_cast<size_t>(n_new * n_new), 0);
+  for (int64_t i = 0; i < n_new; ++i)
+    for (int64_t j = i; j >= 0; j = parent[static_cast<size_t>(j)])
+      mask[static_cast<size_t>(i * n_new + j)] = 1;
+  for (const ts_dtype kv_dtype : {TS_F32, TS_BF16, TS_F16})
+    for (const int64_t cached : {0, 5, 60, 61, 64, 130}) {
+      RandomCache tree(kv_dtype, 2 * hd, hd, cached, n_new, 41);
+      tree.head.mask = mask.data();
+      tree.head.scale = 0.125f;
+      const std::vector<float> q = normal_floats(static_cast<size_t>(n_new * hd), 43);
+      const std::string what =
+          std::string(tessera::dtype_name(kv_dtype)) + " cached " + std::to_string(cached);
+      std::vector<float> want(static_cast<size_t>(n_new * hd));
+      tessera::cpu::reference_attention(tree.head, q.data(), hd, 0, n_new, want.data(), hd);
+      for (int64_t t = 0; t < n_new; ++t) {
+        std::vector<float> got(hd, NAN);
+        tessera::cpu::attention_row_invariant(tree.head, q.data() + t * hd, t, got.data());
+        for (int64_t d = 0; d < hd; ++d)
+          ASSERT_NEAR(got[static_cast<size_t>(d)], want[static_cast<size_t>(t * hd + d)], 2e-5f)
+              << what << " token " << t;
+        // The same rows as a cache holding the cached rows then the node's ancestors, and the
+        // node as its one new token.
+        std::vector<int64_t> rows;
+        for (int64_t r = 0; r < cached; ++r) rows.push_back(r);
+        std::vector<int64_t> path;
+        for (int64_t j = t; j >= 0; j = parent[static_cast<size_t>(j)])
+          path.insert(path.begin(), j);
+        for (const int64_t j : path) rows.push_back(cached + j);
+        const size_t elem = tessera::dtype_size(kv_dtype);
+        const size_t row_bytes = static_cast<size_t>(2 * hd) * elem;
+        std::vector<unsigned char> k(rows.size() * row_bytes), v(k.size());
+        for (size_t r = 0; r < rows.size(); ++r) {
+          std::memcpy(k.data() + r * row_bytes,
+                      static_cast<const unsigned char*>(tree.head.k) +
+                          static_cast<size_t>(rows[r]) * row_bytes,
+                      row_bytes);
+          std::memcpy(v.data() + r * row_bytes,
+                      static_cast<const unsigned char*>(tree.head.v) +
+                          static_cast<size_t>(rows[r]) * row_bytes,
+                      row_bytes);
+        }
+        tessera::cpu::AttentionHead alone = tree.head;
+        alone.k = k.data();
+        alone.v = v.data();
+        alone.cached = static_cast<int64_t>(rows.size()) - 1;
+        alone.n_new = 1;
+        alone.mask = nullptr;
+        std::vector<float> by_itself(hd, NAN);
+        tessera::cpu::attention_row_invariant(alone, q.data() + t * hd, 0, by_itself.data());
+        EXPECT_EQ(std::memcmp(got.data(), by_itself.data(), hd * sizeof(float)), 0)
+            << what << " token " << t;
+      }
+    }
 }
 
 // The query heads of one KV head in one pass (attention_chunk_group: AVX-512 where the CPU

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -273,6 +274,137 @@ TEST_F(MedusaTest, SixteenBitCachesAndTwoLayerHeadsKeepTheEquivalence) {
     const auto b = gen.generate(p, m);
     EXPECT_EQ(b.tokens, a.tokens);
   }
+}
+
+// ------------------------------------------------------------------ exact mode
+
+// One forward of `tokens` in `slot` (positions and mask as given, or consecutive and causal),
+// every row's logits.
+std::vector<float> logits_of(Model& m, int32_t slot, const std::vector<int32_t>& tokens,
+                             std::vector<int32_t> positions, const uint8_t* mask,
+                             bool row_invariant) {
+  ForwardBatch b;
+  b.slots = {slot};
+  b.offsets = {0, static_cast<int32_t>(tokens.size())};
+  b.tokens = tokens;
+  b.positions = std::move(positions);
+  if (mask != nullptr) b.tree_masks = {mask};
+  b.row_invariant = row_invariant;
+  std::vector<float> logits(tokens.size() * static_cast<size_t>(m.vocab()));
+  m.forward(b, logits.data(), nullptr);
+  return logits;
+}
+
+bool same_bits(const float* a, const float* b, size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+// The property exact mode rests on: in a row-invariant pass, each node of a verified tree gets
+// the very bits that feeding its path one token at a time gives, with f32 and bf16 caches,
+// before and after the 64-row chunk bound of the attention's reduction.
+TEST_F(MedusaTest, ARowInvariantTreePassGivesEachNodeTheBitsOfTokenByTokenDecoding) {
+  // Parents of a 7-node tree (node 0 the root) and its tokens.
+  const std::vector<int32_t> parent = {-1, 0, 0, 1, 3, 2, 0};
+  const std::vector<int32_t> tree_tokens = {5, 77, 12, 93, 9, 64, 3};
+  const auto n = static_cast<int32_t>(parent.size());
+  std::vector<uint8_t> mask(static_cast<size_t>(n * n), 0);
+  std::vector<int32_t> depth(static_cast<size_t>(n), 0);
+  for (int32_t i = 0; i < n; ++i)
+    for (int32_t j = i; j >= 0; j = parent[static_cast<size_t>(j)]) {
+      mask[static_cast<size_t>(i * n + j)] = 1;
+      if (j != i) ++depth[static_cast<size_t>(i)];
+    }
+  for (const ts_dtype kv : {TS_F32, TS_BF16}) {
+    Manifest mk = manifest;
+    mk.runtime.kv_dtype = kv;
+    Model m(mk, plugins(), weights, test_pool(), slots(1));
+    for (const int32_t prompt_len : {3, 61, 70}) {
+      std::vector<int32_t> prompt;
+      for (int32_t i = 0; i < prompt_len; ++i) prompt.push_back((i * 37 + 11) % m.vocab());
+      m.reset(0);
+      logits_of(m, 0, prompt, {}, nullptr, true);
+      std::vector<int32_t> positions;
+      for (int32_t i = 0; i < n; ++i)
+        positions.push_back(prompt_len + depth[static_cast<size_t>(i)]);
+      const auto tree = logits_of(m, 0, tree_tokens, positions, mask.data(), true);
+      const auto v = static_cast<size_t>(m.vocab());
+      for (int32_t i = 0; i < n; ++i) {
+        std::vector<int32_t> path;
+        for (int32_t j = i; j >= 0; j = parent[static_cast<size_t>(j)])
+          path.insert(path.begin(), tree_tokens[static_cast<size_t>(j)]);
+        m.compact_kv(0, prompt_len, nullptr, 0);  // back to the prompt
+        std::vector<float> alone;
+        for (const int32_t t : path) alone = logits_of(m, 0, {t}, {}, nullptr, true);
+        EXPECT_TRUE(same_bits(alone.data(), tree.data() + static_cast<size_t>(i) * v, v))
+            << "node " << i << ", prompt of " << prompt_len << ", kv dtype " << kv;
+      }
+    }
+  }
+}
+
+TEST_F(MedusaTest, ARowInvariantBatchGivesEachSequenceTheBitsItGetsAlone) {
+  // Prefill of two prompts at once against each alone, then one decode token each.
+  const std::vector<int32_t> a = {1, 17, 42, 99, 5, 8, 13}, b = {64, 2};
+  ForwardBatch both;
+  both.slots = {0, 1};
+  both.offsets = {0, 7, 9};
+  both.tokens = a;
+  both.tokens.insert(both.tokens.end(), b.begin(), b.end());
+  both.row_invariant = true;
+  model.reset(0);
+  model.reset(1);
+  const auto v = static_cast<size_t>(model.vocab());
+  std::vector<float> together(9 * v);
+  model.forward(both, together.data(), nullptr);
+  model.reset(2);
+  const auto alone_a = logits_of(model, 2, a, {}, nullptr, true);
+  model.reset(3);
+  const auto alone_b = logits_of(model, 3, b, {}, nullptr, true);
+  EXPECT_TRUE(same_bits(together.data(), alone_a.data(), 7 * v));
+  EXPECT_TRUE(same_bits(together.data() + 7 * v, alone_b.data(), 2 * v));
+}
+
+TEST_F(MedusaTest, ExactModeGivesGreedysTokensOnLongGenerationsAndBatches) {
+  const fs::path heads = write_heads(4, 1, 12, 0.1f, 30);
+  std::vector<SequenceRequest> requests;
+  for (int32_t i = 0; i < 4; ++i) requests.push_back({i, 0, prompts[static_cast<size_t>(i)]});
+  GenerateOptions g = options("greedy", 150), m = options("medusa", 150);
+  g.row_invariant = m.row_invariant = true;
+  m.decoder.params.set("tree", std::string("mc_sim_7b_63"));
+  const auto batch = run(requests, m, heads);
+  int64_t tokens = 0, steps = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto greedy = run({requests[i]}, g).front();
+    const auto alone = run({requests[i]}, m, heads).front();
+    EXPECT_EQ(alone.tokens, greedy.tokens) << "sequence " << i;
+    EXPECT_EQ(batch[i].tokens, greedy.tokens) << "sequence " << i;
+    tokens += static_cast<int64_t>(alone.tokens.size());
+    steps += alone.decode_steps;
+  }
+  EXPECT_LT(steps, tokens * 9 / 10) << tokens << " tokens in " << steps << " steps";
+}
+
+TEST_F(MedusaTest, ExactModeIsRefusedForABlockThatCannotPromiseIt) {
+  const Manifest affine = hetero_manifest("{ kind = \"affine\" }", true, 160);
+  const WeightStore w = init_random_weights(affine, fixture_plugins(), 3);
+  Model m(affine, fixture_plugins(), w, test_pool(), slots(1));
+  GenerateOptions o = options("greedy", 4);
+  o.row_invariant = true;
+  Generator gen(m, fixture_plugins());
+  const std::string why = error_of([&] { gen.generate({1, 2}, o); });
+  EXPECT_NE(why.find("row-invariant (exact) decoding was asked for"), std::string::npos) << why;
+  EXPECT_NE(why.find("layer 2 ffn affine"), std::string::npos) << why;
+  EXPECT_NE(why.find("TS_BLOCK_ROW_INVARIANT"), std::string::npos) << why;
+  ForwardBatch b;
+  b.slots = {0};
+  b.offsets = {0, 2};
+  b.tokens = {1, 2};
+  b.row_invariant = true;
+  std::vector<float> logits(2 * static_cast<size_t>(m.vocab()));
+  EXPECT_NE(error_of([&] { m.forward(b, logits.data(), nullptr); }).find("layer 2 ffn affine"),
+            std::string::npos);
+  o.row_invariant = false;  // the fast passes still run
+  EXPECT_EQ(gen.generate({1, 2}, o).tokens.size(), 4u);
 }
 
 TEST_F(MedusaTest, TypicalAcceptanceDrawsItsFirstTokenFromTheModel) {

@@ -128,7 +128,7 @@ TEST_F(ModelTest, LayerByLayerEqualsForward) {
   for (int32_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = i;
   const int32_t slots[1] = {0};
   const int32_t offsets[2] = {0, n};
-  ts_batch batch{sizeof(ts_batch), 1, n, slots, offsets, positions.data(), nullptr};
+  ts_batch batch{sizeof(ts_batch), 1, n, slots, offsets, positions.data(), nullptr, 0u};
   for (int32_t layer = 0; layer < model.num_layers(); ++layer)
     model.run_layer(layer, batch, x.data(), n);
   std::vector<float> logits(prompt.size() * static_cast<size_t>(model.vocab()));

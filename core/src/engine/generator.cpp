@@ -19,7 +19,8 @@ namespace {
 // The Model seen through ts_decode_host, with each slot's last logits and hidden state.
 class DecodeHost {
  public:
-  explicit DecodeHost(Model& model) : model_(model) {
+  DecodeHost(Model& model, bool row_invariant) : model_(model) {
+    batch_.row_invariant = row_invariant;
     const auto slots = static_cast<size_t>(model.kv_cache().slots());
     last_logits_.resize(slots);
     last_hidden_.resize(slots);
@@ -218,7 +219,12 @@ std::vector<GenerateResult> Generator::generate_batch(
   std::vector<GenerateResult> results(n);
   if (options.max_new_tokens == 0) return results;
 
-  DecodeHost host(model_);
+  if (options.row_invariant) {
+    const std::string why = model_.row_invariant_unsupported();
+    if (!why.empty())
+      throw Error("generate: row-invariant (exact) decoding was asked for, but " + why);
+  }
+  DecodeHost host(model_, options.row_invariant);
   std::vector<int32_t> slot_of(n), offsets(n + 1, 0), tokens;
   std::vector<int32_t> remaining(n);
   for (size_t i = 0; i < n; ++i) {

@@ -457,8 +457,18 @@ void Model::run_layer(int32_t layer, const ts_batch& batch, float* x, int32_t n_
   run(im.ffn[static_cast<size_t>(layer)], nullptr);
 }
 
-void Model::final_norm_and_head(const float* x, int32_t n_tokens, float* logits,
-                                float* hidden_out) const {
+std::string Model::row_invariant_unsupported() const {
+  for (int32_t layer = 0; layer < num_layers(); ++layer)
+    for (const Block* b : {&attention(layer), &ffn(layer)})
+      if (!b->identity() && !b->row_invariant())
+        return b->label() +
+               " does not report TS_BLOCK_ROW_INVARIANT: its plugin cannot promise "
+               "that a token's output is independent of the rest of the pass";
+  return {};
+}
+
+void Model::final_norm_and_head(const float* x, int32_t n_tokens, float* logits, float* hidden_out,
+                                bool row_invariant) const {
   if (logits == nullptr && hidden_out == nullptr) return;
   Impl& im = *impl_;
   const int64_t h = hidden();
@@ -473,7 +483,8 @@ void Model::final_norm_and_head(const float* x, int32_t n_tokens, float* logits,
 
   const int64_t v_rows = vocab();
   const cpu::MatrixView head{im.lm_head.raw(), im.lm_head.dtype(), v_rows, h, h};
-  cpu::matmul_nt(pool_.host(), normed, n_tokens, h, head, logits, v_rows);
+  cpu::matmul_nt(pool_.host(), normed, n_tokens, h, head, logits, v_rows,
+                 cpu::row_reduction(row_invariant));
 }
 
 void Model::forward(const ForwardBatch& batch, float* logits, float* hidden_out) {
@@ -495,6 +506,10 @@ void Model::forward(const ForwardBatch& batch, float* logits, float* hidden_out)
   if (!batch.tree_masks.empty() && batch.tree_masks.size() != n_seqs)
     throw Error("forward: " + std::to_string(batch.tree_masks.size()) + " tree masks for " +
                 std::to_string(n_seqs) + " sequences; expected one per sequence or none");
+  if (batch.row_invariant) {
+    const std::string why = row_invariant_unsupported();
+    if (!why.empty()) throw Error("forward: a row-invariant pass was asked for, but " + why);
+  }
   for (size_t s = 0; s < n_seqs; ++s) {
     const int32_t slot = batch.slots[s];
     const int32_t n_new = batch.offsets[s + 1] - batch.offsets[s];
@@ -540,6 +555,7 @@ void Model::forward(const ForwardBatch& batch, float* logits, float* hidden_out)
   b.offsets = batch.offsets.data();
   b.positions = positions;
   b.tree_masks = batch.tree_masks.empty() ? nullptr : batch.tree_masks.data();
+  b.flags = batch.row_invariant ? static_cast<uint32_t>(TS_BATCH_ROW_INVARIANT) : 0u;
   for (int32_t layer = 0; layer < num_layers(); ++layer) run_layer(layer, b, im.x.data(), n_tokens);
 
   // Only now: every layer has written its rows at the old lengths.
@@ -554,9 +570,10 @@ void Model::forward(const ForwardBatch& batch, float* logits, float* hidden_out)
       std::memcpy(im.last_rows.data() + s * static_cast<size_t>(h),
                   im.x.data() + static_cast<int64_t>(batch.offsets[s + 1] - 1) * h,
                   static_cast<size_t>(h) * sizeof(float));
-    final_norm_and_head(im.last_rows.data(), static_cast<int32_t>(n_seqs), logits, hidden_out);
+    final_norm_and_head(im.last_rows.data(), static_cast<int32_t>(n_seqs), logits, hidden_out,
+                        batch.row_invariant);
   } else {
-    final_norm_and_head(im.x.data(), n_tokens, logits, hidden_out);
+    final_norm_and_head(im.x.data(), n_tokens, logits, hidden_out, batch.row_invariant);
   }
 }
 

@@ -190,7 +190,7 @@ class GqaAttention {
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
-    i.flags = 0;
+    i.flags = TS_BLOCK_ROW_INVARIANT;
     i.kv_heads = static_cast<int32_t>(kv_.size());
     i.head_dim = static_cast<int32_t>(head_dim_);
     i.kv_dtype = kv_dtype_;
@@ -219,7 +219,9 @@ class GqaAttention {
     ensure_size(k_, n * kv_width);
     ensure_size(v_, n * kv_width);
     ensure_size(attn_, n * q_width);
-    project_qkv(batch, static_cast<const float*>(io.x->data), n, q_.data(), k_.data(), v_.data());
+    const auto rows = tessera::cpu::row_reduction(tessera::sdk::row_invariant(io.batch));
+    project_qkv(batch, static_cast<const float*>(io.x->data), n, q_.data(), k_.data(), v_.data(),
+                rows);
 
     // The new K/V rows into the cache; a cache-free run reads them where they are.
     KvSource src;
@@ -244,7 +246,9 @@ class GqaAttention {
     bool few_new = true;
     for (int32_t s = 0; s < batch.n_seqs; ++s)
       few_new = few_new && batch.offsets[s + 1] - batch.offsets[s] <= kSplitMaxNew;
-    if (few_new) {
+    if (rows == tessera::cpu::RowReduction::each_row) {
+      attend_row_invariant(batch, src);
+    } else if (few_new) {
       attend_split(batch, src);
     } else {
       const int64_t hl = heads_.size(), tiles = query_tiles(batch);
@@ -257,7 +261,7 @@ class GqaAttention {
     }
 
     tessera::cpu::matmul_nt(host_, attn_.data(), n, q_width, wo_, static_cast<float*>(io.y->data),
-                            hidden_);
+                            hidden_, rows);
     tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
   }
 
@@ -596,6 +600,24 @@ class GqaAttention {
                                     hl * hd);
   }
 
+  // TS_BATCH_ROW_INVARIANT: one work item per (sequence, query head, new token), each
+  // reduced in its logical row order (attention_row_invariant).
+  void attend_row_invariant(const ts_batch& batch, const KvSource& src) {
+    const int64_t hd = head_dim_, hl = heads_.size();
+    const int64_t n_tokens = batch.offsets[batch.n_seqs];
+    tessera::sdk::parallel_for(host_, n_tokens * hl, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t item = i0; item < i1; ++item) {
+        const int64_t token = item / hl, head = item % hl;
+        int32_t s = 0;
+        while (batch.offsets[s + 1] <= token) ++s;
+        const tessera::cpu::AttentionHead h = head_view(batch, src, s, head);
+        const int64_t offset = token * hl * hd + head * hd;
+        tessera::cpu::attention_row_invariant(h, q_.data() + offset, token - batch.offsets[s],
+                                              attn_.data() + offset);
+      }
+    });
+  }
+
   // Split-KV attention for sequences of at most kSplitMaxNew new tokens: work
   // items (sequence, local KV head, chunk of rows), each running every query
   // head of that KV head over its chunk (so the group reads each K/V row from
@@ -671,11 +693,12 @@ class GqaAttention {
 
   // q, k and v projections in one parallel region, then RoPE on q and k at each token's
   // position (threaded only for long prefills); rope_cs_ keeps each token's cos and sin.
-  void project_qkv(const ts_batch& batch, const float* x, int64_t n, float* q, float* k, float* v) {
+  void project_qkv(const ts_batch& batch, const float* x, int64_t n, float* q, float* k, float* v,
+                   tessera::cpu::RowReduction rows = tessera::cpu::RowReduction::fastest) {
     const int64_t q_width = heads_.size() * head_dim_, kv_width = kv_.size() * head_dim_;
     const tessera::cpu::MatmulTarget qkv[3] = {
         {wq_, q, q_width}, {wk_, k, kv_width}, {wv_, v, kv_width}};
-    tessera::cpu::matmul_nt_many(host_, x, n, hidden_, qkv, 3);
+    tessera::cpu::matmul_nt_many(host_, x, n, hidden_, qkv, 3, rows);
     rope_table(batch, n);
     const int64_t half = head_dim_ / 2;
     tessera::sdk::parallel_for(host_, n, 64, [&](int64_t t0, int64_t t1) {

@@ -110,6 +110,7 @@ class SwigluFfn {
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
+    i.flags = TS_BLOCK_ROW_INVARIANT;
     i.kv_dtype = TS_F32;
     i.parameters = 3 * rows_.size() * hidden_;
     return i;
@@ -124,6 +125,7 @@ class SwigluFfn {
     // gate and up rows of the same range, then the gating on that range: one
     // parallel region, and the gated values are still in cache.
     const float* x = static_cast<const float*>(io.x->data);
+    const auto rows = tessera::cpu::row_reduction(tessera::sdk::row_invariant(io.batch));
     const int64_t split = tessera::cpu::matmul_split_rows();
     const int64_t units = (width + split - 1) / split;
     const int64_t grain = std::max<int64_t>(1, tessera::cpu::matmul_grain(n, hidden_) / 2);
@@ -131,14 +133,14 @@ class SwigluFfn {
     const int64_t step = std::max<int64_t>(1, tessera::cpu::matmul_claim_units() / 2);
     tessera::cpu::parallel_claims(host_, units, step, grain, [&](int64_t u0, int64_t u1) {
       const int64_t r0 = u0 * split, r1 = std::min(width, u1 * split);
-      tessera::cpu::matmul_nt_range(x, n, hidden_, gate_, r0, r1, gate_out_.data(), width);
-      tessera::cpu::matmul_nt_range(x, n, hidden_, up_, r0, r1, up_out_.data(), width);
+      tessera::cpu::matmul_nt_range(x, n, hidden_, gate_, r0, r1, gate_out_.data(), width, rows);
+      tessera::cpu::matmul_nt_range(x, n, hidden_, up_, r0, r1, up_out_.data(), width, rows);
       for (int64_t t = 0; t < n; ++t)
         tessera::cpu::swiglu_gate(gate_out_.data() + t * width + r0,
                                   up_out_.data() + t * width + r0, r1 - r0);
     });
     tessera::cpu::matmul_nt(host_, gate_out_.data(), n, width, down_,
-                            static_cast<float*>(io.y->data), hidden_);
+                            static_cast<float*>(io.y->data), hidden_, rows);
     tessera::cpu::all_reduce_partial(comm_, label_, *io.y);
   }
 

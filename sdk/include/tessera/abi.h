@@ -31,8 +31,9 @@ extern "C" {
  * blocks may describe their weights and the cache they need (describe) and say
  * whether they can be built (supports); decode requests address cache slots. */
 #define TS_ABI_MAJOR 2
-/* 2.1: training: a block may offer forward_train, backward and train_workspace. */
-#define TS_ABI_MINOR 1
+/* 2.1: training: a block may offer forward_train, backward and train_workspace.
+ * 2.2: row-invariant passes: ts_batch.flags and TS_BLOCK_ROW_INVARIANT. */
+#define TS_ABI_MINOR 2
 #define TS_PLUGIN_ENTRY "tessera_plugin"
 
 #if defined(_WIN32)
@@ -178,7 +179,10 @@ typedef struct ts_block_config {
 enum ts_block_flags {
   /* The block adds nothing to the residual stream: the host may skip its norm,
    * its call and its residual add. */
-  TS_BLOCK_IDENTITY = 1u << 0
+  TS_BLOCK_IDENTITY = 1u << 0,
+  /* (2.2) The block honours TS_BATCH_ROW_INVARIANT. The host asks for such passes only
+   * when every non-identity block of the model reports this flag. */
+  TS_BLOCK_ROW_INVARIANT = 1u << 1
 };
 
 typedef struct ts_block_info {
@@ -263,7 +267,19 @@ typedef struct ts_batch {
   const int32_t* offsets;           /* [n_seqs + 1] */
   const int32_t* positions;         /* [n_tokens] RoPE position of each token */
   const uint8_t* const* tree_masks; /* NULL, or [n_seqs] entries, each NULL or a mask */
+  /* (2.2) ts_batch_flags; read only when struct_size covers it (sdk::batch_flags). */
+  uint32_t flags;
 } ts_batch;
+
+enum ts_batch_flags {
+  /* Every token's output must be the bits it would get as the only new token of a
+   * one-sequence pass: no reduction may depend on how many tokens or sequences the pass
+   * holds, nor on the thread count. Attention reduces over the rows a token sees in
+   * their logical order (cached rows, then the new rows it sees, ascending), in chunks
+   * whose bounds depend on that order alone. A tree verified this way gives what
+   * token-by-token decoding gives, by construction (Medusa's exact mode). */
+  TS_BATCH_ROW_INVARIANT = 1u << 0
+};
 
 typedef struct ts_block_io {
   uint32_t struct_size;

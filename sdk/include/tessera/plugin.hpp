@@ -27,6 +27,7 @@
 #include <tessera/dtype.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -139,6 +140,18 @@ class Params {
   }
   ts_params p_{nullptr, 0};
 };
+
+// ----------------------------------------------------------------- batches
+
+// The batch's ts_batch_flags; 0 from a host older than ABI 2.2 (its struct ends before).
+inline uint32_t batch_flags(const ts_batch* batch) {
+  if (batch == nullptr || batch->struct_size < offsetof(ts_batch, flags) + sizeof(uint32_t))
+    return 0;
+  return batch->flags;
+}
+inline bool row_invariant(const ts_batch* batch) {
+  return (batch_flags(batch) & TS_BATCH_ROW_INVARIANT) != 0;
+}
 
 // ----------------------------------------------------------------- tensors
 

@@ -51,6 +51,8 @@ class Block {
 
   const ts_block_info& info() const { return info_; }
   bool identity() const { return (info_.flags & TS_BLOCK_IDENTITY) != 0; }
+  // The block honours TS_BATCH_ROW_INVARIANT passes (ABI 2.2).
+  bool row_invariant() const { return (info_.flags & TS_BLOCK_ROW_INVARIANT) != 0; }
   bool has_compact_kv() const { return object_.has(&ts_block_vtable::compact_kv); }
   const ProviderRef& provider() const { return object_.provider(); }
   // "layer 3 attention gqa (tessera-attention-cpu)"

@@ -19,6 +19,10 @@ struct GenerateOptions {
   // The decoder's own weights (Medusa heads: formats/decoder_weights.hpp); NULL: none.
   // Must outlive the generate call.
   const ts_weights* decoder_weights = nullptr;
+  // Every pass row-invariant (ForwardBatch::row_invariant): a token's logits do not depend
+  // on what else the pass holds, so Medusa's output equals greedy's by construction and a
+  // batch equals each sequence alone. Slower; every block of the model must honour it.
+  bool row_invariant = false;
 };
 
 struct GenerateResult {

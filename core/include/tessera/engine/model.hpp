@@ -32,6 +32,10 @@ struct ForwardBatch {
   // Logits and hidden get only the last token of each sequence: [n_seqs, ...]
   // instead of [n_tokens, ...] (prefill needs no logits for the other tokens).
   bool last_only = false;
+  // Every token gets the bits it would get alone (TS_BATCH_ROW_INVARIANT): a verified
+  // tree then matches token-by-token decoding exactly, and a batch each sequence alone.
+  // Slower (a GEMV per row). Needs every non-identity block to honour it.
+  bool row_invariant = false;
 };
 
 class Model {
@@ -69,7 +73,11 @@ class Model {
   // x is f32 [n_tokens, hidden], updated in place.
   void embed(const std::vector<int32_t>& tokens, float* x) const;
   void run_layer(int32_t layer, const ts_batch& batch, float* x, int32_t n_tokens);
-  void final_norm_and_head(const float* x, int32_t n_tokens, float* logits, float* hidden) const;
+  void final_norm_and_head(const float* x, int32_t n_tokens, float* logits, float* hidden,
+                           bool row_invariant = false) const;
+  // Empty when every block honours row-invariant passes; else the first that does not
+  // ("layer 3 ffn swiglu (my-plugin): ...").
+  std::string row_invariant_unsupported() const;
 
   // Replaces one sub-block (TS_KIND_ATTENTION or TS_KIND_FFN) of one layer
   // without reloading the rest; resets that layer's KV cache if its shape changes.

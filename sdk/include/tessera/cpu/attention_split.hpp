@@ -14,10 +14,14 @@
 #include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/ops.hpp>
 
+#include <tessera/dtype.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 namespace tessera::cpu {
 
@@ -168,6 +172,68 @@ inline void combine_partials(const AttentionPartial* parts, const float* outs, i
     axpy(w, outs + c * ld_outs, out, head_dim);
   }
   if (total > 0.0) scale(static_cast<float>(1.0 / total), out, head_dim);
+}
+
+// ------------------------------------------------------- row-invariant attention
+
+// Logical rows per chunk of attention_row_invariant.
+constexpr int64_t kInvariantChunkRows = 64;
+
+// New token i of h over the rows it sees, in logical order (the cached rows, then the new
+// rows it sees, ascending), cut into chunks of kInvariantChunkRows logical rows, each a
+// partial (attention_chunk), merged in order (combine_partials). A chunk of cached rows is
+// read in place; one that reaches the new rows is first gathered into a contiguous copy.
+// Nothing depends on the other tokens of the pass or on the threads, so a token gets the
+// same bits alone (one new token, causal) as in a verified tree whose mask shows it the
+// same rows (TS_BATCH_ROW_INVARIANT).
+inline void attention_row_invariant(const AttentionHead& h, const float* q, int64_t i, float* out) {
+  const int64_t hd = h.head_dim, elem = static_cast<int64_t>(dtype_size(h.kv_dtype));
+  // The new rows token i sees (itself included), ascending.
+  thread_local std::vector<int64_t> seen;
+  seen.clear();
+  for (int64_t r = h.cached; r < h.cached + h.n_new; ++r)
+    if (h.visible(i, r)) seen.push_back(r);
+  const int64_t total = h.cached + static_cast<int64_t>(seen.size());
+  const int64_t chunks =
+      std::max<int64_t>(1, (total + kInvariantChunkRows - 1) / kInvariantChunkRows);
+  thread_local std::vector<AttentionPartial> parts;
+  thread_local std::vector<float> outs;
+  thread_local std::vector<char> gathered;  // K rows then V rows, head_dim elements each
+  parts.assign(static_cast<size_t>(chunks), AttentionPartial{});
+  outs.resize(static_cast<size_t>(chunks * hd));
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t l0 = c * kInvariantChunkRows, l1 = std::min(total, l0 + kInvariantChunkRows);
+    // The chunk as l1 - l0 - 1 cached rows and one new row, all visible.
+    AttentionHead chunk = h;
+    chunk.cached = l1 - l0 - 1;
+    chunk.n_new = 1;
+    chunk.mask = nullptr;
+    if (l1 <= h.cached) {
+      chunk.k = static_cast<const char*>(h.k) + l0 * h.row_stride * elem;
+      chunk.v = static_cast<const char*>(h.v) + l0 * h.row_stride * elem;
+    } else {
+      const auto row_bytes = static_cast<size_t>(hd * elem);
+      gathered.resize(2 * static_cast<size_t>(kInvariantChunkRows) * row_bytes);
+      char* k = gathered.data();
+      char* v = k + static_cast<size_t>(kInvariantChunkRows) * row_bytes;
+      for (int64_t l = l0; l < l1; ++l) {
+        const int64_t r = l < h.cached ? l : seen[static_cast<size_t>(l - h.cached)];
+        const auto src = static_cast<size_t>(r * h.row_stride * elem);
+        const auto dst = static_cast<size_t>(l - l0) * row_bytes;
+        std::memcpy(k + dst, static_cast<const char*>(h.k) + src, row_bytes);
+        std::memcpy(v + dst, static_cast<const char*>(h.v) + src, row_bytes);
+      }
+      chunk.k = k;
+      chunk.v = v;
+      chunk.row_stride = hd;
+    }
+    if (l1 > l0)
+      parts[static_cast<size_t>(c)] =
+          attention_chunk(chunk, q, 0, 0, l1 - l0, outs.data() + c * hd);
+    else
+      std::fill(outs.begin() + c * hd, outs.begin() + (c + 1) * hd, 0.0f);
+  }
+  combine_partials(parts.data(), outs.data(), hd, chunks, hd, out);
 }
 
 }  // namespace tessera::cpu

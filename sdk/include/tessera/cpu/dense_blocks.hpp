@@ -78,6 +78,7 @@ class LinearBlock {
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
+    i.flags = TS_BLOCK_ROW_INVARIANT;
     i.kv_dtype = TS_F32;
     i.parameters = hidden_ * cols_.size();
     return i;
@@ -86,7 +87,8 @@ class LinearBlock {
   void forward(const ts_block_io& io) {
     const int64_t n = checked_rows(io, label_, hidden_);
     matmul_nt(host_, static_cast<const float*>(io.x->data) + cols_.begin, n, hidden_, w_,
-              static_cast<float*>(io.y->data), hidden_);
+              static_cast<float*>(io.y->data), hidden_,
+              row_reduction(sdk::row_invariant(io.batch)));
     all_reduce_partial(comm_, label_, *io.y);
   }
 
@@ -147,7 +149,7 @@ class NoopBlock {
   ts_block_info info() const {
     ts_block_info i{};
     i.struct_size = sizeof(ts_block_info);
-    i.flags = TS_BLOCK_IDENTITY;
+    i.flags = TS_BLOCK_IDENTITY | TS_BLOCK_ROW_INVARIANT;
     i.kv_dtype = TS_F32;
     return i;
   }

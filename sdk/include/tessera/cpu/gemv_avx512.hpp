@@ -10,6 +10,7 @@
 #include <tessera/cpu/isa.hpp>
 #include <tessera/cpu/simd.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -121,6 +122,106 @@ TESSERA_TARGET_AVX512 void gemv_rows_avx512(const float* x, const typename L::El
     }
     if (c < k) a0 = _mm512_fmadd_ps(V::masked(tail, wr + c), x_tail, a0);
     y[r] = reduce_add(_mm512_add_ps(a0, a1));
+  }
+}
+
+// Output j of x rows [0, MR) for weight rows r and r + 1, both inside the four-row groups of
+// gemv_rows_avx512: the very accumulators and order that kernel gives each row alone.
+template <class L, int MR>
+TESSERA_TARGET_AVX512 void gemv_pair_rows_avx512(const float* x, int64_t ldx,
+                                                 const typename L::Elem* w, int64_t ldw, int64_t k,
+                                                 int64_t r, int64_t ahead, float* y, int64_t ldy) {
+  using Elem = typename L::Elem;
+  using V = Load512<L>;
+  constexpr int64_t kStep = 32;
+  constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(Elem));
+  const int64_t k_steps = k - k % kStep;
+  const int64_t k16 = k & ~int64_t{15};
+  const auto tail = static_cast<__mmask16>((1u << (k - k16)) - 1u);
+  const Elem* w0 = w + r * ldw;
+  const Elem* w1 = w0 + ldw;
+  __m512 acc[MR][2][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+    acc[i][0][0] = acc[i][0][1] = acc[i][1][0] = acc[i][1][1] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c < k_steps; c += kStep) {
+#pragma GCC unroll 2
+    for (int64_t line = 0; line < kStep; line += kLineElems) {
+      _mm_prefetch(reinterpret_cast<const char*>(w0 + c + line + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w1 + c + line + ahead), _MM_HINT_T0);
+    }
+    const __m512 a0 = V::full(w0 + c), a1 = V::full(w0 + c + 16);
+    const __m512 b0 = V::full(w1 + c), b1 = V::full(w1 + c + 16);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m512 x0 = _mm512_loadu_ps(x + i * ldx + c),
+                   x1 = _mm512_loadu_ps(x + i * ldx + c + 16);
+      acc[i][0][0] = _mm512_fmadd_ps(a0, x0, acc[i][0][0]);
+      acc[i][0][1] = _mm512_fmadd_ps(a1, x1, acc[i][0][1]);
+      acc[i][1][0] = _mm512_fmadd_ps(b0, x0, acc[i][1][0]);
+      acc[i][1][1] = _mm512_fmadd_ps(b1, x1, acc[i][1][1]);
+    }
+  }
+  if (c < k16) {  // one full vector left
+    const __m512 a0 = V::full(w0 + c), b0 = V::full(w1 + c);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m512 x0 = _mm512_loadu_ps(x + i * ldx + c);
+      acc[i][0][0] = _mm512_fmadd_ps(a0, x0, acc[i][0][0]);
+      acc[i][1][0] = _mm512_fmadd_ps(b0, x0, acc[i][1][0]);
+    }
+    c += 16;
+  }
+  if (c < k) {
+    const __m512 a = V::masked(tail, w0 + c), b = V::masked(tail, w1 + c);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m512 xt = _mm512_maskz_loadu_ps(tail, x + i * ldx + k16);
+      acc[i][0][1] = _mm512_fmadd_ps(a, xt, acc[i][0][1]);
+      acc[i][1][1] = _mm512_fmadd_ps(b, xt, acc[i][1][1]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+    y[i * ldy + r] = reduce_add(_mm512_add_ps(acc[i][0][0], acc[i][0][1]));
+    y[i * ldy + r + 1] = reduce_add(_mm512_add_ps(acc[i][1][0], acc[i][1][1]));
+  }
+}
+
+// Rows [r0, r1) of y = x w^T for m rows of x (row i at x + i * ldx, its output at
+// y + i * ldy), each output the bits gemv_rows_avx512 gives its row of x alone. Each weight
+// vector is loaded and converted once for up to four rows of x, so a few rows (a verified
+// tree, a batch of decodes) cost little more than one; the range's weights stay in cache for
+// the next four.
+template <class L>
+TESSERA_TARGET_AVX512 void gemv_multi_rows_avx512(const float* x, int64_t ldx, int64_t m,
+                                                  const typename L::Elem* w, int64_t ldw, int64_t k,
+                                                  int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const int64_t grouped = r0 + (r1 - r0) / 4 * 4;  // gemv_rows_avx512's four-row groups
+  for (int64_t i0 = 0; i0 < m; i0 += 4) {
+    const float* xi = x + i0 * ldx;
+    float* yi = y + i0 * ldy;
+    const int64_t mr = std::min<int64_t>(4, m - i0);
+    for (int64_t r = r0; r < grouped; r += 2) {
+      const int64_t ahead = r + 4 <= grouped ? 2 * ldw : 0;
+      switch (mr) {
+        case 1:
+          gemv_pair_rows_avx512<L, 1>(xi, ldx, w, ldw, k, r, ahead, yi, ldy);
+          break;
+        case 2:
+          gemv_pair_rows_avx512<L, 2>(xi, ldx, w, ldw, k, r, ahead, yi, ldy);
+          break;
+        case 3:
+          gemv_pair_rows_avx512<L, 3>(xi, ldx, w, ldw, k, r, ahead, yi, ldy);
+          break;
+        default:
+          gemv_pair_rows_avx512<L, 4>(xi, ldx, w, ldw, k, r, ahead, yi, ldy);
+          break;
+      }
+    }
+    for (int64_t i = 0; i < mr; ++i)  // the rows past the groups, one by one as alone
+      gemv_rows_avx512<L>(xi + i * ldx, w, ldw, k, grouped, r1, yi + i * ldy);
   }
 }
 

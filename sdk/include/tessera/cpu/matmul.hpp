@@ -1,11 +1,15 @@
 // y = x W^T on the CPU, W stored [out, in] like nn.Linear, in f32, bf16 or f16
-// (converted to f32 on the fly). Two regimes:
+// (converted to f32 on the fly). Three regimes:
 //  - GEMV (one row of x, i.e. decode): memory-bound (AVX-512 variant in
 //    gemv_avx512.hpp, chosen at run time). W is streamed once, four
 //    rows at a time, one cache line per row per step, with 8 accumulators and a
 //    software prefetch of the next four rows (each row is only a few KiB, too
 //    short a stream for the hardware prefetcher to ramp up). Threads take
 //    contiguous chunks of rows.
+//  - multi-row GEMV (2 .. kMaxGemvRows rows of x with AVX-512: a verified tree, a batch of
+//    decodes): each weight vector converted once for four rows of x, every output with the
+//    bits the one-row GEMV gives (gemv_multi_rows_avx512). RowReduction::each_row takes it
+//    (or the one-row GEMV row by row without AVX-512) for any number of rows.
 //  - GEMM (several rows, i.e. prefill): compute-bound. Blocks of W are packed
 //    once per call, converted to f32, into panels of 16 rows laid out [k][16];
 //    a 6x16 register tile (12 accumulators) multiplies a panel by six rows of x,
@@ -96,6 +100,9 @@ constexpr int64_t kTileRows = 6;            // GEMM register tile: 6 rows of x .
 constexpr int64_t kTileCols = 16;           // ... by 16 rows of W (two vectors)
 constexpr int64_t kMaxDepth = 384;          // columns of W per packed block (x tile in L1)
 constexpr int64_t kNcRows = 128;            // rows of W per packed block (block in L2)
+// With AVX-512, products of up to this many rows take the multi-row GEMV (a verified tree,
+// a batch of decodes): packing W for the GEMM costs more than it saves there.
+constexpr int64_t kMaxGemvRows = 16;
 
 // ------------------------------------------------------------------- GEMV
 
@@ -362,15 +369,22 @@ void gemm_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* 
 
 template <class L>
 void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem* w, int64_t ldw,
-                  int64_t k, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  if (m == 1) {
+                  int64_t k, int64_t n0, int64_t n1, float* y, int64_t ldy, bool each_row) {
 #if TESSERA_CPU_AVX512
-    if (active_isa() == Isa::avx512) {
+  // A few rows (or any number, row by row): each weight converted once for four x rows,
+  // every output as a one-row product gives it.
+  if (active_isa() == Isa::avx512 && (m <= kMaxGemvRows || each_row)) {
+    if (m == 1)
       gemv_rows_avx512<L>(x, w, ldw, k, n0, n1, y);
-      return;
-    }
+    else
+      gemv_multi_rows_avx512<L>(x, ldx, m, w, ldw, k, n0, n1, y, ldy);
+    return;
+  }
 #endif
-    gemv_rows<L>(x, w, ldw, k, n0, n1, y);
+  if (m == 1 || each_row) {
+    // Row by row, each as a one-row product: the W rows [n0, n1) stay in cache from
+    // one x row to the next.
+    for (int64_t i = 0; i < m; ++i) gemv_rows<L>(x + i * ldx, w, ldw, k, n0, n1, y + i * ldy);
   } else {
     gemm_range<L>(x, ldx, m, w, ldw, k, n0, n1, y, ldy);
   }
@@ -378,16 +392,28 @@ void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem
 
 }  // namespace detail
 
+// How the rows of x are reduced. fastest: GEMM when there are several. each_row: every
+// row of y gets the bits a one-row product gives (a GEMV per row), whatever m and the
+// thread count: what a row-invariant pass (TS_BATCH_ROW_INVARIANT) needs. A one-row
+// product's bits do not depend on the threads: each output is one thread's dot product,
+// over column ranges whose bounds are fixed multiples of matmul_split_rows().
+enum class RowReduction { fastest, each_row };
+
+inline RowReduction row_reduction(bool row_invariant) {
+  return row_invariant ? RowReduction::each_row : RowReduction::fastest;
+}
+
 // Output columns [n0, n1) of y = x W^T, on the calling thread: for plugins that
 // fuse work into their own parallel region. Throws std::invalid_argument on a
 // weight dtype other than f32/bf16/f16.
 inline void matmul_nt_range(const float* x, int64_t m, int64_t ldx, const MatrixView& w, int64_t n0,
-                            int64_t n1, float* y, int64_t ldy) {
+                            int64_t n1, float* y, int64_t ldy,
+                            RowReduction rows = RowReduction::fastest) {
   if (m <= 0 || n1 <= n0) return;
   with_elems(w.dtype, "matmul: weight", [&](auto elems) {
     using L = decltype(elems);
     detail::matmul_range<L>(x, ldx, m, static_cast<const typename L::Elem*>(w.data), w.row_stride,
-                            w.cols, n0, n1, y, ldy);
+                            w.cols, n0, n1, y, ldy, rows == RowReduction::each_row);
   });
 }
 
@@ -436,7 +462,8 @@ struct MatmulTarget {
 // Several products of the same x (e.g. the q, k and v projections) in a single
 // parallel region, so the threads synchronise once. All w share w.cols.
 inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64_t ldx,
-                           const MatmulTarget* targets, int n_targets) {
+                           const MatmulTarget* targets, int n_targets,
+                           RowReduction rows = RowReduction::fastest) {
   if (m <= 0 || n_targets <= 0) return;
   const int64_t split = detail::kSplitRows;
   int64_t units = 0;
@@ -456,7 +483,7 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
       const int64_t lo = std::max(u0, first), hi = std::min(u1, first + count);
       if (lo < hi)
         matmul_nt_range(x, m, ldx, tg.w, (lo - first) * split,
-                        std::min(tg.w.rows, (hi - first) * split), tg.y, tg.ldy);
+                        std::min(tg.w.rows, (hi - first) * split), tg.y, tg.ldy, rows);
       first += count;
     }
   });
@@ -467,9 +494,10 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
 // threads (host may be NULL: single-threaded). Throws std::invalid_argument on a
 // weight dtype other than f32/bf16/f16.
 inline void matmul_nt(const ts_host* host, const float* x, int64_t m, int64_t ldx,
-                      const MatrixView& w, float* y, int64_t ldy) {
+                      const MatrixView& w, float* y, int64_t ldy,
+                      RowReduction rows = RowReduction::fastest) {
   const MatmulTarget target{w, y, ldy};
-  matmul_nt_many(host, x, m, ldx, &target, 1);
+  matmul_nt_many(host, x, m, ldx, &target, 1, rows);
 }
 
 }  // namespace tessera::cpu
