@@ -384,6 +384,29 @@ TEST_F(MedusaTest, ExactModeGivesGreedysTokensOnLongGenerationsAndBatches) {
   EXPECT_LT(steps, tokens * 9 / 10) << tokens << " tokens in " << steps << " steps";
 }
 
+// The heads of a batch run in one product per weight, row by row: with row-invariant passes
+// a sampled batch draws, sequence by sequence, what each draws alone in its slot.
+TEST_F(MedusaTest, InExactModeTypicalAcceptanceGivesABatchWhatEachSequenceDrawsAlone) {
+  const fs::path heads = write_heads(4, 1, 13, 0.1f, 30);
+  std::vector<SequenceRequest> requests;
+  for (int32_t i = 0; i < 4; ++i) requests.push_back({i, 0, prompts[static_cast<size_t>(i)]});
+  GenerateOptions o = options("medusa", 40);
+  o.row_invariant = true;
+  o.decoder.params.set("tree", std::string("[[0], [1], [2], [0, 0], [1, 0], [0, 0, 0]]"));
+  o.decoder.params.set("temperature", 0.7);
+  o.decoder.params.set("seed", int64_t{5});
+  const auto batch = run(requests, o, heads);
+  int64_t tokens = 0, steps = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto alone = run({requests[i]}, o, heads).front();
+    EXPECT_EQ(batch[i].tokens, alone.tokens) << "sequence " << i;
+    EXPECT_EQ(batch[i].decode_steps, alone.decode_steps) << "sequence " << i;
+    tokens += static_cast<int64_t>(alone.tokens.size());
+    steps += alone.decode_steps;
+  }
+  EXPECT_LT(steps, tokens) << tokens << " tokens in " << steps << " steps";
+}
+
 TEST_F(MedusaTest, ExactModeIsRefusedForABlockThatCannotPromiseIt) {
   const Manifest affine = hetero_manifest("{ kind = \"affine\" }", true, 160);
   const WeightStore w = init_random_weights(affine, fixture_plugins(), 3);

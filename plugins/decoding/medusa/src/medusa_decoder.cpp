@@ -84,6 +84,7 @@ class MedusaDecoder {
     feeds_.clear();
     for (int32_t s = 0; s < step.n_seqs; ++s) propose(host, step, s);
     if (feeds_.empty()) return;
+    head_candidates();
     verify_pass(host);
     for (const Feed& f : feeds_) accept(host, step, f);
   }
@@ -97,6 +98,7 @@ class MedusaDecoder {
     int32_t offset = 0;     // first token of the tree in the pass
     MedusaTree tree;        // as cut for this sequence
     std::vector<int32_t> tokens;
+    std::vector<float> hidden;  // the state the heads read
   };
 
   void read_params(const ts_decoder_config& config) {
@@ -306,49 +308,73 @@ class MedusaDecoder {
     f.slot = slot;
     f.first_row = host.length(host.ctx, slot);
     f.tokens.assign(static_cast<size_t>(tree.size()), root);
-    if (tree.size() > 1) {
-      const std::vector<int32_t> ranks = tree.ranks_per_head();
-      const std::vector<std::vector<int32_t>> candidates = head_candidates(hidden, ranks);
-      for (int32_t i = 1; i < tree.size(); ++i) {
-        const MedusaNode& n = tree.node(i);
-        f.tokens[static_cast<size_t>(i)] =
-            candidates[static_cast<size_t>(n.depth - 1)][static_cast<size_t>(n.rank)];
-      }
-    }
+    if (tree.size() > 1) f.hidden.assign(hidden, hidden + hidden_);
     f.tree = std::move(tree);
     feeds_.push_back(std::move(f));
   }
 
-  // Top ranks[k] candidates of heads 0 .. ranks.size() - 1 from one hidden state.
-  std::vector<std::vector<int32_t>> head_candidates(const float* hidden,
-                                                    const std::vector<int32_t>& ranks) {
-    const auto n_heads = static_cast<int64_t>(ranks.size());
+  // The tree tokens below every queued root: the heads of every sequence in one product per
+  // weight (rows head-major: head 0 of each sequence, then head 1, ...), so that a batch reads
+  // each weight once. Row by row (RowReduction::each_row): a sequence's candidates are the
+  // ones it gets alone.
+  void head_candidates() {
     const int64_t h = hidden_;
-    x_.assign(static_cast<size_t>(n_heads * h), 0.0f);
-    tmp_.resize(static_cast<size_t>(h));
-    for (int64_t k = 0; k < n_heads; ++k) {
-      float* x = x_.data() + k * h;
-      std::memcpy(x, hidden, static_cast<size_t>(h) * sizeof(float));
+    int32_t depth = 0;
+    for (const Feed& f : feeds_) depth = std::max(depth, f.tree.depth());
+    if (depth == 0) return;
+    // Row of (feed i, head k), or -1 when feed i's tree does not reach depth k + 1.
+    std::vector<std::vector<int64_t>> row_of(feeds_.size(),
+                                             std::vector<int64_t>(static_cast<size_t>(depth), -1));
+    std::vector<int64_t> head_first(static_cast<size_t>(depth) + 1, 0);
+    int64_t rows = 0;
+    for (int32_t k = 0; k < depth; ++k) {
+      head_first[static_cast<size_t>(k)] = rows;
+      for (size_t i = 0; i < feeds_.size(); ++i)
+        if (feeds_[i].tree.depth() > k) row_of[i][static_cast<size_t>(k)] = rows++;
+    }
+    head_first[static_cast<size_t>(depth)] = rows;
+    x_.resize(static_cast<size_t>(rows * h));
+    tmp_.resize(static_cast<size_t>(rows * h));
+    for (size_t i = 0; i < feeds_.size(); ++i)
+      for (int32_t k = 0; k < depth; ++k)
+        if (const int64_t r = row_of[i][static_cast<size_t>(k)]; r >= 0)
+          std::copy(feeds_[i].hidden.begin(), feeds_[i].hidden.end(), x_.begin() + r * h);
+    const auto each_row = cpu::RowReduction::each_row;
+    for (int32_t k = 0; k < depth; ++k) {
       const Head& head = heads_[static_cast<size_t>(k)];
+      const int64_t r0 = head_first[static_cast<size_t>(k)];
+      const int64_t n = head_first[static_cast<size_t>(k) + 1] - r0;
       for (size_t j = 0; j < head.w.size(); ++j) {
-        medusa_resblock_forward(host_, head.w[j], head.b[j].data(), x, 1, tmp_.data(), nullptr);
-        std::memcpy(x, tmp_.data(), static_cast<size_t>(h) * sizeof(float));
+        medusa_resblock_forward(host_, head.w[j], head.b[j].data(), x_.data() + r0 * h, n,
+                                tmp_.data(), nullptr, each_row);
+        std::copy(tmp_.begin(), tmp_.begin() + n * h, x_.begin() + r0 * h);
       }
     }
-    head_logits_.resize(static_cast<size_t>(n_heads * vocab_));
+    head_logits_.resize(static_cast<size_t>(rows * vocab_));
     if (all_shared_) {
-      cpu::matmul_nt(host_, x_.data(), n_heads, h, heads_[0].projection, head_logits_.data(),
-                     vocab_);
+      cpu::matmul_nt(host_, x_.data(), rows, h, heads_[0].projection, head_logits_.data(), vocab_,
+                     each_row);
     } else {
-      for (int64_t k = 0; k < n_heads; ++k)
-        cpu::matmul_nt(host_, x_.data() + k * h, 1, h, heads_[static_cast<size_t>(k)].projection,
-                       head_logits_.data() + k * vocab_, vocab_);
+      for (int32_t k = 0; k < depth; ++k) {
+        const int64_t r0 = head_first[static_cast<size_t>(k)];
+        cpu::matmul_nt(host_, x_.data() + r0 * h, head_first[static_cast<size_t>(k) + 1] - r0, h,
+                       heads_[static_cast<size_t>(k)].projection, head_logits_.data() + r0 * vocab_,
+                       vocab_, each_row);
+      }
     }
-    std::vector<std::vector<int32_t>> out(static_cast<size_t>(n_heads));
-    for (int64_t k = 0; k < n_heads; ++k)
-      out[static_cast<size_t>(k)] =
-          top_tokens(head_logits_.data() + k * vocab_, ranks[static_cast<size_t>(k)]);
-    return out;
+    for (size_t i = 0; i < feeds_.size(); ++i) {
+      Feed& f = feeds_[i];
+      const std::vector<int32_t> ranks = f.tree.ranks_per_head();
+      for (size_t k = 0; k < ranks.size(); ++k) {
+        const std::vector<int32_t> top =
+            top_tokens(head_logits_.data() + row_of[i][k] * vocab_, ranks[k]);
+        for (int32_t node = 1; node < f.tree.size(); ++node) {
+          const MedusaNode& n = f.tree.node(node);
+          if (n.depth - 1 == static_cast<int32_t>(k))
+            f.tokens[static_cast<size_t>(node)] = top[static_cast<size_t>(n.rank)];
+        }
+      }
+    }
   }
 
   // The k largest logits' tokens, largest first (ties: lower token first).

@@ -26,9 +26,10 @@ inline std::string medusa_projection_name(int32_t head, int32_t layers) {
 // One ResBlock over `rows` rows: y = x + SiLU(x W^T + b); pre (NULL: not kept) receives
 // x W^T + b, which the backward needs. y may not alias x.
 inline void medusa_resblock_forward(const ts_host* host, const cpu::MatrixView& w, const float* b,
-                                    const float* x, int64_t rows, float* y, float* pre) {
+                                    const float* x, int64_t rows, float* y, float* pre,
+                                    cpu::RowReduction reduction = cpu::RowReduction::fastest) {
   const int64_t n = w.rows;
-  cpu::matmul_nt(host, x, rows, n, w, y, n);
+  cpu::matmul_nt(host, x, rows, n, w, y, n, reduction);
   for (int64_t r = 0; r < rows; ++r) {
     float* yr = y + r * n;
     const float* xr = x + r * n;
