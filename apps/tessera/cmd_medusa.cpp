@@ -301,14 +301,15 @@ int run_bench(const MedusaArgs& args) {
   // The baseline: greedy, or with --temperature the sampling decoder (Medusa then accepts
   // typically, with its own draws: the tokens differ, the speed is what is compared).
   const bool sampled = args.run.temperature.has_value();
-  GenerateOptions greedy = generate_options(l->model.manifest, args.run, args.new_tokens);
-  greedy.decoder = BlockSpec{};
-  greedy.decoder.kind = sampled ? "sampling" : "greedy";
+  GenerateOptions baseline = generate_options(l->model.manifest, args.run, args.new_tokens);
+  baseline.decoder = BlockSpec{};
+  baseline.decoder.kind = sampled ? "sampling" : "greedy";
   if (sampled) {
-    greedy.decoder.params.set("temperature", *args.run.temperature);
-    greedy.decoder.params.set("seed", args.run.seed.value_or(1));
+    baseline.decoder.params.set("temperature", *args.run.temperature);
+    baseline.decoder.params.set("seed", args.run.seed.value_or(1));
   }
-  greedy.decoder.params.set("eos_token_ids", std::vector<int64_t>{});  // every run the full length
+  baseline.decoder.params.set("eos_token_ids",
+                              std::vector<int64_t>{});  // every run the full length
   RunOptions medusa_run = args.run;
   medusa_run.decoder = "medusa";
   if (sampled) medusa_run.seed = args.run.seed.value_or(1);
@@ -339,7 +340,7 @@ int run_bench(const MedusaArgs& args) {
   std::cout << "prompt  " << (sampled ? "sample" : "greedy")
             << " tok/s  medusa tok/s  speed-up  tokens/step  same tokens\n";
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const GenerateResult g = generator.generate(prompts[i], greedy);
+    const GenerateResult g = generator.generate(prompts[i], baseline);
     const GenerateResult m = generator.generate(prompts[i], medusa);
     const auto n_g = static_cast<double>(g.tokens.size() - 1),
                n_m = static_cast<double>(m.tokens.size() - 1);
@@ -383,23 +384,24 @@ int run_bench(const MedusaArgs& args) {
     for (int32_t i = 0; i < batch && static_cast<size_t>(i) < prompts.size(); ++i)
       requests.push_back({i, 0, prompts[static_cast<size_t>(i)]});
     const auto t0 = std::chrono::steady_clock::now();
-    const auto gb = generator.generate_batch(requests, greedy);
+    const auto gb = generator.generate_batch(requests, baseline);
     const double g_b = seconds_since(t0);
     const auto t1 = std::chrono::steady_clock::now();
     const auto mb = generator.generate_batch(requests, medusa);
     const double m_b = seconds_since(t1);
-    int32_t same_alone = 0, same_greedy = 0;
+    int32_t same_alone = 0, same_baseline = 0;
     int64_t n = 0;
     for (size_t i = 0; i < requests.size(); ++i) {
       same_alone += mb[i].tokens == medusa_tokens[i] ? 1 : 0;
-      same_greedy += mb[i].tokens == gb[i].tokens ? 1 : 0;
+      same_baseline += mb[i].tokens == gb[i].tokens ? 1 : 0;
       n += static_cast<int64_t>(mb[i].tokens.size());
     }
-    std::cout << "batch " << requests.size() << "  greedy " << std::setprecision(1)
-              << static_cast<double>(n) / g_b << " tok/s, medusa " << static_cast<double>(n) / m_b
-              << " tok/s (" << std::setprecision(2) << g_b / m_b << "x, prefill included); "
-              << same_alone << " of " << requests.size() << " as alone, " << same_greedy << " of "
-              << requests.size() << " as greedy in the batch\n";
+    std::cout << "batch " << requests.size() << "  " << baseline.decoder.kind << " "
+              << std::setprecision(1) << static_cast<double>(n) / g_b << " tok/s, medusa "
+              << static_cast<double>(n) / m_b << " tok/s (" << std::setprecision(2) << g_b / m_b
+              << "x, prefill included); " << same_alone << " of " << requests.size()
+              << " as alone, " << same_baseline << " of " << requests.size() << " as "
+              << baseline.decoder.kind << " in the batch\n";
   }
   return 0;
 }

@@ -25,15 +25,16 @@ mapfile -t titles < <(find "$docs" -name '*.rst.txt' | sort | xargs awk '
 echo "self-distill-data: ${#titles[@]} questions, $tokens tokens each, into $out" >&2
 
 start=$SECONDS
+made=0  # this run's answers: the rate leaves out those a stopped run left
 for i in "${!titles[@]}"; do
   file=$(printf '%s/answer-%04d.txt' "$out" "$i")
   [[ -s "$file" ]] && continue
   "$tessera" generate "$model" -q -n "$tokens" \
     -p "Explain \"${titles[$i]}\" in Python, with an example." > "$file.partial" 2>/dev/null
   mv "$file.partial" "$file"
-  done_n=$((i + 1))
-  rate=$(((SECONDS - start) / done_n))
-  printf '\r%d/%d answers, %ds each, %ds left ' "$done_n" "${#titles[@]}" "$rate" \
-    $((rate * (${#titles[@]} - done_n))) >&2
+  made=$((made + 1))
+  rate=$(((SECONDS - start) / made))
+  printf '\r%d/%d answers, %ds each, %ds left ' "$((i + 1))" "${#titles[@]}" "$rate" \
+    $((rate * (${#titles[@]} - i - 1))) >&2
 done
 echo >&2

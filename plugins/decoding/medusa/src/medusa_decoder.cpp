@@ -365,14 +365,13 @@ class MedusaDecoder {
     for (size_t i = 0; i < feeds_.size(); ++i) {
       Feed& f = feeds_[i];
       const std::vector<int32_t> ranks = f.tree.ranks_per_head();
-      for (size_t k = 0; k < ranks.size(); ++k) {
-        const std::vector<int32_t> top =
-            top_tokens(head_logits_.data() + row_of[i][k] * vocab_, ranks[k]);
-        for (int32_t node = 1; node < f.tree.size(); ++node) {
-          const MedusaNode& n = f.tree.node(node);
-          if (n.depth - 1 == static_cast<int32_t>(k))
-            f.tokens[static_cast<size_t>(node)] = top[static_cast<size_t>(n.rank)];
-        }
+      std::vector<std::vector<int32_t>> top(ranks.size());
+      for (size_t k = 0; k < ranks.size(); ++k)
+        top[k] = top_tokens(head_logits_.data() + row_of[i][k] * vocab_, ranks[k]);
+      for (int32_t node = 1; node < f.tree.size(); ++node) {
+        const MedusaNode& n = f.tree.node(node);
+        f.tokens[static_cast<size_t>(node)] =
+            top[static_cast<size_t>(n.depth - 1)][static_cast<size_t>(n.rank)];
       }
     }
   }

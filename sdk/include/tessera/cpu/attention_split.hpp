@@ -199,11 +199,12 @@ inline void attention_row_invariant(const AttentionHead& h, const float* q, int6
   thread_local std::vector<AttentionPartial> parts;
   thread_local std::vector<float> outs;
   thread_local std::vector<char> gathered;  // K rows then V rows, head_dim elements each
-  parts.assign(static_cast<size_t>(chunks), AttentionPartial{});
+  parts.resize(static_cast<size_t>(chunks));
   outs.resize(static_cast<size_t>(chunks * hd));
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t l0 = c * kInvariantChunkRows, l1 = std::min(total, l0 + kInvariantChunkRows);
-    // The chunk as l1 - l0 - 1 cached rows and one new row, all visible.
+    // The chunk as l1 - l0 - 1 cached rows and one new row, all visible (no row at all when
+    // the token sees nothing: attention_chunk then gives zeros).
     AttentionHead chunk = h;
     chunk.cached = l1 - l0 - 1;
     chunk.n_new = 1;
@@ -227,11 +228,7 @@ inline void attention_row_invariant(const AttentionHead& h, const float* q, int6
       chunk.v = v;
       chunk.row_stride = hd;
     }
-    if (l1 > l0)
-      parts[static_cast<size_t>(c)] =
-          attention_chunk(chunk, q, 0, 0, l1 - l0, outs.data() + c * hd);
-    else
-      std::fill(outs.begin() + c * hd, outs.begin() + (c + 1) * hd, 0.0f);
+    parts[static_cast<size_t>(c)] = attention_chunk(chunk, q, 0, 0, l1 - l0, outs.data() + c * hd);
   }
   combine_partials(parts.data(), outs.data(), hd, chunks, hd, out);
 }
