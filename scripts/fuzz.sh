@@ -5,11 +5,13 @@
 #   scripts/fuzz.sh tokenizer [seconds]
 #   scripts/fuzz.sh safetensors [seconds]
 #   scripts/fuzz.sh hf_config [seconds]
+#   scripts/fuzz.sh manifest [seconds]
 #
 # Needs clang++ with libFuzzer (Debian: clang). The build goes to build-fuzz/; new inputs are
 # first written to build-fuzz/<target>-new/ and then minimised into fuzz/corpus/<target>/ with
 # -merge=1 (tokenizer: -set_cover_merge=1), so only inputs that add coverage are kept.
-# Seeds: the corpus plus tests/data/gguf.
+# Seeds: the corpus plus tests/data/gguf (gguf) or fuzz/seeds/<target>; manifest also uses the
+# dictionary fuzz/manifest.dict (manifest keys and TOML punctuation).
 set -euo pipefail
 
 target=${1:-}
@@ -17,6 +19,7 @@ seconds=${2:-180}
 root=$(cd "$(dirname "$0")/.." && pwd)
 max_len=2048
 merge=-merge=1
+dict=()
 case "$target" in
   gguf)
     sources=(fuzz/gguf_fuzz.cpp core/src/formats/gguf.cpp core/src/formats/dequantize.cpp core/src/engine/tensor.cpp)
@@ -37,12 +40,19 @@ case "$target" in
     ;;
   hf_config)
     sources=(fuzz/hf_config_fuzz.cpp core/src/formats/hf_config.cpp core/src/engine/manifest.cpp
-      core/src/engine/params.cpp)
+      core/src/engine/toml_reader.cpp core/src/engine/toml_hazards.cpp core/src/engine/params.cpp core/src/engine/input_file.cpp)
     seeds=("$root/fuzz/seeds/hf_config")
     max_len=4096  # a DeciLM config with a few block_configs entries
     ;;
+  manifest)
+    sources=(fuzz/manifest_fuzz.cpp core/src/engine/manifest.cpp core/src/engine/toml_reader.cpp core/src/engine/toml_hazards.cpp
+      core/src/engine/params.cpp core/src/engine/input_file.cpp)
+    seeds=("$root/fuzz/seeds/manifest")
+    dict=("-dict=$root/fuzz/manifest.dict")
+    max_len=4096  # the seeds are small manifests of up to 2 KiB
+    ;;
   *)
-    echo "usage: $0 gguf|tokenizer|safetensors|hf_config [seconds]" >&2
+    echo "usage: $0 gguf|tokenizer|safetensors|hf_config|manifest [seconds]" >&2
     exit 2
     ;;
 esac
@@ -68,7 +78,7 @@ echo "fuzz.sh: building $binary"
 
 echo "fuzz.sh: fuzzing for ${seconds}s"
 # -rss_limit_mb guards against huge allocations; -max_len keeps inputs small.
-"$binary" "$fresh" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -max_len="$max_len" \
+"$binary" "$fresh" "$corpus" "${seeds[@]}" "${dict[@]}" -max_total_time="$seconds" -max_len="$max_len" \
   -artifact_prefix="$build/" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 2>&1 | tee "$build/$target-run.log" | \
   grep -E "INITED|DONE|stat::|ERROR|SUMMARY|Done" || true
 if grep -q -E "ERROR: (libFuzzer|AddressSanitizer)|SUMMARY: UndefinedBehavior" "$build/$target-run.log"; then

@@ -54,7 +54,9 @@ std::vector<int32_t> encode_prompt(const GenerateArgs& args, const LoadedModel& 
   try {
     chat_template = ChatTemplate::from_template_text(model.chat_template);
   } catch (const ChatTemplateError& e) {
-    throw Error(std::string(e.what()) + "; pass --raw to use the prompt without it");
+    const std::string from =
+        model.chat_template_source.empty() ? args.model : model.chat_template_source;
+    throw Error(from + ": " + e.what() + "; pass --raw to use the prompt without it");
   }
   std::vector<ChatMessage> messages;
   if (args.system) messages.push_back({"system", *args.system});

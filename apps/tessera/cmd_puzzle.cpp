@@ -248,6 +248,7 @@ int run_library(const PuzzleArgs& args) {
   meta.format = parent.format;
   meta.path = parent.path;
   meta.manifest = manifest;
+  meta.manifest.weights.allow_unread = true;  // the parent reads its own; variants lie beside
   meta.tokenizer = parent.tokenizer;
   meta.chat_template = parent.chat_template;
   fs::create_directories(config.output, ec);
@@ -398,6 +399,7 @@ int run_distill(const PuzzleArgs& args) {
   meta.format = lib.model.format;
   meta.path = lib.model.path;
   meta.manifest = lib.model.manifest;
+  meta.manifest.weights.allow_unread = true;  // the parent reads its own; variants lie beside
   meta.tokenizer = lib.model.tokenizer;
   meta.chat_template = lib.model.chat_template;
   nlohmann::ordered_json report;
@@ -841,6 +843,7 @@ fs::path realize_solution(const PuzzleArgs& args, const puzzle::PuzzleConfig& co
   meta.format = lib.model.format;
   meta.path = lib.model.path;
   meta.manifest = child.manifest;
+  meta.manifest.weights.allow_unread = false;  // a realised child holds only what it reads
   meta.tokenizer = lib.model.tokenizer;
   meta.chat_template = lib.model.chat_template;
   nlohmann::ordered_json about = {{"solution", label}, {"provider", record->provider}};

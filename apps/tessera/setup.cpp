@@ -5,6 +5,8 @@
 
 #include <charconv>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <utility>
 
 namespace tessera::cli {
@@ -12,8 +14,26 @@ namespace tessera::cli {
 void load_plugins(PluginRegistry& registry, const std::vector<std::string>& cli_paths,
                   const Manifest* manifest) {
   for (const auto& p : cli_paths) registry.add_search_path(p);
-  if (manifest != nullptr)
-    for (const auto& p : manifest->runtime.plugin_paths) registry.add_search_path(p);
+  if (manifest != nullptr) {
+    const RuntimeSpec& rt = manifest->runtime;
+    for (size_t i = 0; i < rt.plugin_paths.size(); ++i) {
+      // Like --plugin-path: a folder that is not there is an error, not a silent skip.
+      std::error_code ec;
+      if (!std::filesystem::is_directory(rt.plugin_paths[i], ec)) {
+        const std::string what =
+            "'plugin_paths' entry '" + rt.plugin_paths[i].string() + "' in [runtime] " +
+            (std::filesystem::exists(rt.plugin_paths[i], ec) ? "is not a folder"
+                                                             : "does not exist") +
+            "; expected a folder of libtessera-*.so plugins";
+        if (i < rt.plugin_path_locations.size() && rt.plugin_path_locations[i].line > 0) {
+          const SourceLocation& at = rt.plugin_path_locations[i];
+          throw ManifestError(at.file, at.line, at.column, what);
+        }
+        throw Error(manifest_display_name(*manifest) + ": " + what);
+      }
+      registry.add_search_path(rt.plugin_paths[i]);
+    }
+  }
   // A broken library on the path does not stop the others: it is reported by `plugins` and
   // in the error of a lookup it might have served.
   registry.load_all(/*skip_broken=*/true);

@@ -458,6 +458,29 @@ TEST(Manifest, ToTomlRoundTrips) {
   expect_same_manifest(odd, parse(tessera::to_toml(odd)));
 }
 
+TEST(Manifest, WeightsUnreadKey) {
+  const std::string head = kModel.substr(0, kModel.find("[weights]")) +
+                           "[weights]\nformat = \"safetensors\"\npath = \"w.safetensors\"\n";
+  EXPECT_FALSE(parse(head + kFourDefaultLayers).weights.allow_unread);
+  EXPECT_FALSE(parse(head + "unread = \"refuse\"\n" + kFourDefaultLayers).weights.allow_unread);
+  const Manifest allowing = parse(head + "unread = \"allow\"\n" + kFourDefaultLayers);
+  EXPECT_TRUE(allowing.weights.allow_unread);
+  const std::string text = tessera::to_toml(allowing);
+  EXPECT_NE(text.find("unread = \"allow\""), std::string::npos) << text;
+  EXPECT_TRUE(parse(text).weights.allow_unread);
+  EXPECT_EQ(tessera::to_toml(parse(head + kFourDefaultLayers)).find("unread"), std::string::npos);
+  expect_error(head + "unread = \"maybe\"\n" + kFourDefaultLayers, 13, 10,
+               {"'unread' in [weights] is \"maybe\"; expected one of \"refuse\", \"allow\""});
+}
+
+TEST(Manifest, NulInAKeyOrAStringIsRefusedWhereItIs) {
+  expect_error(kModel + "\"a\\u0000b\" = 1\n", 13, 1, {"a key holds a NUL character"});
+  expect_error("[model]\nname = \"x\\u0000y\"\n", 2, 8, {"a string holds a NUL character"});
+  // And an Error that carries one anyway shows it instead of ending there.
+  const tessera::Error e(std::string("path 'a\0b' is missing", 21));
+  EXPECT_EQ(std::string(e.what()), "path 'a\\0b' is missing");
+}
+
 // ------------------------------------------------------------------ errors
 
 TEST(Manifest, TomlSyntaxErrorHasLineAndColumn) {
@@ -540,6 +563,8 @@ TEST(Manifest, WrongTypesSayWhatWasExpected) {
                {"'plugin_paths' in [runtime] must be a list of strings, got a string"});
   expect_error(with_layers(kFourDefaultLayers + "[runtime]\nplugin_paths = [\"a\", 3]\n"), 17, 22,
                {"each entry of 'plugin_paths'", "got an integer"});
+  expect_error(with_layers(kFourDefaultLayers + "[runtime]\nplugin_paths = [\"a\\u0000b\"]\n"), 17,
+               17, {"a string holds a NUL character"});
   expect_error(with_layers(kFourDefaultLayers + "[runtime]\ndecoder = \"greedy\"\n"), 17, 11,
                {"'decoder' in [runtime] must be a table like { kind = \"greedy\" }"});
   expect_error("layers = 3\n" + kModel, 1, 10,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -480,6 +481,48 @@ TEST(PluginRegistry, LoadAllSkipsBrokenLibrariesOnlyWhenAsked) {
     EXPECT_FALSE(loaded_from(broken)) << broken;
   }
   EXPECT_NO_THROW(registry.find(TS_KIND_FFN, "fixture-ffn", TS_DEVICE_CPU, "fixture-ffn"));
+}
+
+TEST(PluginRegistry, ALibraryTakingABuiltInPluginsNameIsTheOneRefused) {
+  // A copy of the built-in FFN plugin under another file name, on a path searched before the
+  // built-in folder: the built-in keeps its name and the copy is skipped, named.
+  TempDir dir;
+  const fs::path builtin = fs::canonical(fs::path(TESSERA_PLUGIN_DIR) / "libtessera-ffn-cpu.so");
+  fs::copy_file(builtin, dir.path() / "libtessera-my-ffn.so");
+  ScopedEnv env("TESSERA_PLUGIN_PATH", std::nullopt);
+  PluginRegistry registry;
+  registry.add_search_path(dir.path());
+  tessera::set_log_level(tessera::LogLevel::off);
+  registry.load_all(/*skip_broken=*/true);
+  tessera::set_log_level(tessera::LogLevel::warning);
+  const tessera::ProviderRef ffn = registry.find(TS_KIND_FFN, "swiglu", TS_DEVICE_CPU);
+  EXPECT_EQ(ffn.plugin_name(), "tessera-ffn-cpu");
+  bool listed = false;
+  for (const tessera::PluginInfo& info : registry.plugins()) {
+    if (info.name == "tessera-ffn-cpu") {
+      EXPECT_EQ(info.path, builtin);
+      listed = true;
+    }
+  }
+  EXPECT_TRUE(listed);
+  ASSERT_EQ(registry.skipped().size(), 1u);
+  EXPECT_EQ(registry.skipped()[0].path.filename(), "libtessera-my-ffn.so");
+  EXPECT_NE(registry.skipped()[0].error.find("is that of the built-in plugin '" + builtin.string()),
+            std::string::npos)
+      << registry.skipped()[0].error;
+  // Afterwards the libraries are in search order again: nothing from the built-in folder
+  // comes before a library of an earlier folder.
+  std::vector<std::string> folders;
+  for (const tessera::PluginInfo& info : registry.plugins())
+    folders.push_back(info.path.parent_path().string());
+  EXPECT_TRUE(std::is_sorted(
+      folders.begin(), folders.end(), [&](const std::string& a, const std::string& b) {
+        const auto rank = [&](const std::string& f) {
+          const std::vector<fs::path> paths = registry.search_paths();
+          return std::find(paths.begin(), paths.end(), fs::path(f)) - paths.begin();
+        };
+        return rank(a) < rank(b);
+      }));
 }
 
 TEST(PluginRegistry, LoadAllReadsTheEnvironmentVariable) {

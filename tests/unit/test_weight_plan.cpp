@@ -303,6 +303,46 @@ TEST(ModelWeights, AMissingOrMisshapenDeclaredTensorIsNamedWithItsBlock) {
              "(tessera-attention-cpu)");
 }
 
+TEST(ModelWeights, ADtypeNoBlockTakesNamesTheTensorAndItsFile) {
+  const Manifest m = hetero_manifest();
+  WeightStore weights = init_random_weights(m, plugins(), 7);
+  weights.add("model.layers.1.self_attn.k_proj.weight", Tensor({16, 64}, TS_I32));
+  weights.set_origin("model.layers.1.self_attn.k_proj.weight", "'k.safetensors'");
+  const std::string message = error_of([&] { Model model(m, plugins(), weights, test_pool()); });
+  EXPECT_HAS(message,
+             "weight 'model.layers.1.self_attn.k_proj.weight' ('k.safetensors') has dtype i32; "
+             "expected f32, f16 or bf16, as layer 1 attention gqa (tessera-attention-cpu)");
+  WeightStore head = init_random_weights(m, plugins(), 7);
+  head.add("model.norm.weight", Tensor({64}, TS_U8));
+  EXPECT_HAS(error_of([&] { Model model(m, plugins(), head, test_pool()); }),
+             "weight 'model.norm.weight' (final norm, 'random weights (seed 7)') has dtype u8");
+}
+
+TEST(ModelWeights, ATensorNoBlockReadsIsRefusedWhenTheStoreAsksForIt) {
+  const Manifest m = hetero_manifest();
+  WeightStore weights = init_random_weights(m, plugins(), 7);
+  weights.add("model.layers.1.self_attn.q_proj.bias", Tensor({64}, TS_F32));
+  weights.set_origin("model.layers.1.self_attn.q_proj.bias", "'w.safetensors'");
+  // Stores assembled in code (variants side by side) are taken as they are...
+  EXPECT_NO_THROW(Model(m, plugins(), weights, test_pool()));
+  // ... a manifest's own file is not: open_model sets refuse_unread.
+  weights.refuse_unread = true;
+  const std::string message = error_of([&] { Model model(m, plugins(), weights, test_pool()); });
+  EXPECT_HAS(message,
+             "tensor 'model.layers.1.self_attn.q_proj.bias' ('w.safetensors') is read "
+             "by no block of the model");
+  EXPECT_HAS(message, "unread = \"allow\" in [weights]");
+  // What every block reads, a tied lm head and the derived RoPE table are not extra.
+  WeightStore exact = init_random_weights(m, plugins(), 7);
+  exact.add("model.layers.0.self_attn.rotary_emb.inv_freq", Tensor({8}, TS_F32));
+  exact.refuse_unread = true;
+  EXPECT_NO_THROW(Model(m, plugins(), exact, test_pool()));
+  Manifest allowing = m;
+  allowing.weights.allow_unread = true;
+  weights.refuse_unread = false;  // what open_model leaves for unread = "allow"
+  EXPECT_NO_THROW(Model(allowing, plugins(), weights, test_pool()));
+}
+
 TEST(ModelWeights, RandomWeightsAreDrawnWhenTheModelIsBuilt) {
   const Manifest m = hetero_manifest();
   Model drawn(m, plugins(), WeightStore{}, test_pool());

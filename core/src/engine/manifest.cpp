@@ -183,7 +183,7 @@ WeightsSpec parse_weights(const Reader& r, const toml::table& root, const fs::pa
            "a path, or format = \"random\" with an optional seed");
   }
   const std::string where = "[weights]";
-  check_keys(r, *t, where, {"format", "path", "seed"});
+  check_keys(r, *t, where, {"format", "path", "seed", "unread"});
   WeightsSpec w;
   w.where = r.location(t->source());
   std::optional<std::string> format =
@@ -214,6 +214,10 @@ WeightsSpec parse_weights(const Reader& r, const toml::table& root, const fs::pa
              "'seed' in [weights] is " + std::to_string(*seed) + "; expected an integer >= 0");
     }
     w.seed = static_cast<uint64_t>(seed.value_or(0));
+  }
+  if (const std::optional<std::string> unread =
+          get_choice(r, *t, "unread", where, {"refuse", "allow"})) {
+    w.allow_unread = *unread == "allow";
   }
   return w;
 }
@@ -491,6 +495,7 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
                    std::string(s ? "an empty string" : type_description(item)));
       }
       rt.plugin_paths.push_back(resolve(base_dir, s->get()));
+      rt.plugin_path_locations.push_back(r.location(item.source()));
     }
   }
   if (const toml::table* d = get_table(r, *t, "decoder", where, " like { kind = \"greedy\" }")) {
@@ -718,6 +723,7 @@ std::string to_toml(const Manifest& manifest) {
   } else {
     out << "seed = " << w.seed << "\n";
   }
+  if (w.allow_unread) out << "unread = \"allow\"\n";
 
   const RuntimeSpec& rt = manifest.runtime;
   out << "\n[runtime]\ndevice = " << toml_string(rt.device)

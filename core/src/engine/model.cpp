@@ -331,6 +331,7 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   // Activations are f32; the matrices the blocks, the embedding and the lm head
   // read are kept in weight_dtype (decode reads every one of them per token).
   const ts_dtype weight_dtype = manifest_.runtime.weight_dtype;
+  if (weights_.refuse_unread) check_no_unread_weights(plan, weights_);
   WeightStore converted;
   converted.source = im.source;
   for (const auto& [tensor_name, t] : weights_.all())

@@ -470,6 +470,23 @@ void PluginRegistry::add_search_path(const fs::path& dir) {
   state_->added_paths.push_back(normalized(dir));
 }
 
+namespace {
+
+// The folders the host's own plugins are installed in, beside the executable.
+std::vector<fs::path> builtin_plugin_dirs() {
+  const fs::path exe_dir = executable_dir();
+  if (exe_dir.empty()) return {};
+  return {normalized(exe_dir / ".." / "lib" / "tessera" / "plugins"),
+          normalized(exe_dir / "plugins")};
+}
+
+bool is_builtin_plugin(const fs::path& library) {
+  const std::vector<fs::path> dirs = builtin_plugin_dirs();
+  return std::find(dirs.begin(), dirs.end(), normalized(library.parent_path())) != dirs.end();
+}
+
+}  // namespace
+
 std::vector<fs::path> PluginRegistry::search_paths() const {
   std::vector<fs::path> paths = state_->added_paths;
   if (const char* env = std::getenv("TESSERA_PLUGIN_PATH"); env != nullptr) {
@@ -482,10 +499,7 @@ std::vector<fs::path> PluginRegistry::search_paths() const {
       rest.remove_prefix(colon + 1);
     }
   }
-  if (const fs::path exe_dir = executable_dir(); !exe_dir.empty()) {
-    paths.push_back(normalized(exe_dir / ".." / "lib" / "tessera" / "plugins"));
-    paths.push_back(normalized(exe_dir / "plugins"));
-  }
+  for (const fs::path& dir : builtin_plugin_dirs()) paths.push_back(dir);
   // The same folder named twice (say, in the variable and as the default) is searched once.
   std::vector<fs::path> unique;
   for (const fs::path& p : paths) {
@@ -496,6 +510,7 @@ std::vector<fs::path> PluginRegistry::search_paths() const {
 
 void PluginRegistry::load_all(bool skip_broken) {
   std::set<fs::path> seen;
+  std::vector<fs::path> in_order;  // every candidate once, in search order
   for (const fs::path& dir : search_paths()) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
@@ -505,16 +520,46 @@ void PluginRegistry::load_all(bool skip_broken) {
     }
     std::sort(candidates.begin(), candidates.end());
     for (const fs::path& candidate : candidates) {
-      if (!seen.insert(normalized(candidate)).second) continue;
-      try {
-        load(candidate);
-      } catch (const PluginError& e) {
-        if (!skip_broken) throw;
-        log(LogLevel::info, std::string("skipping plugin: ") + e.what());
-        state_->skipped.push_back({candidate, e.what()});
-      }
+      if (seen.insert(normalized(candidate)).second) in_order.push_back(normalized(candidate));
     }
   }
+  // The host's own plugins load first, so that a library elsewhere that reuses one of their
+  // names is the one refused (and named); afterwards the libraries are put back in search
+  // order, which is what breaks ties between providers.
+  std::vector<fs::path> load_order;
+  for (const fs::path& c : in_order)
+    if (is_builtin_plugin(c)) load_order.push_back(c);
+  for (const fs::path& c : in_order)
+    if (!is_builtin_plugin(c)) load_order.push_back(c);
+  for (const fs::path& candidate : load_order) {
+    try {
+      load(candidate);
+    } catch (const PluginError& e) {
+      if (!skip_broken) throw;
+      log(LogLevel::info, std::string("skipping plugin: ") + e.what());
+      state_->skipped.push_back({candidate, e.what()});
+    }
+  }
+  const auto rank = [&](const fs::path& library) {
+    return std::find(in_order.begin(), in_order.end(), library) - in_order.begin();
+  };
+  std::vector<size_t> order(state_->libraries.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return rank(state_->infos[a].path) < rank(state_->infos[b].path);
+  });
+  std::vector<std::shared_ptr<PluginLibrary>> libraries;
+  std::vector<PluginInfo> infos;
+  for (const size_t i : order) {
+    libraries.push_back(state_->libraries[i]);
+    infos.push_back(std::move(state_->infos[i]));
+  }
+  state_->libraries = std::move(libraries);
+  state_->infos = std::move(infos);
+  std::stable_sort(state_->skipped.begin(), state_->skipped.end(),
+                   [&](const SkippedLibrary& a, const SkippedLibrary& b) {
+                     return rank(normalized(a.path)) < rank(normalized(b.path));
+                   });
 }
 
 const PluginInfo& PluginRegistry::load(const fs::path& library) {
@@ -563,6 +608,13 @@ const PluginInfo& PluginRegistry::load(const fs::path& library) {
   PluginInfo info = validate_descriptor(path, descriptor);
 
   for (const auto& loaded : state_->libraries) {
+    if (loaded->info().name == info.name && is_builtin_plugin(loaded->info().path) &&
+        !is_builtin_plugin(path)) {
+      throw PluginError("cannot load plugin '" + path.string() + "': its name '" + info.name +
+                        "' is that of the built-in plugin '" + loaded->info().path.string() +
+                        "'; give this library a name of its own (the descriptor's name) and "
+                        "choose it with plugin = \"<name>\" in the manifest");
+    }
     if (loaded->info().name == info.name) {
       throw PluginError("cannot load plugin '" + path.string() + "': plugin name '" + info.name +
                         "' is already loaded from '" + loaded->info().path.string() +

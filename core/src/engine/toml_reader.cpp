@@ -2,6 +2,8 @@
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/toml_reader.hpp>
 
+#include "toml_hazards.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -21,14 +23,60 @@ void Reader::fail(const toml::source_region& region, const std::string& message)
   throw ManifestError(source_, line, column, message);
 }
 
-toml::table parse_document(std::string_view text, const std::string& source_name) {
-  try {
-    return toml::parse(text, std::string_view(source_name));
-  } catch (const toml::parse_error& e) {
-    throw ManifestError(source_name, static_cast<int>(e.source().begin.line),
-                        static_cast<int>(e.source().begin.column),
-                        "TOML syntax error: " + std::string(e.description()));
+namespace {
+
+ManifestError syntax_error(const toml::parse_error& e, const std::string& source_name) {
+  return ManifestError(source_name, static_cast<int>(e.source().begin.line),
+                       static_cast<int>(e.source().begin.column),
+                       "TOML syntax error: " + std::string(e.description()));
+}
+
+[[noreturn]] void fail_nul(const toml::source_region& at, const std::string& source_name,
+                           const std::string& what) {
+  throw ManifestError(source_name, static_cast<int>(at.begin.line),
+                      static_cast<int>(at.begin.column),
+                      what + " holds a NUL character (\\u0000); no name, kind or path can");
+}
+
+// NUL in a key or a string would cut a path short where the system reads it (another file
+// opened than the one named) and cut messages off: refused wherever it is.
+void refuse_nul(const toml::node& node, const std::string& source_name) {
+  if (const auto* s = node.as_string()) {
+    if (s->get().find('\0') != std::string::npos) fail_nul(node.source(), source_name, "a string");
+  } else if (const auto* t = node.as_table()) {
+    for (const auto& [key, value] : *t) {
+      if (key.str().find('\0') != std::string_view::npos)
+        fail_nul(key.source(), source_name, "a key");
+      refuse_nul(value, source_name);
+    }
+  } else if (const auto* a = node.as_array()) {
+    for (const toml::node& item : *a) refuse_nul(item, source_name);
   }
+}
+
+}  // namespace
+
+toml::table parse_document(std::string_view text, const std::string& source_name) {
+  if (const Hazard hazard = find_hazard(text); hazard.at != std::string_view::npos) {
+    // An earlier syntax error comes first; the statements before the hazard's parse safely.
+    try {
+      (void)toml::parse(text.substr(0, hazard.statement), std::string_view(source_name));
+    } catch (const toml::parse_error& e) {
+      throw syntax_error(e, source_name);
+    }
+    const size_t line_begin = text.substr(0, hazard.at).rfind('\n') + 1;  // npos + 1 == 0
+    throw ManifestError(
+        source_name, static_cast<int>(std::count(text.begin(), text.begin() + hazard.at, '\n')) + 1,
+        static_cast<int>(hazard.at - line_begin) + 1, "TOML syntax error: " + hazard.what);
+  }
+  toml::table document;
+  try {
+    document = toml::parse(text, std::string_view(source_name));
+  } catch (const toml::parse_error& e) {
+    throw syntax_error(e, source_name);
+  }
+  refuse_nul(document, source_name);
+  return document;
 }
 
 const char* type_description(const toml::node& node) {

@@ -1,4 +1,5 @@
 // The weight plan: each block's provider, picked as Model picks it, and what it declares.
+#include <tessera/dtype.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/weight_plan.hpp>
 
@@ -10,6 +11,27 @@
 
 namespace tessera {
 namespace {
+
+constexpr uint32_t kFloatDtypes = (1u << TS_F32) | (1u << TS_F16) | (1u << TS_BF16);
+
+// The host converts between the float dtypes (runtime.weight_dtype), so any of them is
+// accepted where a block takes floats; anything else must be one the block names.
+bool dtype_accepted(ts_dtype dtype, uint32_t mask) {
+  const uint32_t bit = 1u << static_cast<uint32_t>(dtype);
+  return ((mask == 0 ? kFloatDtypes : mask | kFloatDtypes) & bit) != 0;
+}
+
+// "f32, f16 or bf16"
+std::string mask_text(uint32_t mask) {
+  if (mask == 0) mask = kFloatDtypes;
+  std::vector<std::string> names;
+  for (int32_t d = 0; d < 32; ++d)
+    if ((mask & (1u << static_cast<uint32_t>(d))) != 0) names.emplace_back(dtype_name(d));
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return out;
+}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -336,6 +358,11 @@ void check_block_weights(const PlannedBlock& block, const WeightStore& weights,
       throw ModelError(manifest_name + ": weight '" + full + "' (" + weights.origin(full) +
                        ") has shape " + t.shape_string() + "; expected " + shape_text(w.shape) +
                        ", as " + block.label + at + " declares it ('" + w.name + "')");
+    if (!dtype_accepted(t.dtype(), w.dtypes))
+      throw ModelError(manifest_name + ": weight '" + full + "' (" + weights.origin(full) +
+                       ") has dtype " + dtype_name(t.dtype()) + "; expected " +
+                       mask_text(w.dtypes) + ", as " + block.label + at + " declares it ('" +
+                       w.name + "')");
   }
 }
 
@@ -353,6 +380,10 @@ void check_weights(const WeightPlan& plan, const WeightStore& weights) {
       throw ModelError(manifest_name + ": weight '" + t->name + "' (" + t->owner + ", " +
                        weights.origin(t->name) + ") has shape " + found.shape_string() +
                        "; expected " + shape_text(t->shape));
+    if (!dtype_accepted(found.dtype(), t->dtypes))
+      throw ModelError(manifest_name + ": weight '" + t->name + "' (" + t->owner + ", " +
+                       weights.origin(t->name) + ") has dtype " + dtype_name(found.dtype()) +
+                       "; expected " + mask_text(t->dtypes));
   };
   check_host(plan.find("model.embed_tokens.weight"));
   check_host(plan.find("model.norm.weight"));
@@ -364,6 +395,30 @@ void check_weights(const WeightPlan& plan, const WeightStore& weights) {
       if (!b.norm.empty()) check_host(plan.find(b.norm));
       check_block_weights(b, weights, manifest_name);
     }
+  }
+}
+
+void check_no_unread_weights(const WeightPlan& plan, const WeightStore& weights) {
+  std::vector<const std::string*> undeclared_prefixes;
+  for (const PlannedBlock* b : plan.undeclared()) undeclared_prefixes.push_back(&b->prefix);
+  for (const auto& entry : weights.all()) {
+    const std::string& name = entry.first;
+    if (plan.find(name) != nullptr) continue;
+    // Derived tables some checkpoints carry, and an lm head beside tied embeddings.
+    if (name.ends_with(".rotary_emb.inv_freq")) continue;
+    if (name == "lm_head.weight" && plan.manifest.model.tie_embeddings) continue;
+    // A block without describe reads whatever lies under its prefix.
+    if (std::any_of(undeclared_prefixes.begin(), undeclared_prefixes.end(),
+                    [&](const std::string* p) { return name.starts_with(*p); }))
+      continue;
+    const SourceLocation& at = plan.manifest.weights.where;
+    const std::string message =
+        "tensor '" + name + "' (" + weights.origin(name) +
+        ") is read by no block of the model; expected only the tensors its blocks declare (a "
+        "misspelt name, or weights of another layout?). Refusing rather than ignoring it; "
+        "unread = \"allow\" in [weights] accepts a file that holds more";
+    if (!at.file.empty() && at.line > 0) throw ManifestError(at.file, at.line, at.column, message);
+    throw ModelError(manifest_display_name(plan.manifest) + ": " + message);
   }
 }
 

@@ -30,12 +30,14 @@ void attach_gguf_tokenizer(const GgufFile& file, LoadedModel& model) {
     }
     model.tokenizer = std::move(tokenizer);
     model.chat_template = data.chat_template;
+    model.chat_template_source = "'" + file.name() + "' (tokenizer.chat_template)";
     model.tokenizer_error.clear();
     if (fill_bos) spec.bos_token_id = data.bos_id.value_or(-1);
     if (fill_eos) spec.eos_token_ids = end_of_turn_ids(file, *model.tokenizer, data);
   } catch (const TokenizerError& e) {
     model.tokenizer.reset();
     model.chat_template.clear();
+    model.chat_template_source.clear();
     model.tokenizer_error = e.what();
     log(LogLevel::info, model.tokenizer_error);
     // Token ids still work: keep the end token so that generation stops.

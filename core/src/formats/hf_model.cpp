@@ -213,8 +213,8 @@ WeightStore checked_weights(const Manifest& m, const FolderWeights& loaded,
 }
 
 // tokenizer_config.json "chat_template": a string, or a list of {name, template} of which the
-// one named "default" is used; else chat_template.jinja.
-std::string read_chat_template(const fs::path& folder) {
+// one named "default" is used; else chat_template.jinja. *source names where it was found.
+std::string read_chat_template(const fs::path& folder, std::string* source) {
   std::error_code ec;
   const fs::path config_path = folder / "tokenizer_config.json";
   if (fs::exists(config_path, ec)) {
@@ -226,6 +226,7 @@ std::string read_chat_template(const fs::path& folder) {
     }
     const auto it = config.is_object() ? config.find("chat_template") : config.end();
     if (it != config.end() && !it->is_null()) {
+      *source = "'" + config_path.string() + "' (chat_template)";
       if (it->is_string()) return it->get<std::string>();
       if (it->is_array()) {
         for (const json& entry : *it) {
@@ -242,7 +243,11 @@ std::string read_chat_template(const fs::path& folder) {
     }
   }
   const fs::path jinja = folder / "chat_template.jinja";
-  if (fs::exists(jinja, ec)) return read_text(jinja);
+  if (fs::exists(jinja, ec)) {
+    *source = "'" + jinja.string() + "'";
+    return read_text(jinja);
+  }
+  source->clear();
   return "";
 }
 
@@ -251,7 +256,7 @@ std::string read_chat_template(const fs::path& folder) {
 void attach_hf_tokenizer(const fs::path& folder, LoadedModel& out) {
   out.tokenizer.reset();
   out.tokenizer_error.clear();
-  out.chat_template = read_chat_template(folder);
+  out.chat_template = read_chat_template(folder, &out.chat_template_source);
   std::error_code ec;
   const fs::path path = folder / "tokenizer.json";
   if (!fs::exists(path, ec)) {

@@ -55,6 +55,8 @@ LoadedModel open_model(const fs::path& path) {
   out.path = path;
   out.manifest = load_manifest(fs::is_directory(path) ? path / "manifest.toml" : path);
   out.weights = load_weights(out.manifest);
+  out.weights.refuse_unread =
+      out.manifest.weights.format != "random" && !out.manifest.weights.allow_unread;
   // A manifest over a GGUF file's weights also gets that file's tokenizer and chat template.
   if (out.manifest.weights.format == "gguf") {
     attach_gguf_tokenizer(GgufFile::open(out.manifest.weights.path), out);

@@ -6,8 +6,25 @@
 
 namespace tessera {
 
+// A NUL inside a message (from a path or a name read from a file) would end what() early:
+// it is shown as \0 instead.
 struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(printable(message)) {}
+  explicit Error(const char* message) : std::runtime_error(message) {}
+
+  static std::string printable(const std::string& message) {
+    if (message.find('\0') == std::string::npos) return message;
+    std::string out;
+    out.reserve(message.size() + 8);
+    for (const char c : message) {
+      if (c == '\0') {
+        out += "\\0";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
 };
 
 // A manifest that does not parse or does not make sense. what() is

@@ -65,6 +65,9 @@ struct WeightsSpec {
   std::string format;          // "safetensors" or "random"
   std::filesystem::path path;  // resolved against the manifest's folder; empty for random
   uint64_t seed = 0;           // for "random"
+  // unread = "allow": the file may hold tensors this model does not read (a Puzzle library
+  // holds every variant); the default refuses them, naming the first.
+  bool allow_unread = false;
   SourceLocation where;
 };
 
@@ -81,9 +84,10 @@ struct RuntimeSpec {
   // The KV cache's dtype, passed to every block as the parameter kv_dtype (a
   // block's own kv_dtype wins); unset: each attention block keeps its default.
   std::optional<ts_dtype> kv_dtype;
-  std::vector<std::filesystem::path> plugin_paths;  // resolved against the manifest's folder
-  BlockSpec decoder;                                // kind defaults to "greedy"
-  BlockSpec parallel;                               // kind defaults to "local"
+  std::vector<std::filesystem::path> plugin_paths;    // resolved against the manifest's folder
+  std::vector<SourceLocation> plugin_path_locations;  // of each entry, when parsed from a file
+  BlockSpec decoder;                                  // kind defaults to "greedy"
+  BlockSpec parallel;                                 // kind defaults to "local"
 };
 
 struct Manifest {

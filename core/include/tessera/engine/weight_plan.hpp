@@ -129,6 +129,9 @@ void check_block_weights(const PlannedBlock& block, const WeightStore& weights,
                          const std::string& manifest_name);
 // The same for every tensor of the plan, the host-owned ones included.
 void check_weights(const WeightPlan& plan, const WeightStore& weights);
+// Throws ModelError naming a tensor of `weights` that nothing in the plan reads (tensors under
+// an undeclared block's prefix count as read).
+void check_no_unread_weights(const WeightPlan& plan, const WeightStore& weights);
 
 // The manifest's name for messages: its file (or the name it was parsed under), else
 // "manifest '<name>'".

@@ -18,6 +18,10 @@ class WeightStore {
   const Tensor& get(const std::string& name) const;
   const std::map<std::string, Tensor>& all() const { return tensors_; }
   std::string source;  // file the weights came from, for error messages
+  // Set by open_model for the file a manifest names: the model it is built for refuses a
+  // tensor no block reads. Stores assembled in code (a Puzzle library's variants side by
+  // side, for swap_block) leave it false.
+  bool refuse_unread = false;
 
   // Where one tensor came from, for messages: what its reader recorded with set_origin (a
   // GGUF tensor's own name, the shard of a sharded folder), else 'source'.

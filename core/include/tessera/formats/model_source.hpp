@@ -39,6 +39,9 @@ struct LoadedModel {
   WeightStore weights;
   std::shared_ptr<const Tokenizer> tokenizer;  // null when the source has none
   std::string chat_template;                   // the model's Jinja template text; may be empty
+  // Where chat_template came from, for messages: "'m.gguf' (tokenizer.chat_template)",
+  // "'folder/tokenizer_config.json' (chat_template)", "'folder/chat_template.jinja'".
+  std::string chat_template_source;
   // Why `tokenizer` is null (no tokenizer data, or one Tessera cannot use); empty otherwise.
   std::string tokenizer_error;
   // What the source calls its architecture ("LlamaForCausalLM", "DeciLMForCausalLM", GGUF's
