@@ -240,6 +240,13 @@ manifest_located)
   variant kv-dtype 's/^dtype = "f32"/dtype = "f32"\nkv_dtype = "q9"/'
   bad "an unknown kv_dtype" "kv-dtype\.toml:[0-9]+:[0-9]+: 'kv_dtype'" -- \
     "$TESSERA" generate kv-dtype.toml --tokens 1 -n 1
+  # A block that keeps its cache in f32 whatever kv_dtype asks (a fixture that outscores the
+  # built-in gqa, so it serves every gqa layer).
+  make_folder kvf
+  mkdir "$work/fixture" && cp "$FIXTURE_DIR/libtessera-fixture-wrong-attention.so" "$work/fixture/"
+  sed -i 's/^dtype = "f32"/dtype = "f32"\nkv_dtype = "f16"/' "$work/kvf/manifest.toml"
+  bad "a block that ignores kv_dtype" "layer 0 attention gqa \(tessera-fixture-wrong-attention\) \(kvf/manifest\.toml:[0-9]+:[0-9]+\): keeps its KV cache in f32" -- \
+    "$TESSERA" generate kvf --tokens 1 -n 1 --plugin-path fixture
   variant block-param 's/attention = { kind = "gqa", kv_heads = 1 }/attention = { kind = "gqa", kv_heads = 3 }/'
   bad "kv_heads that do not divide the heads" "block-param\.toml:[0-9]+:[0-9]+.*layer 2" -- \
     "$TESSERA" generate block-param.toml --tokens 1 -n 1
@@ -317,6 +324,19 @@ plugin_path)
   mkdir "$work/broken" && head -c 3000 "$PLUGIN_DIR/libtessera-ffn-cpu.so" >"$work/broken/libtessera-broken.so"
   ok "one broken library does not stop plugins" "tessera-attention-cpu" -- \
     "$TESSERA" plugins --plugin-path broken
+  ;;
+messages)
+  # Messages that once misled: each says what is wrong and what to do.
+  bad "--temperature with --decoder greedy" "--temperature set how to sample, and --decoder greedy does not sample; use --decoder sampling" -- \
+    "$TESSERA" generate tiny.toml --tokens 1 -n 1 --decoder greedy --temperature 0.5
+  bad "--device cuda" "whole models run on the CPU only for now" -- \
+    "$TESSERA" generate tiny.toml --tokens 1 -n 1 --device cuda
+  bad "--tolerance -1 in a line" "^tessera: error: --tolerance: '-1' is out of range; expected a number above 0$" -- \
+    "$TESSERA" plugin-check "$PLUGIN_DIR/libtessera-ffn-cpu.so" --tolerance -1
+  ok "--temperature alone chooses sampling" "generated 1 tokens" -- \
+    "$TESSERA" generate tiny.toml --tokens 1 -n 1 --temperature 0.5
+  cp "$SOURCE_DIR/tests/data/gguf/tiny_llama.gguf-fixture" "$work/tiny.gguf"
+  ok "validate takes a GGUF file" "^ok$" -- "$TESSERA" validate tiny.gguf
   ;;
 *)
   echo "unknown class '$1'" >&2

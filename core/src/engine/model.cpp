@@ -217,6 +217,12 @@ struct Model::Impl {
     }
     if (!sub.block) throw_all_declined(layer, kind, spec, candidates.size(), declined);
     const Block& block = *sub.block;
+    // "layer 3 attention gqa (plugin) (m.toml:14:1)": the block and where the manifest chose it.
+    const std::string label = spec.where.file.empty() || spec.where.line <= 0
+                                  ? block.label()
+                                  : block.label() + " (" + spec.where.file + ":" +
+                                        std::to_string(spec.where.line) + ":" +
+                                        std::to_string(spec.where.column) + ")";
 
     // What the block reports must be what its provider declared: the cache was sized and
     // the norms planned from the declaration.
@@ -228,13 +234,13 @@ struct Model::Impl {
                              (info.kv_heads == 0 || (info.head_dim == layout.kv.head_dim &&
                                                      info.kv_dtype == layout.kv.dtype));
       if (!flags_agree || !kv_agrees)
-        throw Error(
-            block.label() + ": info() reports flags " + std::to_string(info.flags) + ", kv_heads " +
-            std::to_string(info.kv_heads) + ", head_dim " + std::to_string(info.head_dim) +
-            " and kv_dtype " + std::to_string(info.kv_dtype) + ", but describe declared flags " +
-            std::to_string(layout.flags) + ", kv_heads " + std::to_string(layout.kv.kv_heads) +
-            ", head_dim " + std::to_string(layout.kv.head_dim) + " and kv_dtype " +
-            std::to_string(layout.kv.dtype) + "; expected the same");
+        throw Error(label + ": info() reports flags " + std::to_string(info.flags) + ", kv_heads " +
+                    std::to_string(info.kv_heads) + ", head_dim " + std::to_string(info.head_dim) +
+                    " and kv_dtype " + std::to_string(info.kv_dtype) +
+                    ", but describe declared flags " + std::to_string(layout.flags) +
+                    ", kv_heads " + std::to_string(layout.kv.kv_heads) + ", head_dim " +
+                    std::to_string(layout.kv.head_dim) + " and kv_dtype " +
+                    std::to_string(layout.kv.dtype) + "; expected the same");
     }
 
     if (!block.identity()) {
@@ -249,10 +255,10 @@ struct Model::Impl {
       const ParamValue* asked = params.find("kv_dtype");
       const std::string* asked_name = asked ? std::get_if<std::string>(asked) : nullptr;
       if (sub.kv.kv_heads > 0 && asked_name != nullptr && *asked_name != dtype_name(sub.kv.dtype))
-        throw Error(block.label() + ": keeps its KV cache in " + dtype_name(sub.kv.dtype) +
+        throw Error(label + ": keeps its KV cache in " + dtype_name(sub.kv.dtype) +
                     ", but kv_dtype \"" + *asked_name + "\" was asked for");
     } else if (block.info().kv_heads != 0) {
-      throw Error(block.label() + ": an FFN block asks for a KV cache (kv_heads " +
+      throw Error(label + ": an FFN block asks for a KV cache (kv_heads " +
                   std::to_string(block.info().kv_heads) + "); expected 0");
     }
     return sub;
