@@ -540,8 +540,10 @@ void PluginRegistry::load_all(bool skip_broken) {
       state_->skipped.push_back({candidate, e.what()});
     }
   }
-  const auto rank = [&](const fs::path& library) {
-    return std::find(in_order.begin(), in_order.end(), library) - in_order.begin();
+  // Libraries loaded before this call (by load()) keep their place in front.
+  const auto rank = [&](const fs::path& library) -> std::ptrdiff_t {
+    const auto it = std::find(in_order.begin(), in_order.end(), library);
+    return it == in_order.end() ? -1 : it - in_order.begin();
   };
   std::vector<size_t> order(state_->libraries.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
