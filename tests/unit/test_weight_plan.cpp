@@ -227,7 +227,9 @@ TEST(WeightPlan, InfoThatContradictsDescribeIsRefused) {
   const Manifest m = plan_manifest("ffn = { kind = \"affine-lies\" }\n");
   const std::string message =
       error_of([&] { Model model(m, fixture_plugins(), WeightStore{}, test_pool()); });
-  EXPECT_HAS(message, "layer 1 ffn affine-lies (fixture-describe): info() reports flags 0");
+  EXPECT_HAS(message,
+             "layer 1 ffn affine-lies (fixture-describe) (plan.toml:22:7): info() "
+             "reports flags 0");
   EXPECT_HAS(message, "but describe declared flags 1");
 }
 
