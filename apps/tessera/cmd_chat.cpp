@@ -51,16 +51,9 @@ int run_chat(const ChatArgs& args) {
                 "' has no chat template (tokenizer.chat_template); chat needs one, tessera "
                 "generate --raw does not");
   }
-  std::optional<ChatTemplate> known;
-  try {
-    known = ChatTemplate::from_template_text(loaded.chat_template);
-  } catch (const ChatTemplateError& e) {
-    const std::string from =
-        loaded.chat_template_source.empty() ? args.model : loaded.chat_template_source;
-    throw Error(from + ": " + e.what() +
-                "; chat needs a template it knows, tessera generate --raw runs without one");
-  }
-  ChatTemplate chat_template = std::move(*known);
+  ChatTemplate chat_template = known_chat_template(
+      args.model, loaded,
+      "chat needs a template it knows, tessera generate --raw runs without one");
   const Manifest& manifest = loaded.manifest;
   const GenerateOptions options = generate_options(manifest, args.run, args.max_tokens);
 

@@ -50,18 +50,12 @@ std::vector<int32_t> encode_prompt(const GenerateArgs& args, const LoadedModel& 
     options.add_bos = tokenizer.add_bos_by_default();
     return tokenizer.encode(text, options);
   }
-  std::optional<ChatTemplate> chat_template;
-  try {
-    chat_template = ChatTemplate::from_template_text(model.chat_template);
-  } catch (const ChatTemplateError& e) {
-    const std::string from =
-        model.chat_template_source.empty() ? args.model : model.chat_template_source;
-    throw Error(from + ": " + e.what() + "; pass --raw to use the prompt without it");
-  }
+  const ChatTemplate chat_template =
+      known_chat_template(args.model, model, "pass --raw to use the prompt without it");
   std::vector<ChatMessage> messages;
   if (args.system) messages.push_back({"system", *args.system});
   messages.push_back({"user", text});
-  return encode_chat(tokenizer, *chat_template, messages);
+  return encode_chat(tokenizer, chat_template, messages);
 }
 
 int run_generate(const GenerateArgs& args) {

@@ -130,4 +130,14 @@ std::string no_tokenizer_message(const std::string& path, const LoadedModel& mod
   return "model '" + path + "' has no tokenizer (" + why + "); " + what_instead;
 }
 
+ChatTemplate known_chat_template(const std::string& path, const LoadedModel& model,
+                                 const std::string& what_instead) {
+  try {
+    return ChatTemplate::from_template_text(model.chat_template);
+  } catch (const ChatTemplateError& e) {
+    const std::string from = model.chat_template_source.empty() ? path : model.chat_template_source;
+    throw Error(from + ": " + e.what() + "; " + what_instead);
+  }
+}
+
 }  // namespace tessera::cli

@@ -2,6 +2,7 @@
 // threads, plugin folders) and how tokens are chosen (decoder and sampling flags).
 #pragma once
 
+#include <tessera/chat/chat_template.hpp>
 #include <tessera/engine/generator.hpp>
 #include <tessera/formats/decoder_weights.hpp>
 #include <tessera/formats/model_source.hpp>
@@ -55,6 +56,11 @@ std::unique_ptr<DecoderWeights> attach_decoder_weights(const RunOptions& run, co
 
 // "model 'PATH' has no tokenizer: WHY; WHAT" for a model without a usable tokenizer.
 std::string no_tokenizer_message(const std::string& path, const LoadedModel& model,
+                                 const std::string& what_instead);
+
+// The model's chat template. An unrecognised one is an Error naming where it came from
+// (chat_template_source, else `path`), followed by `; WHAT_INSTEAD`.
+ChatTemplate known_chat_template(const std::string& path, const LoadedModel& model,
                                  const std::string& what_instead);
 
 }  // namespace tessera::cli

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -512,17 +513,11 @@ TEST(PluginRegistry, ALibraryTakingABuiltInPluginsNameIsTheOneRefused) {
       << registry.skipped()[0].error;
   // Afterwards the libraries are in search order again: nothing from the built-in folder
   // comes before a library of an earlier folder.
-  std::vector<std::string> folders;
+  const std::vector<fs::path> paths = registry.search_paths();
+  std::vector<std::ptrdiff_t> ranks;
   for (const tessera::PluginInfo& info : registry.plugins())
-    folders.push_back(info.path.parent_path().string());
-  EXPECT_TRUE(std::is_sorted(
-      folders.begin(), folders.end(), [&](const std::string& a, const std::string& b) {
-        const auto rank = [&](const std::string& f) {
-          const std::vector<fs::path> paths = registry.search_paths();
-          return std::find(paths.begin(), paths.end(), fs::path(f)) - paths.begin();
-        };
-        return rank(a) < rank(b);
-      }));
+    ranks.push_back(std::find(paths.begin(), paths.end(), info.path.parent_path()) - paths.begin());
+  EXPECT_TRUE(std::is_sorted(ranks.begin(), ranks.end()));
 }
 
 TEST(PluginRegistry, LoadAllReadsTheEnvironmentVariable) {
