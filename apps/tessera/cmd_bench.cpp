@@ -25,6 +25,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -99,13 +100,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-ts_dtype parse_dtype(const std::string& name) {
-  if (name == "f32") return TS_F32;
-  if (name == "bf16") return TS_BF16;
-  if (name == "f16") return TS_F16;
-  throw Error("--weight-dtype must be f32, bf16 or f16, not '" + name + "'");
-}
-
 bool is_builtin_shape(const std::string& name) {
   const std::vector<std::string> names = builtin_shape_names();
   return std::find(names.begin(), names.end(), name) != names.end();
@@ -149,6 +143,16 @@ size_t weight_bytes_per_token(const Model& model) {
   return total;
 }
 
+// The dtypes the model's matrices run in, "q4_1+q8_0" when they differ.
+std::string matrix_dtypes(const Model& model) {
+  std::set<std::string> names;
+  for (const auto& entry : model.weights().all())
+    if (entry.second.ndim() >= 2) names.insert(dtype_name(entry.second.dtype()));
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : "+") + n;
+  return out.empty() ? std::string("none") : out;
+}
+
 int64_t block_parameters(const Model& model) {
   int64_t p = 0;
   for (int32_t i = 0; i < model.num_layers(); ++i)
@@ -173,7 +177,7 @@ int run_bench(const BenchArgs& args) {
     weights = std::move(loaded.weights);
     source = args.model;
   }
-  if (!args.weight_dtype.empty()) manifest.runtime.weight_dtype = parse_dtype(args.weight_dtype);
+  apply_weight_dtype(manifest, args.weight_dtype);
   if (args.threads) manifest.runtime.threads = *args.threads;
   apply_kv_dtype(manifest, args.kv_dtype);
   const int32_t capacity = args.prompt_len + args.gen;
@@ -274,7 +278,7 @@ int run_bench(const BenchArgs& args) {
   }
   const double prefill_gflops =
       2.0 * static_cast<double>(block_parameters(model)) * prefill.mean / 1e9;
-  const char* dtype = dtype_name(manifest.runtime.weight_dtype);
+  const std::string dtype = matrix_dtypes(model);
 
   if (args.json) {
     std::cout << std::setprecision(6) << "{\"model\": " << json_string(source)
@@ -346,9 +350,7 @@ Runner add_bench_command(CLI::App& app) {
                   "Built-in shape (smollm2-135m, llama-3.1-8b; random weights), manifest, GGUF "
                   "file or Hugging Face folder")
       ->required();
-  cmd->add_option("--weight-dtype", a->weight_dtype,
-                  "Keep the weights in f32, bf16 or f16 (default: the manifest's)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_weight_dtype_option(*cmd, a->weight_dtype);
   add_kv_dtype_option(*cmd, a->kv_dtype);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = every core)")
       ->check(integer_in(0, ThreadPool::kMaxThreads));

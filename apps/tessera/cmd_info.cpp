@@ -58,8 +58,9 @@ Described describe(const InfoArgs& args) {
   if (d.random) {
     for (const PlannedTensor& t : d.plan->tensors) d.tensors.push_back({t.name, t.numel(), TS_F32});
   } else {
+    // In the dtype each will run in, as the model converts it.
     for (const auto& [name, tensor] : d.model.weights.all())
-      d.tensors.push_back({name, tensor.numel(), tensor.dtype()});
+      d.tensors.push_back({name, tensor.numel(), run_dtype(*d.plan, name, tensor)});
   }
   return d;
 }
@@ -205,7 +206,8 @@ Json to_json(const Described& d) {
   }
   std::map<std::string, int64_t> dtype_bytes;
   for (const TensorInfo& t : d.tensors) {
-    dtype_bytes[dtype_name(t.dtype)] += t.elements * static_cast<int64_t>(dtype_size(t.dtype));
+    dtype_bytes[dtype_name(t.dtype)] +=
+        static_cast<int64_t>(tessera::dtype_bytes(t.dtype, t.elements));
     if (plan.find(t.name) == nullptr) {
       groups["undeclared"] += t.elements;
       total += t.elements;

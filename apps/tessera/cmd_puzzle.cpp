@@ -216,7 +216,7 @@ int run_library(const PuzzleArgs& args) {
   load_plugins(registry, args.plugin_paths, &parent.manifest);
   ThreadPool pool(parent.manifest.runtime.threads);
   Manifest manifest = parent.manifest;
-  manifest.runtime.weight_dtype = TS_F32;  // the initialisers read f32, the library keeps f32
+  manifest.runtime.set_weight_dtype(TS_F32);  // the initialisers read f32, the library keeps f32
   Model model(manifest, registry, std::move(parent.weights), pool,
               ModelOptions{data.batch_size, data.seq_len});
 
@@ -600,7 +600,7 @@ int run_cost(const PuzzleArgs& args) {
   const std::vector<LayerVariants>& library = lib.index.layers;
   const puzzle::Scenario& scenario = config.cost.scenario;
   Manifest manifest = lib.model.manifest;
-  manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  manifest.runtime.set_weight_dtype(config.cost.weight_dtype);
   if (config.cost.threads > 0) manifest.runtime.threads = config.cost.threads;
   const int32_t max_b = *std::max_element(scenario.batch_sizes.begin(), scenario.batch_sizes.end());
   const int32_t capacity = scenario.prefill_len + scenario.decode_len;
@@ -838,7 +838,7 @@ fs::path realize_solution(const PuzzleArgs& args, const puzzle::PuzzleConfig& co
   const WeightPlan plan = plan_weights(child_spec, registry);
   puzzle::RealizedChild child = puzzle::realize_child(plan, lib.model.weights);
   child.manifest.model.name = lib.model.manifest.model.name + "-puzzle-" + label;
-  child.manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  child.manifest.runtime.set_weight_dtype(config.cost.weight_dtype);
   LoadedModel meta;
   meta.format = lib.model.format;
   meta.path = lib.model.path;

@@ -162,7 +162,7 @@ int run_evaluate(const PuzzleArgs& args) {
 
   const puzzle::Scenario& scenario = config.cost.scenario;
   Manifest parent_manifest = lib.model.manifest;
-  parent_manifest.runtime.weight_dtype = config.cost.weight_dtype;
+  parent_manifest.runtime.set_weight_dtype(config.cost.weight_dtype);
   const int32_t threads =
       config.cost.threads > 0 ? config.cost.threads : parent_manifest.runtime.threads;
   const int32_t slots = std::max(
@@ -178,7 +178,7 @@ int run_evaluate(const PuzzleArgs& args) {
   for (const ChildToEvaluate& c : children) {
     LoadedModel child = open_model(c.folder);
     Manifest m = child.manifest;
-    m.runtime.weight_dtype = config.cost.weight_dtype;
+    m.runtime.set_weight_dtype(config.cost.weight_dtype);
     PluginRegistry child_registry;
     load_plugins(child_registry, args.plugin_paths, &m);
     models.push_back(std::make_unique<Model>(m, child_registry, std::move(child.weights), pool,

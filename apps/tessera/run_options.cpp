@@ -24,6 +24,23 @@ void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype) {
   manifest.runtime.kv_dtype = parse_dtype(kv_dtype);  // CLI11 let only f32, bf16 and f16 through
 }
 
+void add_weight_dtype_option(CLI::App& cmd, std::string& weight_dtype) {
+  cmd.add_option("--weight-dtype", weight_dtype,
+                 "Weights: f32, bf16 or f16 for every matrix (default: the manifest's, f32 for a "
+                 "GGUF file), or stored: each as its file stores it, quantised ones kept "
+                 "quantised")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "stored"}));
+}
+
+void apply_weight_dtype(Manifest& manifest, const std::string& weight_dtype) {
+  if (weight_dtype.empty()) return;
+  if (weight_dtype == "stored") {
+    manifest.runtime.weights_as_stored = true;
+    return;
+  }
+  manifest.runtime.set_weight_dtype(parse_dtype(weight_dtype).value());  // CLI11 checked it
+}
+
 void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--decoder", o.decoder, "Decoder provider: greedy, sampling, ...");
   cmd.add_option("--temperature", o.temperature, "Sampling temperature (> 0)")
@@ -38,6 +55,7 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
       ->check(integer_in(0, ThreadPool::kMaxThreads));
   cmd.add_option("--device", o.device, "cpu or cuda (overrides the manifest)");
   add_kv_dtype_option(cmd, o.kv_dtype);
+  add_weight_dtype_option(cmd, o.weight_dtype);
   cmd.add_option("--plugin-path", o.plugin_paths, "Extra folder to search for plugins")
       ->check(CLI::ExistingDirectory);
   cmd.add_flag("-q,--quiet", o.quiet, "No statistics on stderr");
@@ -58,6 +76,7 @@ LoadedModel open_model_for_run(const std::string& path, const RunOptions& o) {
   if (!o.device.empty()) model.manifest.runtime.device = o.device;
   if (o.threads) model.manifest.runtime.threads = *o.threads;
   apply_kv_dtype(model.manifest, o.kv_dtype);
+  apply_weight_dtype(model.manifest, o.weight_dtype);
   return model;
 }
 

@@ -26,7 +26,8 @@ struct RunOptions {
   std::optional<int64_t> seed;
   std::optional<int32_t> threads;
   std::string device;
-  std::string kv_dtype;  // empty: the manifest's
+  std::string kv_dtype;      // empty: the manifest's
+  std::string weight_dtype;  // empty: the manifest's
   bool quiet = false;
   std::string decoder_weights;              // --decoder-weights: e.g. Medusa heads
   std::vector<std::string> decoder_params;  // --decoder-param KEY=VALUE
@@ -34,14 +35,19 @@ struct RunOptions {
 };
 
 // Registers --decoder, --temperature, --top-k, --top-p, --seed, --threads, --device,
-// --kv-dtype, --plugin-path and --quiet on the command.
+// --kv-dtype, --weight-dtype, --plugin-path and --quiet on the command.
 void add_run_options(CLI::App& cmd, RunOptions& options);
 
 // --kv-dtype f32|bf16|f16, and setting it on a manifest (empty: leave it).
 void add_kv_dtype_option(CLI::App& cmd, std::string& kv_dtype);
 void apply_kv_dtype(Manifest& manifest, const std::string& kv_dtype);
 
-// open_model(path) with --device, --threads and --kv-dtype applied to its manifest.
+// --weight-dtype f32|bf16|f16|stored, and setting it on a manifest (empty: leave it).
+void add_weight_dtype_option(CLI::App& cmd, std::string& weight_dtype);
+void apply_weight_dtype(Manifest& manifest, const std::string& weight_dtype);
+
+// open_model(path) with --device, --threads, --kv-dtype and --weight-dtype applied to its
+// manifest.
 LoadedModel open_model_for_run(const std::string& path, const RunOptions& options);
 
 // The manifest's decoder, or --decoder, with the sampling flags and --decoder-param as its

@@ -224,7 +224,7 @@ TrainSession::TrainSession(const TrainConfig& config, LoadedModel& model, Loaded
     return;
   }
   Manifest manifest = model.manifest;
-  manifest.runtime.weight_dtype = TS_F32;  // the masters are the model's own tensors
+  manifest.runtime.set_weight_dtype(TS_F32);  // the masters are the model's own tensors
   s.model = std::make_unique<Model>(manifest, s.registry, std::move(model.weights), *s.pool,
                                     ModelOptions{1, seq_len});
 

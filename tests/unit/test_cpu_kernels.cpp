@@ -17,6 +17,8 @@
 
 #include <gtest/gtest.h>
 
+#include "isa_scope.hpp"
+
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -30,20 +32,8 @@ namespace {
 using tessera::cpu::Isa;
 using tessera::cpu::MatrixView;
 
-// Every instruction set this CPU runs: the kernels are tested on each.
-std::vector<Isa> isas_to_test() {
-  std::vector<Isa> isas = {Isa::avx2};
-  if (tessera::cpu::supported_isa() == Isa::avx512) isas.push_back(Isa::avx512);
-  return isas;
-}
-
-// Caps the kernels at one instruction set for a scope.
-struct IsaScope {
-  explicit IsaScope(Isa isa) { tessera::cpu::set_isa_limit(isa); }
-  ~IsaScope() { tessera::cpu::set_isa_limit(Isa::avx512); }
-  IsaScope(const IsaScope&) = delete;
-  IsaScope& operator=(const IsaScope&) = delete;
-};
+using tessera::test::isas_to_test;
+using tessera::test::IsaScope;
 
 std::vector<float> normal_floats(size_t n, uint64_t seed) {
   tessera::Rng rng(seed);

@@ -102,7 +102,15 @@ TEST(GgufModel, LlamaFixtureBecomesACompleteManifest) {
     EXPECT_EQ(loaded.weights.get(t.name).shape(), t.shape) << t.name;
   }
   EXPECT_EQ(loaded.weights.get("model.embed_tokens.weight").dtype(), TS_F16);  // kept as stored
-  EXPECT_EQ(loaded.weights.get("model.layers.0.mlp.up_proj.weight").dtype(), TS_F32);  // Q4_0
+  // Quantised tensors stay in their blocks (the model dequantises what a block cannot take).
+  EXPECT_EQ(loaded.weights.get("model.layers.0.mlp.up_proj.weight").dtype(), TS_Q4_0);
+  EXPECT_FALSE(loaded.manifest.runtime.weights_as_stored);  // f32 unless asked
+}
+
+// The manifest of a loaded GGUF file with every matrix dequantised to f32.
+Manifest as_f32(Manifest m) {
+  m.runtime.set_weight_dtype(TS_F32);
+  return m;
 }
 
 TEST(GgufModel, LlamaFixtureTokenizerAndChatTemplate) {
@@ -139,10 +147,17 @@ TEST(GgufModel, LlamaLogitsEqualTheHuggingFaceSafetensorsOfTheSameWeights) {
   }
 
   const std::vector<int32_t> tokens{1, 200, 7, 45, 260, 3, 99, 2};
-  const std::vector<float> from_gguf = logits_of(loaded.manifest, loaded.weights, tokens);
-  const std::vector<float> from_hf = logits_of(loaded.manifest, hf, tokens);
+  const Manifest f32 = as_f32(loaded.manifest);
+  const std::vector<float> from_gguf = logits_of(f32, loaded.weights, tokens);
+  const std::vector<float> from_hf = logits_of(f32, hf, tokens);
   EXPECT_EQ(from_gguf, from_hf);
   EXPECT_GT(max_abs(from_gguf), 0.01f);
+  // As stored (Q4_0 matrices, 8-bit activations): close to the f32 run, not equal to it.
+  Manifest as_stored = loaded.manifest;
+  as_stored.runtime.weights_as_stored = true;
+  const std::vector<float> stored = logits_of(as_stored, loaded.weights, tokens);
+  EXPECT_NE(stored, from_gguf);
+  EXPECT_LT(max_abs_diff(stored, from_gguf), 0.1f);
 
   // Without the reordering the logits differ (the test would catch a loader that forgot it).
   WeightStore unreordered = loaded.weights;
@@ -154,7 +169,7 @@ TEST(GgufModel, LlamaLogitsEqualTheHuggingFaceSafetensorsOfTheSameWeights) {
           file.load_tensor(gguf_name));
     }
   }
-  EXPECT_GT(max_abs_diff(logits_of(loaded.manifest, unreordered, tokens), from_hf), 1e-3f);
+  EXPECT_GT(max_abs_diff(logits_of(f32, unreordered, tokens), from_hf), 1e-3f);
 }
 
 TEST(GgufModel, UnpermuteRopeRowsRestoresHalfSplitOrder) {
@@ -215,8 +230,9 @@ TEST(GgufModel, DeciLogitsEqualTheHuggingFaceSafetensorsAndTheReference) {
   const LoadedModel loaded = load_gguf_model(kDeci);
   const WeightStore hf = read_safetensors(kDeciHf);
   const std::vector<int32_t> tokens{5, 63, 0, 17, 42, 8};
-  const std::vector<float> from_gguf = logits_of(loaded.manifest, loaded.weights, tokens);
-  EXPECT_EQ(from_gguf, logits_of(loaded.manifest, hf, tokens));
+  const Manifest f32 = as_f32(loaded.manifest);
+  const std::vector<float> from_gguf = logits_of(f32, loaded.weights, tokens);
+  EXPECT_EQ(from_gguf, logits_of(f32, hf, tokens));
   // And the same model computed by hand from the Hugging Face weights.
   ReferenceModel reference(loaded.manifest, hf);
   EXPECT_LT(max_abs_diff(from_gguf, reference.feed(tokens)), 2e-4f);
@@ -690,8 +706,9 @@ TEST(GgufModelSmolLM2, LoadsAsTheSmolLM2Shape) {
                          .at("first")
                          .get<std::vector<float>>();
   const Tensor& embed = loaded.weights.get("model.embed_tokens.weight");
-  ASSERT_EQ(embed.dtype(), TS_F32);
-  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(embed.data<float>()[i], first[i]) << i;
+  ASSERT_EQ(embed.dtype(), TS_Q8_0);  // as the file stores it
+  const std::vector<float> values = floats_of(embed);
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(values[i], first[i]) << i;
 }
 
 }  // namespace

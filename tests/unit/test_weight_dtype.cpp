@@ -3,6 +3,8 @@
 // dtype first.
 #include "model_fixtures.hpp"
 
+#include <tessera/engine/weight_plan.hpp>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -75,7 +77,7 @@ TEST_P(WeightDtypeModel, MatchesTheF32ModelOnRoundedWeights) {
     SCOPED_TRACE(std::string(dtype_name(dtype)) + (tied ? " tied" : " untied"));
     Manifest half_manifest = hetero_manifest("{ kind = \"swiglu\" }", tied);
     const WeightStore weights = init_random_weights(half_manifest, plugins(), 5);
-    half_manifest.runtime.weight_dtype = dtype;
+    half_manifest.runtime.set_weight_dtype(dtype);
     const Manifest f32_manifest = hetero_manifest("{ kind = \"swiglu\" }", tied);
 
     Model half(half_manifest, plugins(), weights, test_pool());
@@ -113,12 +115,64 @@ INSTANTIATE_TEST_SUITE_P(HalfDtypes, WeightDtypeModel, ::testing::Values(TS_BF16
 
 TEST(WeightDtypeModel, AddedWeightsAreStoredInTheWeightDtype) {
   Manifest m = hetero_manifest();
-  m.runtime.weight_dtype = TS_BF16;
+  m.runtime.set_weight_dtype(TS_BF16);
   Model model(m, plugins(), init_random_weights(m, plugins(), 2), test_pool());
   model.add_weights("extra.matrix", Tensor({4, 8}, TS_F32));
   model.add_weights("extra.vector", Tensor({8}, TS_F16));
   EXPECT_EQ(model.weights().get("extra.matrix").dtype(), TS_BF16);
   EXPECT_EQ(model.weights().get("extra.vector").dtype(), TS_F32);
+}
+
+// "stored" keeps each matrix as its file has it; writing the manifest keeps the word, and an
+// explicit dtype afterwards (set_weight_dtype) turns it off.
+TEST(WeightDtypeManifest, StoredIsAChoiceThatSurvivesWritingAndCanBeOverridden) {
+  Manifest m = parse_manifest(with_runtime("weight_dtype = \"stored\""), "wd.toml", ".");
+  EXPECT_TRUE(m.runtime.weights_as_stored);
+  EXPECT_NE(to_toml(m).find("weight_dtype = \"stored\""), std::string::npos) << to_toml(m);
+  EXPECT_TRUE(parse_manifest(to_toml(m), "again.toml", ".").runtime.weights_as_stored);
+  m.runtime.set_weight_dtype(TS_BF16);
+  EXPECT_FALSE(m.runtime.weights_as_stored);
+  EXPECT_EQ(m.runtime.weight_dtype, TS_BF16);
+  EXPECT_NE(error_of(with_runtime("weight_dtype = \"q4_1\"")).find("\"stored\""),
+            std::string::npos);
+}
+
+// What the model keeps each tensor in (run_dtype): a quantised matrix stays so only as stored
+// weights read by blocks that accept its dtype; vectors are f32; float matrices follow
+// weight_dtype, or stay as they are when stored.
+TEST(WeightDtypeModel, RunDtypeKeepsQuantisedMatricesOnlyWhereTheReaderTakesThem) {
+  const Tensor q4({4, 64}, TS_Q4_1);
+  const Tensor half({4, 64}, TS_F16);
+  const Tensor vector({64}, TS_F16);
+  const uint32_t floats = kFloatDtypeMask;
+  const uint32_t all = kFloatDtypeMask | kQuantizedDtypeMask;
+  RuntimeSpec f32;
+  EXPECT_EQ(run_dtype(f32, q4, all), TS_F32);
+  EXPECT_EQ(run_dtype(f32, half, all), TS_F32);
+  RuntimeSpec bf16;
+  bf16.set_weight_dtype(TS_BF16);
+  EXPECT_EQ(run_dtype(bf16, q4, all), TS_BF16);
+  RuntimeSpec stored;
+  stored.weights_as_stored = true;
+  EXPECT_EQ(run_dtype(stored, q4, all), TS_Q4_1);
+  EXPECT_EQ(run_dtype(stored, q4, floats), TS_F32);  // a block that reads no quantised dtype
+  EXPECT_EQ(run_dtype(stored, q4, 0), TS_F32);       // 0: f32, f16 and bf16
+  EXPECT_EQ(run_dtype(stored, half, all), TS_F16);
+  EXPECT_EQ(run_dtype(stored, vector, all), TS_F32);
+  EXPECT_EQ(run_dtype(stored, Tensor({4}, TS_I32), all), TS_I32);
+}
+
+// A quantised tensor handed to the model: kept as stored weights, dequantised otherwise.
+TEST(WeightDtypeModel, AddedQuantisedWeightsAreKeptOnlyAsStoredWeights) {
+  Manifest m = hetero_manifest();
+  const WeightStore weights = init_random_weights(m, plugins(), 2);
+  Model f32_model(m, plugins(), weights, test_pool());
+  f32_model.add_weights("extra.q", Tensor({2, 64}, TS_Q8_0));
+  EXPECT_EQ(f32_model.weights().get("extra.q").dtype(), TS_F32);
+  m.runtime.weights_as_stored = true;
+  Model stored_model(m, plugins(), weights, test_pool());
+  stored_model.add_weights("extra.q", Tensor({2, 64}, TS_Q8_0));
+  EXPECT_EQ(stored_model.weights().get("extra.q").dtype(), TS_Q8_0);
 }
 
 }  // namespace

@@ -313,7 +313,8 @@ TEST(ModelWeights, ADtypeNoBlockTakesNamesTheTensorAndItsFile) {
   const std::string message = error_of([&] { Model model(m, plugins(), weights, test_pool()); });
   EXPECT_HAS(message,
              "weight 'model.layers.1.self_attn.k_proj.weight' ('k.safetensors') has dtype i32; "
-             "expected f32, f16 or bf16, as layer 1 attention gqa (tessera-attention-cpu)");
+             "expected f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k, as layer 1 attention "
+             "gqa (tessera-attention-cpu)");
   WeightStore head = init_random_weights(m, plugins(), 7);
   head.add("model.norm.weight", Tensor({64}, TS_U8));
   EXPECT_HAS(error_of([&] { Model model(m, plugins(), head, test_pool()); }),

@@ -472,8 +472,9 @@ RuntimeSpec parse_runtime(const Reader& r, const toml::table& root, const fs::pa
     rt.dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
   }
   if (std::optional<std::string> dtype =
-          get_choice(r, *t, "weight_dtype", where, {"f32", "f16", "bf16"})) {
-    rt.weight_dtype = *dtype == "f32" ? TS_F32 : *dtype == "f16" ? TS_F16 : TS_BF16;
+          get_choice(r, *t, "weight_dtype", where, {"f32", "f16", "bf16", "stored"})) {
+    rt.weights_as_stored = *dtype == "stored";
+    rt.weight_dtype = *dtype == "f16" ? TS_F16 : *dtype == "bf16" ? TS_BF16 : TS_F32;
   }
   if (std::optional<std::string> dtype =
           get_choice(r, *t, "kv_dtype", where, {"f32", "f16", "bf16"})) {
@@ -727,8 +728,8 @@ std::string to_toml(const Manifest& manifest) {
 
   const RuntimeSpec& rt = manifest.runtime;
   out << "\n[runtime]\ndevice = " << toml_string(rt.device)
-      << "\ndtype = " << toml_string(dtype_text(rt.dtype))
-      << "\nweight_dtype = " << toml_string(dtype_text(rt.weight_dtype));
+      << "\ndtype = " << toml_string(dtype_text(rt.dtype)) << "\nweight_dtype = "
+      << toml_string(rt.weights_as_stored ? "stored" : dtype_text(rt.weight_dtype));
   if (rt.kv_dtype) out << "\nkv_dtype = " << toml_string(dtype_text(*rt.kv_dtype));
   out << "\nthreads = " << rt.threads << "\n";
   if (!rt.plugin_paths.empty()) {

@@ -43,18 +43,6 @@ bool is_float_dtype(ts_dtype d) {
   return d == TS_F32 || d == TS_F16 || d == TS_BF16;
 }
 
-// The dtype the model keeps a weight in: matrices (embedding, lm head, block
-// weights) in [runtime] weight_dtype, vectors (norms) in f32.
-ts_dtype stored_dtype(const Tensor& t, ts_dtype weight_dtype) {
-  if (!is_float_dtype(t.dtype())) return t.dtype();
-  return t.ndim() >= 2 ? weight_dtype : TS_F32;
-}
-
-Tensor to_stored_dtype(const Tensor& t, ts_dtype weight_dtype) {
-  const ts_dtype want = stored_dtype(t, weight_dtype);
-  return t.dtype() == want ? t : t.to(want);
-}
-
 KvLayerShape kv_shape_of(const Block& block) {
   const ts_block_info& info = block.info();
   if (info.kv_heads == 0) return {};
@@ -136,16 +124,16 @@ struct Model::Impl {
   std::vector<float> x, normed, y, last_rows, head_hidden;
   std::vector<int32_t> positions;
 
+  // A host-owned weight, already in the dtype stored_dtype chose (check_weights has checked
+  // that dtype against what the host reads).
   const Tensor& require(const WeightStore& store, const std::string& name,
-                        const std::vector<int64_t>& shape, const std::string& purpose,
-                        ts_dtype dtype) const {
+                        const std::vector<int64_t>& shape, const std::string& purpose) const {
     if (!store.has(name))
       throw ModelError("missing weight '" + name + "' (" + purpose + ") in " + source);
     const Tensor& t = store.get(name);
-    if (t.dtype() != dtype)
+    if (shape.size() == 1 && t.dtype() != TS_F32)
       throw ModelError("weight '" + name + "' (" + purpose + ") in " + source + " has dtype " +
-                       dtype_name(t.dtype()) + ", expected " + dtype_name(dtype) +
-                       " (f32, f16 and bf16 weights are converted to [runtime] weight_dtype)");
+                       dtype_name(t.dtype()) + ", expected f32");
     if (t.shape() != shape)
       throw ModelError("weight '" + name + "' (" + purpose + ") in " + source + " has shape " +
                        t.shape_string() + ", expected " + shape_text(shape));
@@ -245,7 +233,7 @@ struct Model::Impl {
 
     if (!block.identity()) {
       const std::string norm_name = block_norm_name(layer, kind);
-      sub.norm = require(m.weights_, norm_name, {m.hidden()}, owner + " norm", TS_F32);
+      sub.norm = require(m.weights_, norm_name, {m.hidden()}, owner + " norm");
     }
     if (is_attention) {
       // The cache as declared (checked above against info()); from info() for a block
@@ -336,12 +324,13 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
 
   // Activations are f32; the matrices the blocks, the embedding and the lm head
   // read are kept in weight_dtype (decode reads every one of them per token).
-  const ts_dtype weight_dtype = manifest_.runtime.weight_dtype;
   if (weights_.refuse_unread) check_no_unread_weights(plan, weights_);
   WeightStore converted;
   converted.source = im.source;
-  for (const auto& [tensor_name, t] : weights_.all())
-    converted.add(tensor_name, to_stored_dtype(t, weight_dtype));
+  for (const auto& [tensor_name, t] : weights_.all()) {
+    const ts_dtype want = run_dtype(plan, tensor_name, t);
+    converted.add(tensor_name, t.dtype() == want ? t : t.to(want));
+  }
   for (const auto& [tensor_name, origin] : weights_.origins())
     converted.set_origin(tensor_name, origin);
   weights_ = std::move(converted);
@@ -350,11 +339,11 @@ Model::Model(const Manifest& manifest, const PluginRegistry& registry, WeightSto
   check_weights(plan, weights_);
   const int64_t vocab_rows = spec.vocab_size, hidden_size = spec.hidden_size;
   im.embed = im.require(weights_, "model.embed_tokens.weight", {vocab_rows, hidden_size},
-                        "token embedding", weight_dtype);
-  im.final_norm = im.require(weights_, "model.norm.weight", {hidden_size}, "final norm", TS_F32);
-  im.lm_head = spec.tie_embeddings ? im.embed
-                                   : im.require(weights_, "lm_head.weight",
-                                                {vocab_rows, hidden_size}, "lm head", weight_dtype);
+                        "token embedding");
+  im.final_norm = im.require(weights_, "model.norm.weight", {hidden_size}, "final norm");
+  im.lm_head = spec.tie_embeddings
+                   ? im.embed
+                   : im.require(weights_, "lm_head.weight", {vocab_rows, hidden_size}, "lm head");
 
   for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
     const LayerSpec& ls = manifest_.layers[static_cast<size_t>(layer)];
@@ -401,7 +390,7 @@ Block& Model::ffn(int32_t layer) {
 void Model::embed(const std::vector<int32_t>& tokens, float* x) const {
   const int64_t h = hidden();
   const Tensor& table = impl_->embed;
-  const size_t row_bytes = static_cast<size_t>(h) * dtype_size(table.dtype());
+  const size_t row_bytes = dtype_bytes(table.dtype(), h);
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t token = tokens[i];
     if (token < 0 || token >= vocab())
@@ -624,7 +613,9 @@ void Model::swap_block(int32_t layer, ts_kind kind, const BlockSpec& spec) {
 void Model::add_weights(const std::string& name, Tensor t) {
   // WeightStore::add replaces a tensor of the same name; blocks built earlier hold their
   // own reference to the old one, so it stays alive until they are swapped out.
-  const ts_dtype want = stored_dtype(t, manifest_.runtime.weight_dtype);
+  // A quantised tensor stays so only as "stored" weights; the block that reads it checks its
+  // dtype when it is built.
+  const ts_dtype want = run_dtype(manifest_.runtime, t, ~0u);
   if (t.dtype() != want) t = t.to(want);
   weights_.add(name, std::move(t));
 }

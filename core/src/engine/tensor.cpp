@@ -1,8 +1,11 @@
 #include <cstring>
 #include <new>
 #include <sstream>
+#include <tessera/cpu/quant_matmul.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/engine/tensor.hpp>
+
+#include <vector>
 
 namespace tessera {
 namespace {
@@ -46,6 +49,21 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// A quantised tensor's rows must be whole blocks (ABI 2.3).
+void check_quantized_shape(const std::vector<int64_t>& shape, ts_dtype dtype) {
+  if (!is_quantized(dtype)) return;
+  const int64_t block = dtype_block_elems(dtype);
+  if (shape.empty() || shape.back() % block != 0)
+    throw Error("a " + std::string(dtype_name(dtype)) + " tensor of shape " +
+                shape_to_string(shape) + " must have a last dimension that is a multiple of " +
+                std::to_string(block) + " (its block)");
+}
+
+// n values (whole blocks) of a quantised dtype to f32, as one row.
+void dequantize(const void* src, ts_dtype dtype, float* dst, int64_t n) {
+  cpu::dequantize_rows(dtype, src, dtype_bytes(dtype, n), n, 0, 1, dst);
+}
+
 }  // namespace
 
 Allocator& cpu_allocator() {
@@ -55,11 +73,12 @@ Allocator& cpu_allocator() {
 
 Tensor::Tensor(std::vector<int64_t> shape, ts_dtype dtype, Allocator& alloc)
     : shape_(std::move(shape)), dtype_(dtype), device_(alloc.device()) {
-  if (dtype_size(dtype) == 0) {
+  if (dtype_block_elems(dtype) == 0) {
     throw Error("tensor dtype " + std::to_string(static_cast<int>(dtype)) +
-                " is unknown; expected f32, f16, bf16, i32, i64 or u8");
+                " is unknown; expected f32, f16, bf16, i32, i64, u8 or a quantised dtype");
   }
-  const size_t n_bytes = static_cast<size_t>(checked_numel(shape_)) * dtype_size(dtype);
+  check_quantized_shape(shape_, dtype);
+  const size_t n_bytes = dtype_bytes(dtype, checked_numel(shape_));
   // Zero elements still get a (tiny) buffer so that empty() means "no tensor".
   const size_t alloc_bytes = n_bytes == 0 ? 1 : n_bytes;
   Allocator* owner = &alloc;
@@ -73,10 +92,11 @@ Tensor::Tensor(std::vector<int64_t> shape, ts_dtype dtype, Allocator& alloc)
 
 Tensor Tensor::borrow(void* data, std::vector<int64_t> shape, ts_dtype dtype,
                       std::shared_ptr<void> keepalive) {
-  if (dtype_size(dtype) == 0) {
+  if (dtype_block_elems(dtype) == 0) {
     throw Error("borrowed tensor dtype " + std::to_string(static_cast<int>(dtype)) + " is unknown");
   }
   checked_numel(shape);
+  check_quantized_shape(shape, dtype);
   Tensor t;
   t.storage_ = std::move(keepalive);
   t.data_ = data;
@@ -119,9 +139,10 @@ Tensor Tensor::to(ts_dtype dtype) const {
                 "; conversion runs on the CPU only");
   }
   if (dtype == dtype_) return clone();
-  if (!is_float_dtype(dtype_) || !is_float_dtype(dtype)) {
+  if ((!is_float_dtype(dtype_) && !is_quantized(dtype_)) || !is_float_dtype(dtype)) {
     throw Error(std::string("cannot convert a tensor from ") + dtype_name(dtype_) + " to " +
-                dtype_name(dtype) + ": only f32, f16 and bf16 convert among themselves");
+                dtype_name(dtype) +
+                ": only f32, f16 and bf16 convert among themselves, and quantised tensors to them");
   }
   Tensor out(shape_, dtype);
   convert(data_, dtype_, out.raw(), dtype, numel());
@@ -186,6 +207,19 @@ std::string Tensor::shape_string() const {
 
 void convert(const void* src, ts_dtype src_dtype, void* dst, ts_dtype dst_dtype, int64_t n) {
   if (n < 0) throw Error("convert: negative element count " + std::to_string(n));
+  if (is_quantized(src_dtype) && is_float_dtype(dst_dtype)) {
+    if (n % dtype_block_elems(src_dtype) != 0)
+      throw Error("convert: " + std::to_string(n) + " values of " + dtype_name(src_dtype) +
+                  " are not whole blocks of " + std::to_string(dtype_block_elems(src_dtype)));
+    if (dst_dtype == TS_F32) {
+      dequantize(src, src_dtype, static_cast<float*>(dst), n);
+      return;
+    }
+    std::vector<float> f32(static_cast<size_t>(n));
+    dequantize(src, src_dtype, f32.data(), n);
+    convert(f32.data(), TS_F32, dst, dst_dtype, n);
+    return;
+  }
   if (!is_float_dtype(src_dtype) || !is_float_dtype(dst_dtype)) {
     throw Error(std::string("cannot convert from ") + dtype_name(src_dtype) + " to " +
                 dtype_name(dst_dtype) + ": only f32, f16 and bf16 convert among themselves");

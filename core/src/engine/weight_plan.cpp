@@ -12,7 +12,7 @@
 namespace tessera {
 namespace {
 
-constexpr uint32_t kFloatDtypes = (1u << TS_F32) | (1u << TS_F16) | (1u << TS_BF16);
+constexpr uint32_t kFloatDtypes = kFloatDtypeMask;
 
 // The host converts between the float dtypes (runtime.weight_dtype), so any of them is
 // accepted where a block takes floats; anything else must be one the block names.
@@ -125,7 +125,8 @@ PlannedTensor host_tensor(std::string name, std::vector<int64_t> shape, ts_init 
   t.init_scale = scale;
   t.layer = layer;
   t.owner = std::move(owner);
-  t.dtypes = 1u << TS_F32 | 1u << TS_F16 | 1u << TS_BF16;
+  // The model's embedding lookup and lm head product take quantised matrices too.
+  t.dtypes = kFloatDtypeMask | (t.shape.size() >= 2 ? kQuantizedDtypeMask : 0u);
   return t;
 }
 
@@ -339,6 +340,21 @@ WeightPlan plan_weights(const Manifest& m, const PluginRegistry& registry,
   }
   plan.tensors = std::move(table).sorted();
   return plan;
+}
+
+ts_dtype run_dtype(const RuntimeSpec& runtime, const Tensor& t, uint32_t accepted) {
+  const bool quantized = is_quantized(t.dtype());
+  const bool is_float = ((kFloatDtypes >> static_cast<uint32_t>(t.dtype())) & 1u) != 0;
+  if (!is_float && !quantized) return t.dtype();
+  if (t.ndim() < 2) return TS_F32;
+  if (!runtime.weights_as_stored) return runtime.weight_dtype;
+  if (!quantized) return t.dtype();
+  return ((accepted >> static_cast<uint32_t>(t.dtype())) & 1u) != 0 ? t.dtype() : TS_F32;
+}
+
+ts_dtype run_dtype(const WeightPlan& plan, const std::string& name, const Tensor& t) {
+  const PlannedTensor* planned = plan.find(name);
+  return run_dtype(plan.manifest.runtime, t, planned != nullptr ? planned->dtypes : 0);
 }
 
 void check_block_weights(const PlannedBlock& block, const WeightStore& weights,

@@ -16,6 +16,7 @@
 #include <tessera/dtype.hpp>
 #include <tessera/engine/error.hpp>
 #include <tessera/formats/dequantize.hpp>
+#include <tessera/quant/blocks.hpp>
 
 #if defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
@@ -71,115 +72,17 @@ constexpr std::array<GgmlTypeInfo, 31> kTypeInfos = {{
     {"BF16", 1, 2, true},
 }};
 
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
+using quant::load_f16;
+using quant::load_u16;
 
-float load_f16(const uint8_t* p) {
-  return f16_to_f32(load_u16(p));
-}
-
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block.
-void k_scale_min(const uint8_t* scales, int j, uint8_t& scale, uint8_t& min) {
-  if (j < 4) {
-    scale = scales[j] & 63;
-    min = scales[j + 4] & 63;
-  } else {
-    scale = static_cast<uint8_t>((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
-    min = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
-  }
-}
-
-// ---- scalar reference, one block at a time --------------------------------------------------
-
-void ref_q4_0(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  const uint8_t* qs = b + 2;
-  for (int l = 0; l < kQK / 2; ++l) {
-    y[l] = static_cast<float>((qs[l] & 0xF) - 8) * d;
-    y[l + kQK / 2] = static_cast<float>((qs[l] >> 4) - 8) * d;
-  }
-}
-
-void ref_q4_1(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  const float m = load_f16(b + 2);
-  const uint8_t* qs = b + 4;
-  for (int l = 0; l < kQK / 2; ++l) {
-    y[l] = static_cast<float>(qs[l] & 0xF) * d + m;
-    y[l + kQK / 2] = static_cast<float>(qs[l] >> 4) * d + m;
-  }
-}
-
-void ref_q8_0(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  for (int l = 0; l < kQK; ++l) y[l] = static_cast<float>(static_cast<int8_t>(b[2 + l])) * d;
-}
-
-void ref_q4_k(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  const float dmin = load_f16(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qs = b + 4 + kKScaleBytes;
-  // Four groups of 32 bytes; low nibbles are sub-block 2g, high nibbles sub-block 2g+1.
-  for (int g = 0; g < 4; ++g) {
-    for (int half = 0; half < 2; ++half) {
-      const int sub = 2 * g + half;
-      uint8_t sc, mn;
-      k_scale_min(scales, sub, sc, mn);
-      const float d_sub = d * static_cast<float>(sc);
-      const float m_sub = dmin * static_cast<float>(mn);
-      for (int l = 0; l < 32; ++l) {
-        const int q = (qs[32 * g + l] >> (4 * half)) & 0xF;
-        y[32 * sub + l] = d_sub * static_cast<float>(q) - m_sub;
-      }
-    }
-  }
-}
-
-void ref_q5_k(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  const float dmin = load_f16(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 4 + kKScaleBytes;
-  const uint8_t* qs = qh + kQK_K / 8;
-  for (int g = 0; g < 4; ++g) {
-    for (int half = 0; half < 2; ++half) {
-      const int sub = 2 * g + half;
-      uint8_t sc, mn;
-      k_scale_min(scales, sub, sc, mn);
-      const float d_sub = d * static_cast<float>(sc);
-      const float m_sub = dmin * static_cast<float>(mn);
-      for (int l = 0; l < 32; ++l) {
-        const int low = (qs[32 * g + l] >> (4 * half)) & 0xF;
-        const int high = (qh[l] >> sub) & 1;  // bit `sub` of qh[l] is the fifth bit
-        y[32 * sub + l] = d_sub * static_cast<float>(low | (high << 4)) - m_sub;
-      }
-    }
-  }
-}
-
-void ref_q6_k(const uint8_t* b, float* y) {
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + kQK_K / 2;
-  const int8_t* scales = reinterpret_cast<const int8_t*>(b + kQK_K / 2 + kQK_K / 4);
-  const float d = load_f16(b + kQK_K / 2 + kQK_K / 4 + kQK_K / 16);
-  // Two halves of 128 values; in each, chunk c (0..3) of 32 values takes the low (c<2) or high
-  // nibble of ql[64*half + 32*(c%2) + l] and bits 2c..2c+1 of qh[32*half + l].
-  for (int half = 0; half < 2; ++half) {
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int low = (ql[64 * half + 32 * (c % 2) + l] >> (4 * (c / 2))) & 0xF;
-        const int high = (qh[32 * half + l] >> (2 * c)) & 3;
-        const int out = 128 * half + 32 * c + l;
-        const float scale = d * static_cast<float>(scales[out / 16]);
-        y[out] = scale * static_cast<float>((low | (high << 4)) - 32);
-      }
-    }
-  }
-}
+// The scalar reference, one block at a time: the SDK's decoders (tessera/quant/blocks.hpp),
+// built here without FMA contraction.
+constexpr auto ref_q4_0 = quant::dequantize_block_q4_0;
+constexpr auto ref_q4_1 = quant::dequantize_block_q4_1;
+constexpr auto ref_q8_0 = quant::dequantize_block_q8_0;
+constexpr auto ref_q4_k = quant::dequantize_block_q4_k;
+constexpr auto ref_q5_k = quant::dequantize_block_q5_k;
+constexpr auto ref_q6_k = quant::dequantize_block_q6_k;
 
 using BlockFn = void (*)(const uint8_t*, float*);
 
@@ -360,6 +263,37 @@ void dequantize_to_f32(uint32_t type, const void* src, float* dst, int64_t n) {
   }
 #endif
   reference_impl(type, s, dst, n, info);
+}
+
+std::optional<ts_dtype> ts_dtype_of(uint32_t type) {
+  switch (static_cast<GgmlType>(type)) {
+    case GgmlType::F32:
+      return TS_F32;
+    case GgmlType::F16:
+      return TS_F16;
+    case GgmlType::BF16:
+      return TS_BF16;
+    case GgmlType::Q8_0:
+      return TS_Q8_0;
+    case GgmlType::Q4_0:
+      return TS_Q4_0;
+    case GgmlType::Q4_1:
+      return TS_Q4_1;
+    case GgmlType::Q4_K:
+      return TS_Q4_K;
+    case GgmlType::Q5_K:
+      return TS_Q5_K;
+    case GgmlType::Q6_K:
+      return TS_Q6_K;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<uint32_t> ggml_type_of(ts_dtype dtype) {
+  for (uint32_t type = 0; type < kTypeInfos.size(); ++type)
+    if (ts_dtype_of(type) == dtype) return type;
+  return std::nullopt;
 }
 
 }  // namespace tessera

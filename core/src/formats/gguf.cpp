@@ -686,8 +686,11 @@ Tensor GgufFile::load_tensor(std::string_view name, ts_dtype out) const {
 
 Tensor GgufFile::load_tensor(const GgufTensorInfo& info, ts_dtype out) const {
   const std::string where = "GGUF file '" + name_ + "': tensor '" + info.name + "'";
-  if (out != TS_F32 && out != TS_F16 && out != TS_BF16) {
-    throw ModelError(where + ": cannot load as " + dtype_name(out) + "; expected f32, f16 or bf16");
+  const bool as_stored = is_quantized(out) && ts_dtype_of(info.type) == out;
+  if (out != TS_F32 && out != TS_F16 && out != TS_BF16 && !as_stored) {
+    throw ModelError(where + ": cannot load as " + dtype_name(out) +
+                     "; expected f32, f16, bf16 or the tensor's own quantised type (" +
+                     ggml_type_name(info.type) + ")");
   }
   const GgmlTypeInfo* type_info = ggml_type_info(info.type);
   if (type_info == nullptr || !type_info->dequantizable) {
@@ -702,7 +705,7 @@ Tensor GgufFile::load_tensor(const GgufTensorInfo& info, ts_dtype out) const {
     dequantize_to_f32(info.type, src, result.data<float>(), info.numel);
     return result;
   }
-  const bool same = (out == TS_F16 && info.ggml_type() == GgmlType::F16) ||
+  const bool same = as_stored || (out == TS_F16 && info.ggml_type() == GgmlType::F16) ||
                     (out == TS_BF16 && info.ggml_type() == GgmlType::BF16);
   if (same) {
     std::memcpy(result.raw(), src, static_cast<size_t>(info.bytes));

@@ -58,10 +58,10 @@ std::string unused_context(const std::string& gguf_name, const Manifest& layout)
   return " (" + layer_text(layout, layer) + ")";
 }
 
+// The dtype a tensor is loaded in: its own, quantised types included (the model decides
+// what to dequantise once it knows which blocks read what); other types as f32.
 ts_dtype stored_dtype(const GgufTensorInfo& info) {
-  if (info.ggml_type() == GgmlType::F16) return TS_F16;
-  if (info.ggml_type() == GgmlType::BF16) return TS_BF16;
-  return TS_F32;  // quantised types are dequantised
+  return ts_dtype_of(info.type).value_or(TS_F32);
 }
 
 struct PlannedLoad {
@@ -189,11 +189,10 @@ WeightStore gguf_weights(const GgufFile& file, const Manifest& layout) {
 
   uint64_t out_bytes = 0;
   for (const auto& load : loads)
-    out_bytes += static_cast<uint64_t>(load.info->numel) * dtype_size(stored_dtype(*load.info));
-  require_memory(out_bytes, where + ": its " + std::to_string(loads.size()) +
-                                " tensors, dequantised for the CPU blocks");
+    out_bytes += dtype_bytes(stored_dtype(*load.info), load.info->numel);
+  require_memory(out_bytes, where + ": its " + std::to_string(loads.size()) + " tensors");
 
-  // Dequantising is the slow part: one tensor per thread, largest first.
+  // One tensor per thread, largest first (dequantising, where a type needs it, is slow).
   std::vector<Tensor> tensors(loads.size());
   std::vector<size_t> order(loads.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -213,7 +212,7 @@ WeightStore gguf_weights(const GgufFile& file, const Manifest& layout) {
         if (load.rope_head_dim > 0) {
           Tensor reordered(t.shape(), t.dtype());
           unpermute_rope_rows(t.raw(), reordered.raw(), t.dim(0), load.rope_head_dim,
-                              static_cast<size_t>(t.dim(1)) * dtype_size(t.dtype()));
+                              dtype_bytes(t.dtype(), t.dim(1)));
           t = std::move(reordered);
         }
         tensors[order[k]] = std::move(t);

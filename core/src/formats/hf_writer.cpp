@@ -66,10 +66,10 @@ std::vector<std::pair<std::string, Tensor>> tensors_to_write(const WeightPlan& p
       throw ModelError("cannot write the model: tensor '" + p.name + "' has shape " +
                        shape_text(t.shape()) + "; " + p.owner + " declares " + shape_text(p.shape));
     }
-    if (!is_float(t.dtype()) || t.device() != TS_DEVICE_CPU) {
+    if ((!is_float(t.dtype()) && !is_quantized(t.dtype())) || t.device() != TS_DEVICE_CPU) {
       throw ModelError("cannot write the model: tensor '" + p.name + "' is " +
                        dtype_name(t.dtype()) + " on " + device_name(t.device()) +
-                       "; expected f32, f16 or bf16 on the CPU");
+                       "; expected f32, f16, bf16 or a quantised dtype on the CPU");
     }
     std::string written = p.name;
     if (!p.local.empty())
@@ -158,10 +158,14 @@ HfWriteResult write_hf_model(const fs::path& folder, const WeightPlan& plan,
                                                                              : "DeciLMForCausalLM";
   const auto tensors = tensors_to_write(plan, weights, result.dropped);
 
+  // What a tensor is written as: --dtype, else its own; quantised ones (safetensors has no
+  // such dtypes) dequantised to f32.
+  auto written_dtype = [&](const Tensor& t) {
+    return options.dtype ? *options.dtype : is_quantized(t.dtype()) ? TS_F32 : t.dtype();
+  };
   // Shards in name order; a new one starts when the next tensor would pass the limit.
   auto bytes_written = [&](const Tensor& t) {
-    return options.dtype ? static_cast<uint64_t>(t.numel()) * dtype_size(*options.dtype)
-                         : static_cast<uint64_t>(t.bytes());
+    return static_cast<uint64_t>(t.numel()) * dtype_size(written_dtype(t));
   };
   std::vector<std::vector<size_t>> shards(1);
   uint64_t shard_bytes = 0;
@@ -185,9 +189,8 @@ HfWriteResult write_hf_model(const fs::path& folder, const WeightPlan& plan,
     WeightStore shard;
     for (const size_t i : shards[s]) {
       const auto& [tensor_name, tensor] = tensors[i];
-      shard.add(tensor_name, options.dtype && tensor.dtype() != *options.dtype
-                                 ? tensor.to(*options.dtype)
-                                 : tensor);
+      const ts_dtype want = written_dtype(tensor);
+      shard.add(tensor_name, tensor.dtype() != want ? tensor.to(want) : tensor);
       weight_map[tensor_name] = name;
     }
     write_safetensors(staging.path() / name, shard, {{"format", "pt"}});

@@ -41,8 +41,9 @@ const char* safetensors_dtype_name(ts_dtype d) {
       return "I64";
     case TS_U8:
       return "U8";
+    default:
+      return "?";  // the quantised dtypes have no safetensors name
   }
-  return "?";
 }
 
 bool parse_safetensors_dtype(const std::string& s, ts_dtype& out) {

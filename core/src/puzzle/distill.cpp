@@ -87,7 +87,7 @@ LibraryDistiller::LibraryDistiller(const Manifest& manifest,
                 " layers, the manifest " + std::to_string(manifest.layers.size()));
   im.groups = distill_groups(library);
   Manifest f32 = manifest;
-  f32.runtime.weight_dtype = TS_F32;  // the trainers' masters are the models' own tensors
+  f32.runtime.set_weight_dtype(TS_F32);  // the trainers' masters are the models' own tensors
   im.parent = std::make_unique<Model>(f32, registry, weights, pool, ModelOptions{slots, capacity});
   for (const DistillGroup& g : im.groups) {
     Manifest m = f32;

@@ -173,6 +173,8 @@ class GqaAttention {
                       {"k_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
                       {"v_proj.weight", {kv_rows, s.hidden}, TS_SPLIT_ROWS},
                       {"o_proj.weight", {s.hidden, q_rows}, TS_SPLIT_COLUMNS}};
+    for (tessera::sdk::WeightDecl& w : layout.weights)
+      w.dtypes = tessera::cpu::matrix_dtypes(world);
     return layout;
   }
 

@@ -92,6 +92,10 @@ class SwigluFfn {
     layout.weights = {{"gate_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
                       {"up_proj.weight", {inter, hidden}, TS_SPLIT_ROWS},
                       {"down_proj.weight", {hidden, inter}, TS_SPLIT_COLUMNS}};
+    int32_t rank = 0, world = 1;
+    tessera::cpu::comm_rank_world(config, "ffn swiglu", rank, world);
+    for (tessera::sdk::WeightDecl& w : layout.weights)
+      w.dtypes = tessera::cpu::matrix_dtypes(world);
     return layout;
   }
 

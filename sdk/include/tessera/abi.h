@@ -32,8 +32,9 @@ extern "C" {
  * whether they can be built (supports); decode requests address cache slots. */
 #define TS_ABI_MAJOR 2
 /* 2.1: training: a block may offer forward_train, backward and train_workspace.
- * 2.2: row-invariant passes: ts_batch.flags and TS_BLOCK_ROW_INVARIANT. */
-#define TS_ABI_MINOR 2
+ * 2.2: row-invariant passes: ts_batch.flags and TS_BLOCK_ROW_INVARIANT.
+ * 2.3: block-quantised weight dtypes (TS_Q8_0 .. TS_Q6_K). */
+#define TS_ABI_MINOR 3
 #define TS_PLUGIN_ENTRY "tessera_plugin"
 
 #if defined(_WIN32)
@@ -59,7 +60,18 @@ typedef enum ts_dtype {
   TS_BF16 = 2,
   TS_I32 = 3,
   TS_I64 = 4,
-  TS_U8 = 5
+  TS_U8 = 5,
+  /* (2.3) Block-quantised weights, in the public GGUF block layouts: each row of a
+   * [rows, cols] matrix is cols / B blocks of B values (B = 32, or 256 for the K
+   * types), rows back to back; stride[0] still counts values (cols). The host hands
+   * a block such a tensor only for a weight whose ts_weight_decl.dtypes has its bit,
+   * and only for matrices whose cols is a multiple of B. */
+  TS_Q8_0 = 6,
+  TS_Q4_0 = 7,
+  TS_Q4_1 = 8,
+  TS_Q4_K = 9,
+  TS_Q5_K = 10,
+  TS_Q6_K = 11
 } ts_dtype;
 
 typedef enum ts_device { TS_DEVICE_CPU = 0, TS_DEVICE_CUDA = 1 } ts_device;
@@ -222,7 +234,8 @@ typedef struct ts_weight_decl {
   int64_t shape[TS_MAX_DIMS]; /* the whole tensor, unsharded */
   /* The dtypes the block reads it in, as a mask of (1u << ts_dtype). The host keeps
    * matrices in [runtime] weight_dtype and vectors in f32 when the mask allows;
-   * 0 means f32, f16 and bf16. */
+   * 0 means f32, f16 and bf16. (2.3) A quantised dtype's bit lets the host keep a
+   * quantised matrix as the file stores it; without it the host dequantises. */
   uint32_t dtypes;
   int32_t split;    /* ts_split */
   int32_t init;     /* ts_init */

@@ -10,6 +10,8 @@
 
 namespace tessera {
 
+// Bytes of one element of a plain dtype; 0 for block-quantised and unknown dtypes (see
+// dtype_block_bytes).
 inline size_t dtype_size(int32_t dtype) {
   switch (dtype) {
     case TS_F32:
@@ -43,6 +45,18 @@ inline const char* dtype_name(int32_t dtype) {
       return "i64";
     case TS_U8:
       return "u8";
+    case TS_Q8_0:
+      return "q8_0";
+    case TS_Q4_0:
+      return "q4_0";
+    case TS_Q4_1:
+      return "q4_1";
+    case TS_Q4_K:
+      return "q4_k";
+    case TS_Q5_K:
+      return "q5_k";
+    case TS_Q6_K:
+      return "q6_k";
     default:
       return "unknown";
   }
@@ -55,7 +69,59 @@ inline std::optional<ts_dtype> parse_dtype(std::string_view s) {
   if (s == "i32" || s == "int32") return TS_I32;
   if (s == "i64" || s == "int64") return TS_I64;
   if (s == "u8" || s == "uint8") return TS_U8;
+  if (s == "q8_0") return TS_Q8_0;
+  if (s == "q4_0") return TS_Q4_0;
+  if (s == "q4_1") return TS_Q4_1;
+  if (s == "q4_k") return TS_Q4_K;
+  if (s == "q5_k") return TS_Q5_K;
+  if (s == "q6_k") return TS_Q6_K;
   return std::nullopt;
+}
+
+// (ABI 2.3) Whether `dtype` is one of the block-quantised weight dtypes.
+inline bool is_quantized(int32_t dtype) {
+  return dtype >= TS_Q8_0 && dtype <= TS_Q6_K;
+}
+
+// Masks of 1u << ts_dtype, as ts_weight_decl.dtypes holds them.
+inline constexpr uint32_t kFloatDtypeMask = (1u << TS_F32) | (1u << TS_F16) | (1u << TS_BF16);
+inline constexpr uint32_t kQuantizedDtypeMask = (1u << TS_Q8_0) | (1u << TS_Q4_0) |
+                                                (1u << TS_Q4_1) | (1u << TS_Q4_K) |
+                                                (1u << TS_Q5_K) | (1u << TS_Q6_K);
+
+// Values per block: 32 or 256 for the quantised dtypes, 1 for the plain ones, 0 if unknown.
+inline int64_t dtype_block_elems(int32_t dtype) {
+  if (dtype == TS_Q4_K || dtype == TS_Q5_K || dtype == TS_Q6_K) return 256;
+  if (is_quantized(dtype)) return 32;
+  return dtype_size(dtype) > 0 ? 1 : 0;
+}
+
+// Bytes per block (the public GGUF layouts); the element size for plain dtypes.
+inline size_t dtype_block_bytes(int32_t dtype) {
+  switch (dtype) {
+    case TS_Q8_0:
+      return 34;  // f16 d, 32 x int8
+    case TS_Q4_0:
+      return 18;  // f16 d, 16 bytes of nibbles
+    case TS_Q4_1:
+      return 20;  // f16 d, f16 m, nibbles
+    case TS_Q4_K:
+      return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles
+    case TS_Q5_K:
+      return 176;  // as Q4_K, plus 32 bytes of fifth bits
+    case TS_Q6_K:
+      return 210;  // 128 low nibbles, 64 of high pairs, 16 int8 scales, f16 d
+    default:
+      return dtype_size(dtype);
+  }
+}
+
+// Bytes of `n` values of `dtype`, or 0 when the dtype is unknown or n is negative or not a
+// whole number of blocks.
+inline size_t dtype_bytes(int32_t dtype, int64_t n) {
+  const int64_t block = dtype_block_elems(dtype);
+  if (block <= 0 || n < 0 || n % block != 0) return 0;
+  return static_cast<size_t>(n / block) * dtype_block_bytes(dtype);
 }
 
 inline const char* device_name(int32_t device) {

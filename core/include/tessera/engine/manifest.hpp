@@ -80,7 +80,11 @@ struct RuntimeSpec {
   std::string device = "cpu";
   ts_dtype dtype = TS_F32;         // activations (the CPU blocks need f32)
   ts_dtype weight_dtype = TS_F32;  // block matrices, embedding and lm head; norms stay f32
-  int32_t threads = 0;             // 0: every core
+  // weight_dtype = "stored": each matrix runs in the dtype its file stores it in, a quantised
+  // one (ABI 2.3) kept quantised where the block that reads it accepts that, else
+  // dequantised to f32.
+  bool weights_as_stored = false;
+  int32_t threads = 0;  // 0: every core
   // The KV cache's dtype, passed to every block as the parameter kv_dtype (a
   // block's own kv_dtype wins); unset: each attention block keeps its default.
   std::optional<ts_dtype> kv_dtype;
@@ -88,6 +92,12 @@ struct RuntimeSpec {
   std::vector<SourceLocation> plugin_path_locations;  // of each entry, when parsed from a file
   BlockSpec decoder;                                  // kind defaults to "greedy"
   BlockSpec parallel;                                 // kind defaults to "local"
+
+  // Every matrix in `dtype` (f32, f16 or bf16), whatever the file stores.
+  void set_weight_dtype(ts_dtype matrices) {
+    weight_dtype = matrices;
+    weights_as_stored = false;
+  }
 };
 
 struct Manifest {

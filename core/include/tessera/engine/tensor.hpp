@@ -38,7 +38,8 @@ class Tensor {
   int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i)); }
   int ndim() const { return static_cast<int>(shape_.size()); }
   int64_t numel() const;
-  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  // Whole blocks for a quantised dtype (its last dimension is a multiple of the block).
+  size_t bytes() const { return dtype_bytes(dtype_, numel()); }
   ts_dtype dtype() const { return dtype_; }
   ts_device device() const { return device_; }
   bool empty() const { return data_ == nullptr; }
@@ -51,7 +52,8 @@ class Tensor {
 
   // The ABI view of this tensor.
   ts_tensor view() const;
-  // A copy converted to `dtype` (f32/f16/bf16 among themselves), on the CPU.
+  // A copy converted to `dtype` (f32/f16/bf16 among themselves, or a quantised dtype
+  // dequantised to one of them), on the CPU.
   Tensor to(ts_dtype dtype) const;
   Tensor clone() const;
   // Same storage, new shape with the same element count.
@@ -68,7 +70,8 @@ class Tensor {
   ts_device device_ = TS_DEVICE_CPU;
 };
 
-// Converts n elements between float dtypes (f32, f16, bf16).
+// Converts n elements between float dtypes (f32, f16, bf16); a quantised source (n whole
+// blocks) is dequantised.
 void convert(const void* src, ts_dtype src_dtype, void* dst, ts_dtype dst_dtype, int64_t n);
 
 // A row-major f32 [rows, cols] host matrix as the ABI sees it (no ownership). The data may be

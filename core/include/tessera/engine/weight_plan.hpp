@@ -90,6 +90,14 @@ struct PlanOptions {
   const ts_host* host = nullptr;  // lent to describe and supports through the configuration
 };
 
+// The dtype the model keeps a weight stored as `t` in: vectors (norms) in f32; matrices in
+// [runtime] weight_dtype or, with weight_dtype = "stored", as stored, a quantised one only
+// where what reads it accepts its dtype (`accepted`, a mask of 1u << ts_dtype) and f32
+// elsewhere. Other dtypes (integers) as they are.
+ts_dtype run_dtype(const RuntimeSpec& runtime, const Tensor& t, uint32_t accepted);
+// The same for the tensor `name` of the plan, accepted as what reads it declares.
+ts_dtype run_dtype(const WeightPlan& plan, const std::string& name, const Tensor& t);
+
 // Picks each block's provider as Model does (best score first, skipping one whose supports
 // declines or whose describe reports TS_UNSUPPORTED) and collects what it declares.
 // Throws ManifestError at the block's file:line:column (ModelError when the manifest has no

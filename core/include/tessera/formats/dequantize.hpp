@@ -6,6 +6,8 @@
 // order, never fused), which in turn matches the Python `gguf` package's dequantize.
 #pragma once
 
+#include <tessera/abi.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -74,5 +76,11 @@ void dequantize_to_f32(uint32_t type, const void* src, float* dst, int64_t n);
 
 // The plain scalar loops, one value at a time: the reference the fast path is tested against.
 void dequantize_to_f32_reference(uint32_t type, const void* src, float* dst, int64_t n);
+
+// The ts_dtype a ggml type runs as without conversion (F32, F16, BF16 and the quantised types
+// of ABI 2.3), or nullopt.
+std::optional<ts_dtype> ts_dtype_of(uint32_t type);
+// The ggml type id of a ts_dtype, or nullopt for i32, i64, u8.
+std::optional<uint32_t> ggml_type_of(ts_dtype dtype);
 
 }  // namespace tessera

@@ -40,6 +40,12 @@ inline void check_block_config(const ts_block_config& config, const std::string&
                                 std::to_string(config.hidden));
 }
 
+// The dtypes a CPU block reads a matrix in (ts_weight_decl.dtypes): the floats, and on one
+// rank the quantised dtypes (a shard's column range need not fall on a block boundary).
+inline uint32_t matrix_dtypes(int32_t world) {
+  return world == 1 ? kFloatDtypeMask | kQuantizedDtypeMask : kFloatDtypeMask;
+}
+
 // Fetches a 2-D weight by its block-local name and checks its shape
 // ([rows, cols], the full unsharded tensor), dtype and layout.
 inline MatrixView fetch_weight(const ts_weights* weights, const std::string& label,
@@ -53,9 +59,13 @@ inline MatrixView fetch_weight(const ts_weights* weights, const std::string& lab
   if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
     throw std::invalid_argument(label + ": weight '" + name + "' has shape " +
                                 sdk::shape_string(t) + ", expected " + dims_string({rows, cols}));
-  if (t.dtype != TS_F32 && t.dtype != TS_BF16 && t.dtype != TS_F16)
+  if (t.dtype != TS_F32 && t.dtype != TS_BF16 && t.dtype != TS_F16 && !is_quantized(t.dtype))
     throw sdk::Unsupported(label + ": weight '" + name + "' has dtype " + dtype_name(t.dtype) +
-                           ", expected f32, bf16 or f16");
+                           ", expected f32, bf16, f16 or a quantised dtype");
+  if (is_quantized(t.dtype) && cols % dtype_block_elems(t.dtype) != 0)
+    throw std::invalid_argument(label + ": weight '" + name + "' is " + dtype_name(t.dtype) +
+                                " with " + std::to_string(cols) + " columns, not whole blocks of " +
+                                std::to_string(dtype_block_elems(t.dtype)));
   if (t.device != TS_DEVICE_CPU)
     throw sdk::Unsupported(label + ": weight '" + name + "' is on device " + device_name(t.device) +
                            ", expected cpu");

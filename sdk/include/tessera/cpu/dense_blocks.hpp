@@ -59,8 +59,11 @@ class LinearBlock {
       throw std::invalid_argument(std::string(weight_name) +
                                   ": hidden size must be positive, got " +
                                   std::to_string(config.hidden));
+    int32_t rank = 0, world = 1;
+    comm_rank_world(config, weight_name, rank, world);
     sdk::BlockLayout out;
     out.weights = {{weight_name, {config.hidden, config.hidden}, TS_SPLIT_COLUMNS}};
+    out.weights[0].dtypes = matrix_dtypes(world);
     return out;
   }
 

@@ -9,6 +9,11 @@
 // every plugin it loads) on the AVX2 kernels: for comparisons and for testing
 // both paths on one machine. set_isa_limit does the same for the calling
 // library's kernels, from code (the tests use it).
+//
+// AVX-512 VNNI (vpdpbusd, the 8-bit dot products of the quantised GEMV) is a
+// separate capability within AVX-512: active_vnni() says whether those kernels
+// use it. TESSERA_CPU_VNNI=0 in the environment, or set_vnni_allowed(false),
+// keeps them on their plain AVX-512 path.
 #pragma once
 
 #include <tessera/cpu/simd.hpp>
@@ -83,6 +88,45 @@ inline Isa active_isa() {
   const int limit = detail::isa_limit_slot().load(std::memory_order_relaxed);
   const int have = static_cast<int>(supported_isa());
   return static_cast<Isa>(limit < have ? limit : have);
+}
+
+namespace detail {
+
+inline bool detect_vnni() {
+#if TESSERA_CPU_AVX512
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+inline std::atomic<bool>& vnni_allowed_slot() {
+  static std::atomic<bool> allowed{[] {
+    const char* v = std::getenv("TESSERA_CPU_VNNI");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }()};
+  return allowed;
+}
+
+}  // namespace detail
+
+// Whether this CPU has AVX-512 VNNI (ignoring any limit).
+inline bool supported_vnni() {
+  static const bool vnni = detail::detect_vnni();
+  return vnni;
+}
+
+// Lets (true, the default unless TESSERA_CPU_VNNI=0) or forbids the kernels of this library
+// to use AVX-512 VNNI.
+inline void set_vnni_allowed(bool allowed) {
+  detail::vnni_allowed_slot().store(allowed, std::memory_order_relaxed);
+}
+
+// Whether the kernels use AVX-512 VNNI now: AVX-512 active, VNNI present and allowed.
+inline bool active_vnni() {
+  return active_isa() == Isa::avx512 && supported_vnni() &&
+         detail::vnni_allowed_slot().load(std::memory_order_relaxed);
 }
 
 }  // namespace tessera::cpu

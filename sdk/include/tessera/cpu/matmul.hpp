@@ -17,6 +17,9 @@
 //    AVX-512, chosen at run time). Cache blocking: kc columns of W
 //    (<= kMaxDepth) so that six x rows stay in L1, kNcRows rows of W so that the
 //    packed block stays in L2.
+// Block-quantised W (ABI 2.3) takes quant_matmul.hpp's integer kernels against 8-bit
+// activations for every row count, prefill included (quant_matmul_range): each output has the
+// bits of the one-row GEMV.
 // reference_matmul_nt is the plain loop that the tests hold every path to.
 #pragma once
 
@@ -24,6 +27,7 @@
 #include <tessera/cpu/gemm_avx512.hpp>
 #include <tessera/cpu/gemv_avx512.hpp>
 #include <tessera/cpu/isa.hpp>
+#include <tessera/cpu/quant_matmul.hpp>
 #include <tessera/cpu/simd.hpp>
 #include <tessera/dtype.hpp>
 #include <tessera/plugin.hpp>
@@ -36,10 +40,12 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace tessera::cpu {
 
-// A read-only [rows, cols] matrix, row i at data + i * row_stride elements.
+// A read-only [rows, cols] matrix, row i at data + i * row_stride elements. For a quantised
+// dtype the offsets count whole blocks: a column offset must fall on a block boundary.
 struct MatrixView {
   const void* data = nullptr;
   int32_t dtype = TS_F32;
@@ -47,10 +53,21 @@ struct MatrixView {
   int64_t cols = 0;
   int64_t row_stride = 0;
 
-  const char* elem_ptr(int64_t row, int64_t col) const {
-    return static_cast<const char*>(data) +
-           static_cast<int64_t>(dtype_size(dtype)) * (row * row_stride + col);
+  // Bytes from the start of the matrix to element `n` of the flat layout.
+  int64_t byte_offset(int64_t n) const {
+    if (!is_quantized(dtype)) return static_cast<int64_t>(dtype_size(dtype)) * n;
+    const int64_t block = dtype_block_elems(dtype);
+    if (n % block != 0)
+      throw std::invalid_argument(std::string("matrix view: offset ") + std::to_string(n) +
+                                  " is not on a block of " + dtype_name(dtype) + " (" +
+                                  std::to_string(block) + " values)");
+    return n / block * static_cast<int64_t>(dtype_block_bytes(dtype));
   }
+  const char* elem_ptr(int64_t row, int64_t col) const {
+    return static_cast<const char*>(data) + byte_offset(row * row_stride + col);
+  }
+  // Bytes from one row to the next.
+  size_t row_bytes() const { return static_cast<size_t>(byte_offset(row_stride)); }
   // Rows [begin, end): e.g. the query heads of one rank.
   MatrixView row_slice(int64_t begin, int64_t end) const {
     return {elem_ptr(begin, 0), dtype, end - begin, cols, row_stride};
@@ -67,6 +84,13 @@ inline MatrixView matrix_view(const float* data, int64_t rows, int64_t cols) {
 
 // Element j of row i of w as a float.
 inline float matrix_element(const MatrixView& w, int64_t i, int64_t j) {
+  if (is_quantized(w.dtype)) {  // decode the block that holds it
+    const int64_t block = dtype_block_elems(w.dtype);
+    float values[quant::kSuperBlock];
+    quant::block_decoder(w.dtype)(reinterpret_cast<const uint8_t*>(w.elem_ptr(i, j - j % block)),
+                                  values);
+    return values[j % block];
+  }
   const char* p = w.elem_ptr(i, j);
   switch (w.dtype) {
     case TS_BF16:
@@ -390,6 +414,27 @@ void matmul_range(const float* x, int64_t ldx, int64_t m, const typename L::Elem
   }
 }
 
+// Quantised W: rows [n0, n1) of y for every row of x, on its 8-bit activations (xq: m rows of
+// k / 32 blocks, quantised here when not given). quant_gemm_rows decodes each weight block
+// once for a tile of x rows and gives every output the bits of the one-row GEMV: batch = each
+// alone holds exactly.
+inline void quant_matmul_range(const float* x, int64_t ldx, int64_t m, const MatrixView& w,
+                               int64_t n0, int64_t n1, float* y, int64_t ldy,
+                               const quant::ActBlock* xq) {
+  const int64_t k = w.cols;
+  if (k % dtype_block_elems(w.dtype) != 0)
+    throw std::invalid_argument("matmul: " + std::to_string(k) + " columns of a " +
+                                dtype_name(w.dtype) + " weight are not whole blocks");
+  std::vector<quant::ActBlock> own;
+  if (xq == nullptr) {
+    own.resize(static_cast<size_t>(m * k / quant::kBlock));
+    for (int64_t i = 0; i < m; ++i)
+      quantize_activations(x + i * ldx, k, own.data() + i * k / quant::kBlock);
+    xq = own.data();
+  }
+  quant_gemm_rows(w.dtype, w.data, w.row_bytes(), k, n0, n1, xq, m, y, ldy);
+}
+
 }  // namespace detail
 
 // How the rows of x are reduced. fastest: GEMM when there are several. each_row: every
@@ -408,8 +453,13 @@ inline RowReduction row_reduction(bool row_invariant) {
 // weight dtype other than f32/bf16/f16.
 inline void matmul_nt_range(const float* x, int64_t m, int64_t ldx, const MatrixView& w, int64_t n0,
                             int64_t n1, float* y, int64_t ldy,
-                            RowReduction rows = RowReduction::fastest) {
+                            RowReduction rows = RowReduction::fastest,
+                            const quant::ActBlock* xq = nullptr) {
   if (m <= 0 || n1 <= n0) return;
+  if (is_quantized(w.dtype)) {
+    detail::quant_matmul_range(x, ldx, m, w, n0, n1, y, ldy, xq);
+    return;
+  }
   with_elems(w.dtype, "matmul: weight", [&](auto elems) {
     using L = decltype(elems);
     detail::matmul_range<L>(x, ldx, m, static_cast<const typename L::Elem*>(w.data), w.row_stride,
@@ -470,9 +520,25 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
   for (int t = 0; t < n_targets; ++t) {
     if (t > 0 && targets[t].w.cols != targets[0].w.cols)
       throw std::invalid_argument("matmul_nt_many: products have different inner sizes");
-    if (!has_elems(targets[t].w.dtype))
+    if (!has_elems(targets[t].w.dtype) && !is_quantized(targets[t].w.dtype))
       throw std::invalid_argument(unsupported_elems_message(targets[t].w.dtype, "matmul: weight"));
     units += (targets[t].w.rows + split - 1) / split;
+  }
+  // Activations for the quantised GEMV, quantised once for every target and thread, into a
+  // buffer of the calling thread that decode steps reuse.
+  const int64_t k = targets[0].w.cols;
+  thread_local std::vector<quant::ActBlock> xq_buffer;
+  const quant::ActBlock* xq = nullptr;
+  for (int t = 0; t < n_targets && xq == nullptr; ++t) {
+    if (!is_quantized(targets[t].w.dtype)) continue;
+    if (k % quant::kBlock != 0)
+      throw std::invalid_argument("matmul: " + std::to_string(k) + " columns of a " +
+                                  dtype_name(targets[t].w.dtype) + " weight are not whole blocks");
+    if (xq_buffer.size() < static_cast<size_t>(m * k / quant::kBlock))
+      xq_buffer.resize(static_cast<size_t>(m * k / quant::kBlock));
+    for (int64_t i = 0; i < m; ++i)
+      quantize_activations(x + i * ldx, k, xq_buffer.data() + i * k / quant::kBlock);
+    xq = xq_buffer.data();
   }
   const int64_t grain = matmul_grain(m, targets[0].w.cols);
   parallel_claims(host, units, detail::kClaimUnits, grain, [&](int64_t u0, int64_t u1) {
@@ -483,7 +549,8 @@ inline void matmul_nt_many(const ts_host* host, const float* x, int64_t m, int64
       const int64_t lo = std::max(u0, first), hi = std::min(u1, first + count);
       if (lo < hi)
         matmul_nt_range(x, m, ldx, tg.w, (lo - first) * split,
-                        std::min(tg.w.rows, (hi - first) * split), tg.y, tg.ldy, rows);
+                        std::min(tg.w.rows, (hi - first) * split), tg.y, tg.ldy, rows,
+                        is_quantized(tg.w.dtype) ? xq : nullptr);
       first += count;
     }
   });
